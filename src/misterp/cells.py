@@ -1,0 +1,185 @@
+"""Respondents to binomial cells: successes and trials per demographic cell of a market.
+
+Every model of a market is fitted on the same cell layout: the census cells plus any cell that
+occurs in the survey but not in the census. Cells without respondents carry n = 0 (no
+likelihood contribution) and still get posterior predictions, so a level nobody in the base
+has (a region where nobody knows a small brand) is predicted from the group-effect
+distribution, N(0, sigma), draw by draw. The shared layout also lets one compiled model serve
+every question of a market with only the data swapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from misterp.data import WaveData
+from misterp.specs import ModelSpec
+
+__all__ = ["CellCounts", "MarketCells", "aggregate_cells", "build_market_cells", "group_masks"]
+
+ALL_GROUP = "all"
+
+
+@dataclass(frozen=True)
+class MarketCells:
+    """The cell layout of one market: demographics per cell and census population.
+
+    ``frame`` has one row per cell with the demographic columns as ordered categoricals (levels
+    sorted) and ``population`` (0 for survey cells the census lacks).
+    """
+
+    market: str
+    frame: pd.DataFrame
+    demographics: tuple[str, ...]
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def population(self) -> np.ndarray:
+        """Census count per cell."""
+        return self.frame["population"].to_numpy(dtype=float)
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells in the layout."""
+        return len(self.frame)
+
+    @property
+    def layout_hash(self) -> str:
+        """Identity of the layout: models compiled for one layout can be reused on it."""
+        text = self.frame[list(self.demographics)].astype(str).to_csv(index=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CellCounts:
+    """Successes and trials per cell of a market layout, for one model."""
+
+    yes: np.ndarray
+    n: np.ndarray
+
+    @property
+    def data_hash(self) -> str:
+        """Content hash of the model's data, so a re-run can skip unchanged fits."""
+        digest = hashlib.sha256(self.yes.astype(np.int64).tobytes())
+        digest.update(self.n.astype(np.int64).tobytes())
+        return digest.hexdigest()[:16]
+
+
+def group_masks(
+    frame: pd.DataFrame, target_groups: Mapping[str, Mapping[str, Sequence[str]]]
+) -> dict[str, np.ndarray]:
+    """Boolean cell membership per target group, ``all`` first.
+
+    Examples
+    --------
+    >>> cells = pd.DataFrame({"gender": ["female", "male"], "age": ["18-24", "18-24"]})
+    >>> group_masks(cells, {"women": {"gender": ["female"]}})["women"].tolist()
+    [True, False]
+    """
+    masks = {ALL_GROUP: np.ones(len(frame), dtype=bool)}
+    for name, definition in target_groups.items():
+        mask = np.ones(len(frame), dtype=bool)
+        for column, levels in definition.items():
+            mask &= frame[column].astype(str).isin([str(level) for level in levels]).to_numpy()
+        masks[name] = mask
+    return masks
+
+
+def build_market_cells(
+    wave: WaveData, target_groups: Mapping[str, Mapping[str, Sequence[str]]]
+) -> dict[str, MarketCells]:
+    """Cell layout per market: census cells plus survey-only cells (population 0).
+
+    Survey-only cells are kept so that no respondent is silently dropped from a model.
+    """
+    demographics = list(wave.demographics)
+    layouts: dict[str, MarketCells] = {}
+    for market in wave.markets:
+        in_market = wave.poststrat.loc[
+            wave.poststrat["market"] == market, [*demographics, "population"]
+        ].astype(dict.fromkeys(demographics, str))
+        census = in_market.groupby(demographics, as_index=False, sort=True)["population"].sum()
+        survey = wave.respondents.loc[wave.respondents["market"] == market, demographics]
+        survey_cells = survey.astype(str).drop_duplicates()
+        frame = census.merge(survey_cells, on=demographics, how="outer")
+        frame["population"] = frame["population"].fillna(0.0).astype(float)
+        for column in demographics:
+            levels = sorted(frame[column].unique().tolist())
+            frame[column] = pd.Categorical(frame[column], categories=levels)
+        frame = frame.sort_values(demographics).reset_index(drop=True)
+        layouts[market] = MarketCells(
+            market=market,
+            frame=frame,
+            demographics=tuple(demographics),
+            masks=group_masks(frame, target_groups),
+        )
+    return layouts
+
+
+def respondent_cells(wave: WaveData, layouts: Mapping[str, MarketCells]) -> pd.Series:
+    """Cell index of each respondent within its market's layout (indexed by respondent_id)."""
+    demographics = list(wave.demographics)
+    parts = []
+    for market, layout in layouts.items():
+        keys = layout.frame[demographics].astype(str).assign(cell=np.arange(layout.n_cells))
+        people = wave.respondents.loc[wave.respondents["market"] == market]
+        people = people[["respondent_id", *demographics]].astype(str)
+        parts.append(people.merge(keys, on=demographics, how="left")[["respondent_id", "cell"]])
+    mapping = pd.concat(parts, ignore_index=True).set_index("respondent_id")["cell"]
+    if mapping.isna().any():  # cannot happen: the layout includes every survey cell
+        raise AssertionError("respondent without a cell in its market layout")
+    return mapping.astype(np.int64)
+
+
+def aggregate_cells(
+    wave: WaveData, layouts: Mapping[str, MarketCells], specs: Sequence[ModelSpec]
+) -> dict[str, CellCounts]:
+    """Successes and trials per cell for every spec, in one pass over the answers.
+
+    Trials are the respondents who were shown the option; for a conditional question that is
+    the base, so the model estimates P(option | cell, base).
+
+    Examples
+    --------
+    Two respondents in one cell, one selects the option:
+
+    >>> from misterp.data import WaveData
+    >>> people = pd.DataFrame({"respondent_id": ["a", "b"], "market": "X", "g": "f"})
+    >>> answers = pd.DataFrame({"respondent_id": ["a", "b"], "question_id": "q",
+    ...                         "option": "yes", "selected": [1, 0]})
+    >>> census = pd.DataFrame({"market": ["X", "X"], "g": ["f", "m"], "population": [5.0, 5.0]})
+    >>> wave = WaveData(people, answers, census, pd.DataFrame(), ("g",))
+    >>> layouts = build_market_cells(wave, {})
+    >>> counts = aggregate_cells(wave, layouts, [ModelSpec("X", "q", "yes", "f")])
+    >>> counts["X/q/yes"].yes.tolist(), counts["X/q/yes"].n.tolist()
+    ([1, 0], [2, 0])
+    """
+    cells = respondent_cells(wave, layouts)
+    answers = wave.answers[["respondent_id", "question_id", "option", "selected"]].copy()
+    answers["cell"] = cells.reindex(answers["respondent_id"].astype(str)).to_numpy()
+    answers["market"] = (
+        wave.respondents.set_index("respondent_id")["market"]
+        .reindex(answers["respondent_id"].astype(str))
+        .to_numpy()
+    )
+    totals = answers.groupby(["market", "question_id", "option", "cell"], observed=True)[
+        "selected"
+    ].agg(["sum", "count"])
+    counts: dict[str, CellCounts] = {}
+    grouped = dict(tuple(totals.groupby(level=[0, 1, 2], observed=True)))
+    for spec in specs:
+        n_cells = layouts[spec.market].n_cells
+        yes = np.zeros(n_cells, dtype=np.int64)
+        n = np.zeros(n_cells, dtype=np.int64)
+        part = grouped.get((spec.market, spec.question_id, spec.option))
+        if part is not None:
+            index = part.index.get_level_values("cell").to_numpy(dtype=np.int64)
+            yes[index] = part["sum"].to_numpy(dtype=np.int64)
+            n[index] = part["count"].to_numpy(dtype=np.int64)
+        counts[spec.key] = CellCounts(yes=yes, n=n)
+    return counts

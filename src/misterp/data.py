@@ -1,0 +1,48 @@
+"""The in-memory form of one wave's validated input files.
+
+Everything downstream (planning, cell aggregation, raking, poststratification) reads these
+frames, never the files, so validation happens exactly once at the boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+#: Files of a wave folder, by role; each ``.csv`` or ``.parquet`` (``questions`` is optional).
+WAVE_FILES: tuple[str, ...] = ("respondents", "answers", "poststrat", "questions")
+
+
+@dataclass(frozen=True)
+class WaveData:
+    """A validated wave.
+
+    Attributes
+    ----------
+    respondents
+        ``respondent_id`` (str), ``market`` (str) and one categorical string column per demographic.
+    answers
+        Long format: ``respondent_id``, ``question_id``, ``option`` (str), ``selected`` (int8, 0/1).
+    poststrat
+        ``market``, the demographic columns, ``population`` (float, >= 0): the census joint
+        distribution.
+    questions
+        ``question_id``, ``market``, ``brand``, ``kind`` (``single``/``multi``), ``base`` (str or
+        None, e.g. ``"aware_brand03=yes"``). One row per question and market that has
+        answers; filled with defaults (brand None, kind inferred from the number of options, no
+        base) when the wave has no ``questions`` file.
+    demographics
+        The demographic column names, in config order.
+    """
+
+    respondents: pd.DataFrame
+    answers: pd.DataFrame
+    poststrat: pd.DataFrame
+    questions: pd.DataFrame
+    demographics: tuple[str, ...]
+
+    @property
+    def markets(self) -> list[str]:
+        """Markets present in the survey, sorted."""
+        return sorted(self.respondents["market"].unique().tolist())

@@ -1,0 +1,120 @@
+"""Poststratification: cell-level posterior draws to population and target-group estimates.
+
+Weights are applied draw by draw and summarised only at the end: averaging first would collapse
+the posterior to a plug-in estimate and shrink the interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SUMMARY_COLUMNS", "poststratify", "summarise"]
+
+#: Summary statistics of a posterior, in output order.
+SUMMARY_COLUMNS: tuple[str, ...] = ("mean", "sd", "q05", "q50", "q95")
+
+
+def poststratify(
+    cell_draws: np.ndarray,
+    population: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    base_draws: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Posterior draws of the population share in each group.
+
+    Parameters
+    ----------
+    cell_draws
+        ``(draws, cells)``: P(yes | cell), or P(yes | cell, base) for a conditional question.
+    population
+        ``(cells,)`` census counts.
+    masks
+        Group name to boolean ``(cells,)`` membership.
+    base_draws
+        ``(draws, cells)``: P(base | cell) for a question asked only within a base. Each cell's
+        weight becomes population x P(base | cell), so the estimate is for the base population
+        ("among people aware of the brand"), and the base's uncertainty propagates.
+
+    Returns
+    -------
+    dict
+        Group name to ``(draws,)`` estimates; NaN for a group with no population.
+
+    Examples
+    --------
+    Two cells of 3 and 1 people with P(yes) 0.5 and 1.0, one draw:
+
+    >>> draws = np.array([[0.5, 1.0]])
+    >>> out = poststratify(draws, np.array([3.0, 1.0]), {"all": np.array([True, True])})
+    >>> out["all"].tolist()  # (3 * 0.5 + 1 * 1.0) / 4
+    [0.625]
+
+    Conditional on a base held by half the first cell and all of the second, the weights
+    become 3 x 0.5 and 1 x 1.0:
+
+    >>> base = np.array([[0.5, 1.0]])
+    >>> poststratify(draws, np.array([3.0, 1.0]), {"all": np.array([True, True])}, base)["all"]
+    array([0.7])
+    """
+    cell_draws = np.asarray(cell_draws, dtype=float)
+    population = np.asarray(population, dtype=float)
+    if cell_draws.ndim != 2 or cell_draws.shape[1] != population.shape[0]:
+        raise ValueError(
+            f"cell_draws must be (draws, {population.shape[0]}), got {cell_draws.shape}"
+        )
+    names = list(masks)
+    weights = np.stack([population * np.asarray(masks[name], dtype=float) for name in names])
+    if base_draws is None:
+        numerator = cell_draws @ weights.T  # (draws, groups)
+        denominator = np.broadcast_to(weights.sum(axis=1), numerator.shape)
+    else:
+        base_draws = np.asarray(base_draws, dtype=float)
+        if base_draws.shape != cell_draws.shape:
+            raise ValueError(
+                f"base_draws {base_draws.shape} must match cell_draws {cell_draws.shape}"
+            )
+        numerator = (cell_draws * base_draws) @ weights.T
+        denominator = base_draws @ weights.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimates = np.where(denominator > 0, numerator / denominator, np.nan)
+    return {name: estimates[:, i] for i, name in enumerate(names)}
+
+
+def summarise(draws: np.ndarray) -> dict[str, float]:
+    """Mean, sd and the 5/50/95% quantiles of a posterior sample.
+
+    Examples
+    --------
+    >>> s = summarise(np.array([0.0, 0.25, 0.5, 0.75, 1.0]))
+    >>> s["mean"], s["q50"]
+    (0.5, 0.5)
+    """
+    values = np.asarray(draws, dtype=float)
+    if values.size == 0 or not np.isfinite(values).all():
+        return dict.fromkeys(SUMMARY_COLUMNS, float("nan"))
+    q05, q50, q95 = np.quantile(values, [0.05, 0.5, 0.95])
+    return {
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        "q05": float(q05),
+        "q50": float(q50),
+        "q95": float(q95),
+    }
+
+
+def draws_frame(estimates: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Long ``(target_group, draw, value)`` frame of poststratified draws, for storage."""
+    parts = [
+        pd.DataFrame(
+            {
+                "target_group": name,
+                "draw": np.arange(len(values), dtype=np.int32),
+                "value": np.asarray(values, dtype=np.float32),
+            }
+        )
+        for name, values in estimates.items()
+    ]
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,233 @@
+"""Pandera schemas of the per-file input contract of one survey wave.
+
+The demographic columns come from the user's config, so schemas are built by factory functions.
+Every check carries its own human message (``error``) and fix (``description``), and every
+column its "missing column" fix (``metadata``), so the rules and the advice cannot drift apart.
+Cross-file rules (respondents vs poststrat, answers vs questions, ...) live in
+:mod:`misterp.validation`.
+
+All checks expect text columns as python strings (object dtype) with blank cells as None;
+:mod:`misterp.validation` normalises what it reads before validating, and converts to clean
+dtypes afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import pandera.pandas as pa
+
+#: Column names of the contract itself; a demographic may not reuse them.
+RESERVED_COLUMNS: frozenset[str] = frozenset(
+    {
+        "respondent_id",
+        "market",
+        "question_id",
+        "option",
+        "selected",
+        "population",
+        "brand",
+        "kind",
+        "base",
+    }
+)
+QUESTION_KINDS: tuple[str, ...] = ("single", "multi")
+
+#: Fixes for pandera's built-in, structural checks (the custom checks carry their own).
+BUILTIN_FIXES: dict[str, str] = {
+    "not_nullable": "fill in every value of this column, or drop the incomplete rows",
+}
+
+UNEXPECTED_DEMOGRAPHIC_FIX = "remove it, or add it to demographics in the config"
+
+
+def parse_base(base: str) -> tuple[str, str] | None:
+    """Split a base ``"question=option"`` into its parts; None if it is malformed.
+
+    Split on the first ``=`` so options may contain one; question ids may not.
+    """
+    question, sep, option = str(base).partition("=")
+    question, option = question.strip(), option.strip()
+    if not sep or not question or not option:
+        return None
+    return question, option
+
+
+def _check(
+    fn: Callable[..., pd.Series | bool], *, error: str, fix: str, element_wise: bool = False
+) -> pa.Check:
+    """A check with its message and fix side by side (the fix is kept in ``description``)."""
+    return pa.Check(fn, error=error, description=fix, element_wise=element_wise)
+
+
+def _text(
+    missing_fix: str, *, nullable: bool = False, checks: list[pa.Check] | None = None
+) -> pa.Column:
+    """A text column; blank cells arrive as missing values (see module docstring)."""
+    return pa.Column(
+        None, nullable=nullable, checks=checks or [], metadata={"missing_fix": missing_fix}
+    )
+
+
+def _no_duplicate_rows(key: Sequence[str], *, error: str, fix: str) -> pa.Check:
+    """Rows must be unique on ``key``; skipped when a key column is missing (reported apart)."""
+
+    def unique(frame: pd.DataFrame) -> pd.Series | bool:
+        if not set(key) <= set(frame.columns):
+            return True
+        return ~frame.duplicated(list(key), keep=False)
+
+    # ``statistics`` records the key so a report can show the duplicated key values
+    return pa.Check(unique, error=error, description=fix, statistics={"key": list(key)})
+
+
+def _demographic_columns(demographics: Sequence[str]) -> dict[str, pa.Column]:
+    clash = sorted(set(demographics) & RESERVED_COLUMNS)
+    if clash or len(set(demographics)) != len(demographics):
+        raise ValueError(f"demographics must be distinct and not reuse {clash or 'a name twice'}")
+    return {
+        name: _text(f"add it, or remove '{name}' from demographics in the config")
+        for name in demographics
+    }
+
+
+def respondents_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
+    """One row per respondent: ``respondent_id``, ``market`` and the demographics."""
+    respondent_id = _text(
+        "add the respondent_id column",
+        checks=[
+            _check(
+                lambda s: ~s.duplicated(keep=False),
+                error="duplicate respondent_id",
+                fix="give each respondent exactly one row (was a file appended twice?)",
+            )
+        ],
+    )
+    return pa.DataFrameSchema(
+        {
+            "respondent_id": respondent_id,
+            "market": _text("add the market column"),
+            **_demographic_columns(demographics),
+        },
+        strict=True,
+        metadata={"unexpected_fix": UNEXPECTED_DEMOGRAPHIC_FIX},
+    )
+
+
+def _is_zero_or_one(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce").isin([0, 1])
+
+
+def answers_schema() -> pa.DataFrameSchema:
+    """Long answers: one row per respondent x question x option shown."""
+    selected = pa.Column(
+        None,
+        nullable=False,
+        checks=[
+            _check(
+                _is_zero_or_one,
+                error="selected must be 0 or 1",
+                fix="multi-select questions must be one row per option with selected 0/1",
+            )
+        ],
+        metadata={"missing_fix": "add the selected column (0/1)"},
+    )
+    return pa.DataFrameSchema(
+        {
+            "respondent_id": _text("add the respondent_id column"),
+            "question_id": _text("add the question_id column"),
+            "option": _text("add the option column (e.g. 'yes' for a yes/no question)"),
+            "selected": selected,
+        },
+        checks=[
+            _no_duplicate_rows(
+                ("respondent_id", "question_id", "option"),
+                error="duplicate answer rows (same respondent_id, question_id, option)",
+                fix="keep one row per respondent, question and option shown",
+            )
+        ],
+        strict=True,
+        metadata={"unexpected_fix": "remove it: answers has only these four columns"},
+    )
+
+
+def _is_count(series: pd.Series) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    return values.ge(0) & values.lt(float("inf"))
+
+
+def poststrat_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
+    """The census joint distribution: one row per market x demographic cell."""
+    population = pa.Column(
+        None,
+        nullable=False,
+        checks=[
+            _check(
+                _is_count,
+                error="population must be a number >= 0",
+                fix="use the census head count of the cell (0 for an empty cell)",
+            )
+        ],
+        metadata={"missing_fix": "add the population column (census counts)"},
+    )
+    return pa.DataFrameSchema(
+        {
+            "market": _text("add the market column"),
+            **_demographic_columns(demographics),
+            "population": population,
+        },
+        checks=[
+            _no_duplicate_rows(
+                ("market", *demographics),
+                error="duplicate poststrat cells (same market and demographics)",
+                fix="keep one row per cell: sum the population of the duplicates",
+            )
+        ],
+        strict=True,
+        metadata={"unexpected_fix": UNEXPECTED_DEMOGRAPHIC_FIX},
+    )
+
+
+def questions_schema() -> pa.DataFrameSchema:
+    """Optional question metadata: brand, kind and base (filter) per question and market."""
+    kind = _text(
+        "add the kind column (single or multi)",
+        checks=[
+            _check(
+                lambda s: s.isin(QUESTION_KINDS),
+                error="kind must be single or multi",
+                fix="use 'single' for a one-option (yes/no) question, 'multi' for multi-select",
+            )
+        ],
+    )
+    base = _text(
+        "add the base column (may be empty: asked to everyone)",
+        nullable=True,
+        checks=[
+            _check(
+                lambda v: parse_base(v) is not None,
+                error="malformed base, expected question=option",
+                fix="write the base as question_id=option (e.g. aware_brand03=yes), or leave empty",
+                element_wise=True,
+            )
+        ],
+    )
+    return pa.DataFrameSchema(
+        {
+            "question_id": _text("add the question_id column"),
+            "market": _text("add the market column"),
+            "brand": _text("add the brand column (may be empty)", nullable=True),
+            "kind": kind,
+            "base": base,
+        },
+        checks=[
+            _no_duplicate_rows(
+                ("question_id", "market"),
+                error="duplicate questions (same question_id and market)",
+                fix="keep one row per question and market",
+            )
+        ],
+        strict=True,
+        metadata={"unexpected_fix": "remove it"},
+    )

@@ -1,0 +1,187 @@
+"""What to fit: one ``ModelSpec`` per market x question x answer option.
+
+A spec is pure data (hashable, serialisable) so that it can travel to another process or pod,
+name a Prefect task run, key the result store, and tell a re-run what has already been fitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import formulae
+import pandas as pd
+
+from misterp.config import ModelConfig
+from misterp.data import WaveData
+from misterp.schemas import parse_base
+
+__all__ = [
+    "RESPONSE",
+    "FormulaError",
+    "ModelSpec",
+    "base_of",
+    "default_formula",
+    "formula_columns",
+    "plan_model_specs",
+]
+
+#: The response every misterp formula models: successes ``yes`` out of ``n`` trials per cell.
+RESPONSE = "p(yes, n)"
+
+
+class FormulaError(ValueError):
+    """A formula that cannot be fitted on the wave's demographic cells."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One binomial multilevel model: P(option selected | demographic cell) in one market.
+
+    ``base_question``/``base_option`` name the filter question for conditional questions
+    (asked only to those who selected that option); estimates are then for the base population.
+    """
+
+    market: str
+    question_id: str
+    option: str
+    formula: str
+    brand: str | None = None
+    kind: str = "single"
+    base_question: str | None = None
+    base_option: str | None = None
+
+    @property
+    def key(self) -> str:
+        """One identity per model: result paths, task-run names and the manifest use it."""
+        return f"{self.market}/{self.question_id}/{self.option}"
+
+    @property
+    def base_key(self) -> str | None:
+        """Key of the model whose posterior gives P(base | cell), if conditional."""
+        if self.base_question is None:
+            return None
+        return f"{self.market}/{self.base_question}/{self.base_option}"
+
+    @property
+    def spec_hash(self) -> str:
+        """Content hash of everything that defines the model (for caching and provenance)."""
+        payload = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, str | None]:
+        """Plain mapping for JSON (manifest) and Prefect parameters."""
+        return asdict(self)
+
+
+def base_of(base: object) -> tuple[str, str] | None:
+    """``(question_id, option)`` of a validated base, or None when asked to everyone."""
+    if base is None or (isinstance(base, float) and pd.isna(base)) or str(base).strip() == "":
+        return None
+    parsed = parse_base(str(base))
+    if parsed is None:  # validation rejects malformed bases; this is a programming error
+        raise ValueError(f"base '{base}' is not of the form question_id=option")
+    return parsed
+
+
+def default_formula(demographics: Sequence[str], levels: dict[str, list[str]]) -> str:
+    """Binary demographics as common effects, the rest as group intercepts.
+
+    A group effect on a two-level factor has one degree of freedom for its sd, which is what
+    makes Bambi's defaults diverge; a common effect with a Normal(0, 1) prior does not.
+    """
+    terms = ["1"]
+    for column in demographics:
+        if len(levels.get(column, [])) <= 2:
+            terms.append(column)
+        else:
+            terms.append(f"(1|{column})")
+    return f"{RESPONSE} ~ " + " + ".join(terms)
+
+
+def formula_columns(formula: str) -> set[str]:
+    """The data columns a formula's right-hand side uses."""
+    try:
+        description = formulae.model_description(formula)
+    except Exception as exc:  # formulae raises several types for malformed input
+        raise FormulaError(f"cannot parse formula '{formula}': {exc}") from None
+    response = description.response
+    if response is None or set(response.var_names) != {"yes", "n"}:
+        raise FormulaError(
+            f"formula '{formula}' must model the binomial cell response: '{RESPONSE} ~ ...'"
+        )
+    return set(description.var_names) - {"yes", "n"}
+
+
+def check_formula(formula: str, demographics: Sequence[str], where: str) -> None:
+    """Raise if a formula names a column that is not a configured demographic."""
+    unknown = sorted(formula_columns(formula) - set(demographics))
+    if unknown:
+        import difflib
+
+        hints = []
+        for column in unknown:
+            close = difflib.get_close_matches(column, list(demographics), n=1)
+            hints.append(f"'{column}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise FormulaError(
+            f"{where}: formula '{formula}' names unknown column(s) {', '.join(hints)}; "
+            f"formulas may use the demographics {list(demographics)}"
+        )
+
+
+def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
+    """One spec per market x question x option that has answers, base questions first.
+
+    Raises
+    ------
+    FormulaError
+        If the default or an override formula names an unknown column, or an override names a
+        question that the wave does not have.
+    """
+    levels = {
+        column: sorted(wave.poststrat[column].astype(str).unique().tolist())
+        for column in wave.demographics
+    }
+    base_formula = model.formula or default_formula(wave.demographics, levels)
+    check_formula(base_formula, wave.demographics, "model.formula")
+    known_questions = set(wave.answers["question_id"].unique())
+    for question_id, formula in model.formulas.items():
+        if question_id not in known_questions:
+            raise FormulaError(
+                f"model.formulas names question '{question_id}', which has no answers in this "
+                f"wave; known questions: {', '.join(sorted(known_questions))}"
+            )
+        check_formula(formula, wave.demographics, f"model.formulas.{question_id}")
+
+    answered = wave.answers.merge(wave.respondents[["respondent_id", "market"]], on="respondent_id")
+    options = (
+        answered[["market", "question_id", "option"]]
+        .drop_duplicates()
+        .sort_values(["market", "question_id", "option"])
+    )
+    questions: dict[tuple[str, str], dict[Any, Any]] = {
+        (str(q["market"]), str(q["question_id"])): q for q in wave.questions.to_dict("records")
+    }
+    specs: list[ModelSpec] = []
+    for row in options.itertuples(index=False):
+        market, question_id, option = str(row.market), str(row.question_id), str(row.option)
+        meta = questions.get((market, question_id))
+        base = base_of(meta["base"]) if meta is not None else None
+        brand = meta["brand"] if meta is not None else None
+        specs.append(
+            ModelSpec(
+                market=market,
+                question_id=question_id,
+                option=option,
+                formula=model.formulas.get(question_id, base_formula),
+                brand=None if brand is None or pd.isna(brand) else str(brand),
+                kind=str(meta["kind"]) if meta is not None else "single",
+                base_question=base[0] if base else None,
+                base_option=base[1] if base else None,
+            )
+        )
+    # Unconditional models first: a conditional question's poststratification needs them.
+    return sorted(specs, key=lambda s: (s.base_question is not None, s.key))
