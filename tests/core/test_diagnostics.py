@@ -1,0 +1,197 @@
+"""Convergence reports, the retry ladder, and diagnostics on hand-built posteriors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from misterp.config import ConvergenceThresholds, RetryPolicy, SamplerConfig
+from misterp.diagnostics import ConvergenceReport, check_convergence, next_attempt
+
+THRESHOLDS = ConvergenceThresholds()  # r_hat 1.01, ESS 400/400, 0 divergences
+POLICY = RetryPolicy()  # 3 attempts, ladder [0.99, 0.995], x2 tune, x2 draws
+SAMPLER = SamplerConfig()  # 1000 draws, 1000 tune, target_accept 0.95
+
+
+def report(**changes: float) -> ConvergenceReport:
+    values = {
+        "r_hat_max": 1.001,
+        "ess_bulk_min": 1500.0,
+        "ess_tail_min": 1200.0,
+        "divergences": 0,
+        "bfmi_min": 0.9,
+        "chains": 4,
+        "draws": 1000,
+    }
+    values.update(changes)
+    return ConvergenceReport(**values)  # type: ignore[arg-type]
+
+
+def test_a_good_report_has_no_failures() -> None:
+    assert report().failures(THRESHOLDS) == []
+    assert report().passes(THRESHOLDS)
+
+
+def test_nan_r_hat_fails() -> None:
+    failures = report(r_hat_max=math.nan).failures(THRESHOLDS)
+    assert len(failures) == 1
+    assert failures[0].startswith("r_hat nan")
+
+
+def test_unknown_divergences_fail() -> None:
+    assert report(divergences=-1).failures(THRESHOLDS) == ["divergences unknown (no sample stats)"]
+
+
+def test_divergences_above_the_maximum_fail() -> None:
+    assert report(divergences=2).failures(THRESHOLDS) == ["2 divergences > 0"]
+
+
+def test_low_ess_fails_for_bulk_and_tail() -> None:
+    failures = report(ess_bulk_min=100.0, ess_tail_min=50.0).failures(THRESHOLDS)
+    assert failures == ["bulk ESS 100 < 400", "tail ESS 50 < 400"]
+
+
+def test_r_hat_exactly_at_the_threshold_passes() -> None:
+    assert report(r_hat_max=1.01).passes(THRESHOLDS)
+
+
+def test_to_dict_turns_nan_into_none() -> None:
+    assert report(r_hat_max=math.nan).to_dict()["r_hat_max"] is None
+
+
+def test_next_attempt_is_none_when_the_report_passes() -> None:
+    assert next_attempt(report(), SAMPLER, POLICY, THRESHOLDS, attempt=1) is None
+
+
+def test_next_attempt_gives_up_at_max_attempts() -> None:
+    assert next_attempt(report(divergences=5), SAMPLER, POLICY, THRESHOLDS, attempt=3) is None
+
+
+def test_divergences_raise_target_accept_to_the_next_rung_and_double_tune() -> None:
+    nxt = next_attempt(report(divergences=5), SAMPLER, POLICY, THRESHOLDS, attempt=1)
+    assert nxt is not None
+    assert nxt.target_accept == 0.99
+    assert nxt.tune == 2000
+    assert nxt.draws == 1000
+    assert nxt.random_seed == SAMPLER.random_seed + 1
+
+
+def test_divergences_climb_the_ladder_on_a_second_retry() -> None:
+    second = SAMPLER.model_copy(update={"target_accept": 0.99, "tune": 2000})
+    nxt = next_attempt(report(divergences=1), second, POLICY, THRESHOLDS, attempt=2)
+    assert nxt is not None
+    assert nxt.target_accept == 0.995
+    assert nxt.tune == 4000
+
+
+def test_divergences_at_the_top_of_the_ladder_keep_target_accept_and_tune_longer() -> None:
+    top = SAMPLER.model_copy(update={"target_accept": 0.995})
+    policy = RetryPolicy(max_attempts=5)
+    nxt = next_attempt(report(divergences=1), top, policy, THRESHOLDS, attempt=3)
+    assert nxt is not None
+    assert nxt.target_accept == 0.995
+    assert nxt.tune == 2000
+
+
+def test_unknown_divergences_are_treated_as_divergences() -> None:
+    nxt = next_attempt(report(divergences=-1), SAMPLER, POLICY, THRESHOLDS, attempt=1)
+    assert nxt is not None
+    assert nxt.target_accept == 0.99
+
+
+def test_low_ess_doubles_draws_and_keeps_target_accept() -> None:
+    nxt = next_attempt(report(ess_bulk_min=100.0), SAMPLER, POLICY, THRESHOLDS, attempt=1)
+    assert nxt is not None
+    assert nxt.draws == 2000
+    assert nxt.target_accept == 0.95
+
+
+def test_high_r_hat_doubles_draws() -> None:
+    nxt = next_attempt(report(r_hat_max=1.2), SAMPLER, POLICY, THRESHOLDS, attempt=1)
+    assert nxt is not None
+    assert nxt.draws == 2000
+
+
+def posterior_tree(
+    values: np.ndarray, *, with_stats: bool = True, diverging: np.ndarray | None = None
+) -> xr.DataTree:
+    """A DataTree with one scalar parameter ``mu`` of shape (chain, draw)."""
+    chains, draws = values.shape
+    coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
+    posterior = xr.Dataset(
+        {
+            "mu": (("chain", "draw"), values),
+            "mu_offset": (("chain", "draw"), np.zeros_like(values)),
+        },
+        coords=coords,
+    )
+    tree: dict[str, xr.Dataset] = {"posterior": posterior}
+    if with_stats:
+        rng = np.random.default_rng(99)
+        tree["sample_stats"] = xr.Dataset(
+            {
+                "diverging": (
+                    ("chain", "draw"),
+                    np.zeros((chains, draws), dtype=bool) if diverging is None else diverging,
+                ),
+                "energy": (("chain", "draw"), rng.normal(size=(chains, draws))),
+            },
+            coords=coords,
+        )
+    return xr.DataTree.from_dict(tree)
+
+
+def test_well_mixed_iid_chains_pass() -> None:
+    values = np.random.default_rng(0).normal(size=(4, 1000))
+    result = check_convergence(posterior_tree(values), seconds=1.5)
+    assert result.chains == 4
+    assert result.draws == 1000
+    assert result.r_hat_max < 1.01
+    assert result.ess_bulk_min > 2000
+    assert result.ess_tail_min > 1000
+    assert result.divergences == 0
+    assert result.bfmi_min > 1.0  # iid energy: E[(dE)^2] / Var(E) is about 2
+    assert result.seconds == 1.5
+    assert result.passes(THRESHOLDS)
+
+
+def test_counts_divergences_from_sample_stats() -> None:
+    values = np.random.default_rng(0).normal(size=(4, 500))
+    diverging = np.zeros((4, 500), dtype=bool)
+    diverging[1, [3, 7, 11]] = True
+    result = check_convergence(posterior_tree(values, diverging=diverging))
+    assert result.divergences == 3
+    assert not result.passes(THRESHOLDS)
+
+
+def test_chains_with_different_means_give_a_high_r_hat() -> None:
+    values = np.random.default_rng(0).normal(size=(4, 1000)) + np.arange(4)[:, None] * 3.0
+    result = check_convergence(posterior_tree(values))
+    assert result.r_hat_max > 1.5
+    assert not result.passes(THRESHOLDS)
+
+
+def test_posterior_without_sample_stats_has_unknown_divergences_and_fails() -> None:
+    values = np.random.default_rng(0).normal(size=(4, 1000))
+    result = check_convergence(posterior_tree(values, with_stats=False))
+    assert result.divergences == -1
+    assert math.isnan(result.bfmi_min)
+    assert not result.passes(THRESHOLDS)
+    assert result.failures(THRESHOLDS) == ["divergences unknown (no sample stats)"]
+
+
+def test_offset_helpers_are_not_monitored() -> None:
+    # mu_offset is constant (R-hat NaN); it must not turn a good fit into a failure.
+    values = np.random.default_rng(0).normal(size=(4, 1000))
+    result = check_convergence(posterior_tree(values))
+    assert np.isfinite(result.r_hat_max)
+
+
+@pytest.mark.parametrize("chains", [2, 4])
+def test_reports_the_posterior_shape(chains: int) -> None:
+    values = np.random.default_rng(chains).normal(size=(chains, 300))
+    result = check_convergence(posterior_tree(values))
+    assert (result.chains, result.draws) == (chains, 300)
