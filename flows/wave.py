@@ -81,6 +81,20 @@ def _progress_line(done: int, total: int, counts: dict[str, int], elapsed: float
     )
 
 
+def _share_api_with_workers() -> None:
+    """Point worker processes at this run's API instead of each starting a temporary server.
+
+    Without ``PREFECT_API_URL`` Prefect starts a temporary local server, and every process of
+    the pool would start its own (about 30 s each); the pool starts its processes on the first
+    submit and copies this environment.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from prefect.client.orchestration import get_client
+
+    os.environ["PREFECT_API_URL"] = str(get_client().api_url).rstrip("/")
+
+
 def resolve_config(
     config: str | dict[str, Any] | WaveConfig,
     input: str | None = None,
@@ -123,6 +137,7 @@ def run_wave(
     logger.info(
         "wave %s: %d models over %d markets", prepared.wave_id, total, len(prepared.layouts)
     )
+    _share_api_with_workers()
     futures = [
         fit_model.submit(
             spec, prepared.layouts[spec.market], prepared.counts[spec.key], prepared.config

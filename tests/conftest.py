@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 # Keep PyTensor's compile cache and Prefect's home out of the user's dotfiles but stable
 # across runs of the suite, so the first compile is paid once per machine.
 os.environ.setdefault("PREFECT_HOME", str(Path(__file__).parent.parent / ".cache" / "prefect"))
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "misterp")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -73,16 +75,16 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+def s3_bucket(s3_endpoint: str) -> tuple[str, dict[str, object]]:
     """A fresh bucket on the local S3 endpoint, and the fsspec storage options to reach it."""
     import s3fs
 
     options: dict[str, object] = {
         "key": "testing",
         "secret": "testing",
-        "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+        "client_kwargs": {"endpoint_url": s3_endpoint},
     }
     fs = s3fs.S3FileSystem(**options)
-    name = f"misterp-{request.node.name.lower().replace('_', '-')[:40]}-{os.getpid()}"
+    name = f"misterp-{uuid.uuid4().hex[:16]}"
     fs.mkdir(name)
     return f"s3://{name}", options

@@ -157,8 +157,9 @@ class WaveConfig(_Frozen):
         wave_id = wave or self.wave
         input_uri = input or self.input
         output_uri = output or self.output
-        if "{wave}" in input_uri and wave_id is None:
-            raise ConfigError(f"input '{input_uri}' contains {{wave}}; pass --wave or set 'wave'")
+        for name, uri in (("input", input_uri), ("output", output_uri)):
+            if "{wave}" in uri and wave_id is None:
+                raise ConfigError(f"{name} '{uri}' contains {{wave}}; pass --wave or set 'wave'")
         if wave_id is not None:
             input_uri = input_uri.replace("{wave}", wave_id)
             output_uri = output_uri.replace("{wave}", wave_id)

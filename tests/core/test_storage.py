@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -11,29 +10,6 @@ import pandas as pd
 import pytest
 
 from misterp.storage import MANIFEST, ResultStore
-
-
-@pytest.fixture
-def fresh_bucket(s3_endpoint: str) -> tuple[str, dict[str, object]]:
-    """A new bucket on the shared moto endpoint, and the storage options to reach it.
-
-    Stands in for ``conftest.s3_bucket``, which cannot create its bucket: it names the bucket
-    after the test node (so "test_x[s3]" of a parametrized test is an invalid name) and
-    ``mkdir`` with ``region_name="us-east-1"`` sends a LocationConstraint that S3 rejects.
-    """
-    import s3fs
-
-    options: dict[str, object] = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-    }
-    creator = s3fs.S3FileSystem(
-        key="testing", secret="testing", client_kwargs={"endpoint_url": s3_endpoint}
-    )
-    name = f"misterp-store-{uuid.uuid4().hex[:16]}"
-    creator.mkdir(name)
-    return f"s3://{name}", options
 
 
 class StoreContract:
@@ -95,8 +71,8 @@ class TestLocalStore(StoreContract):
 
 class TestS3Store(StoreContract):
     @pytest.fixture
-    def store(self, fresh_bucket: tuple[str, dict[str, object]]) -> ResultStore:
-        uri, options = fresh_bucket
+    def store(self, s3_bucket: tuple[str, dict[str, object]]) -> ResultStore:
+        uri, options = s3_bucket
         return ResultStore(f"{uri}/results", options)
 
 

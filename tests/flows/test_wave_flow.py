@@ -1,0 +1,92 @@
+"""The wave flow against a real Prefect API (the test harness) and a real S3 endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.wave import run_wave
+from misterp.simulate import WaveTruthSpec, simulate_wave
+from misterp.storage import MANIFEST, ResultStore
+from misterp.validation import InputValidationError
+
+# Plumbing, not statistics: tiny draw counts; recovery is tested in tests/model.
+PLUMBING_SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
+
+
+@pytest.fixture(scope="module")
+def prefect_api() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def _small_wave(seed: int) -> object:
+    return simulate_wave(
+        seed,
+        WaveTruthSpec(
+            markets=("DE",),
+            brands=("brand01", "brand02"),
+            n_respondents=400,
+            rare_brand="brand02",
+            association_options=("innovative", "trustworthy"),
+        ),
+    )
+
+
+def test_demo_wave_runs_end_to_end_on_s3(
+    prefect_api: None, s3_bucket: tuple[str, dict[str, object]]
+) -> None:
+    bucket, options = s3_bucket
+    wave = _small_wave(11)
+    wave.write(f"{bucket}/input/2026-10", storage_options=options)
+    config = wave.config(f"{bucket}/input/{{wave}}", f"{bucket}/results")
+    config |= {
+        "storage_options": options,
+        "sampler": PLUMBING_SAMPLER,
+        "retry": {"max_attempts": 1},
+        "workers": 2,
+    }
+
+    summary = run_wave(config=config, wave="2026-10")
+
+    store = ResultStore(f"{bucket}/results", options)
+    assert store.is_complete("2026-10")
+    manifest = store.read_json(f"2026-10/{MANIFEST}")
+    estimates = store.read_parquet("2026-10/estimates.parquet")
+    n_models = 2 * 2 + 2 * 2  # aware+consider per brand, 2 association options per brand
+    assert summary["counts"]["models"] == n_models == len(manifest["models"])
+    groups = 1 + len(wave.target_groups)
+    assert len(estimates) == n_models * groups
+    assert set(estimates["status"]) <= {"converged", "not_converged", "failed"}
+    # every model with a posterior has its poststratified draws stored and readable
+    for model in manifest["models"]:
+        assert model["draws"] is not None, model["key"]
+        draws = store.read_parquet(f"2026-10/{model['draws']}")
+        assert len(draws) == PLUMBING_SAMPLER["stored_draws"] * groups
+    # estimates are probabilities and intervals are ordered
+    ok = estimates.dropna(subset=["mean"])
+    assert ((ok["q05"] <= ok["q50"]) & (ok["q50"] <= ok["q95"])).all()
+    assert ok["mean"].between(0, 1).all()
+    # a raw share exists exactly where the group has respondents in the base
+    has_people = estimates["n"] > 0
+    assert estimates.loc[has_people, "raw_mean"].between(0, 1).all()
+    assert estimates.loc[~has_people, "raw_mean"].isna().all()
+
+
+def test_bad_input_fails_before_anything_is_written(prefect_api: None, tmp_path: Path) -> None:
+    wave = _small_wave(12)
+    wave.write(str(tmp_path / "input"))
+    answers = pd.read_csv(tmp_path / "input" / "answers.csv", dtype=str)
+    answers.loc[3, "selected"] = "2"
+    answers.to_csv(tmp_path / "input" / "answers.csv", index=False)
+    config = wave.config(str(tmp_path / "input"), str(tmp_path / "results"))
+
+    with pytest.raises(InputValidationError, match=r"answers\.csv.*selected.*row 5"):
+        run_wave(config=config, wave="2026-10")
+
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,72 @@
+"""Fitting on real samplers: unseen census levels and recovery of known values (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from misterp.cells import aggregate_cells, build_market_cells
+from misterp.config import PriorConfig, SamplerConfig, WaveConfig, parse_config
+from misterp.data import WaveData
+from misterp.fitting import _sample_nutpie
+from misterp.simulate import WaveTruthSpec, simulate_wave
+from misterp.specs import ModelSpec
+from misterp.wave import run_wave_inline
+
+
+@pytest.mark.slow
+def test_a_region_without_respondents_is_predicted_from_the_group_distribution() -> None:
+    wave = simulate_wave(5, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
+    keep = wave.respondents["region"] != "central"
+    respondents = wave.respondents[keep]
+    answers = wave.answers[wave.answers["respondent_id"].isin(respondents["respondent_id"])]
+    data = WaveData(respondents, answers, wave.poststrat, wave.questions, wave.demographics)
+    layouts = build_market_cells(data, {})
+    spec = ModelSpec(
+        "DE",
+        "aware_brand01",
+        "yes",
+        "p(yes, n) ~ 1 + gender + (1|age) + (1|education) + (1|region)",
+    )
+    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+    assert counts.n[layouts["DE"].frame["region"] == "central"].sum() == 0
+
+    idata = _sample_nutpie(
+        spec, layouts["DE"], counts, PriorConfig(), SamplerConfig(draws=1000, tune=1000)
+    )
+
+    effect = idata["posterior"]["1|region"].sel(region__factor_dim="central").to_numpy().ravel()
+    sigma = idata["posterior"]["1|region_sigma"].to_numpy().ravel()
+    # Unseen level: effect | sigma ~ N(0, sigma), so E[effect] = 0 and Var[effect] = E[sigma^2].
+    # Tolerances: 4,000 draws with ESS in the hundreds give Monte Carlo error ~0.05 on these.
+    assert abs(effect.mean()) < 0.1
+    assert effect.std() == pytest.approx(np.sqrt(np.mean(sigma**2)), rel=0.2)
+    # and it is not a copy of an observed region (Bambi's sample_new_groups policy)
+    observed = idata["posterior"]["1|region"].sel(region__factor_dim="north").to_numpy().ravel()
+    assert effect.std() > 2 * observed.std()
+
+
+@pytest.mark.slow
+def test_mrp_recovers_known_population_and_target_group_values(tmp_path: object) -> None:
+    wave = simulate_wave(
+        2024, WaveTruthSpec(markets=("DE",), brands=("brand01", "brand02"), rare_brand="brand02")
+    )
+    wave.write(f"{tmp_path}/input")
+    config: WaveConfig = parse_config(
+        wave.config(f"{tmp_path}/input", f"{tmp_path}/out") | {"wave": "2026-11"}
+    )
+
+    outcome = run_wave_inline(config)
+
+    table = outcome.estimates.merge(
+        wave.truth, on=["market", "question_id", "option", "target_group"]
+    )
+    assert len(table) == len(outcome.estimates) == 12 * 4
+    assert outcome.status_counts["converged"] == 12
+    covered = ((table["q05"] <= table["true_value"]) & (table["true_value"] <= table["q95"])).mean()
+    # 48 correlated 90% intervals: nominal 0.9; below 0.75 would be a real miscalibration.
+    assert covered >= 0.75
+    groups = table[table["target_group"] != "all"]
+    mrp_error = (groups["mean"] - groups["true_value"]).abs().mean()
+    raw_error = (groups["raw_mean"] - groups["true_value"]).abs().mean()
+    assert mrp_error < 0.75 * raw_error
