@@ -17,12 +17,14 @@ import yaml
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.wave import run_wave
+    from flows.wave import resolve_config, run_wave
     from misterp.config import ConfigError
     from misterp.specs import FormulaError
     from misterp.validation import InputValidationError
 
     try:
+        # Check the config before Prefect starts, so a typo fails in a second, not a minute.
+        resolve_config(args.config, args.input, args.output, args.wave)
         summary = run_wave(config=args.config, input=args.input, output=args.output, wave=args.wave)
     except (InputValidationError, ConfigError, FormulaError) as exc:
         print(str(exc), file=sys.stderr)

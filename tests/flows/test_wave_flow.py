@@ -90,3 +90,21 @@ def test_bad_input_fails_before_anything_is_written(prefect_api: None, tmp_path:
         run_wave(config=config, wave="2026-10")
 
     assert not (tmp_path / "results").exists()
+
+
+def test_cli_rejects_a_config_typo_with_a_hint_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    config = tmp_path / "wave.yaml"
+    config.write_text(
+        f"input: {tmp_path}/input\noutput: {tmp_path}/results\ndemographics: [gender]\n"
+        "sampler: {target_acept: 0.9}\n"
+    )
+
+    code = main(["run", "--config", str(config), "--wave", "2026-11"])
+
+    assert code == 2
+    assert "did you mean 'target_accept'" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
