@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,14 +21,30 @@ __all__ = ["rake_weights", "sample_shares"]
 logger = logging.getLogger(__name__)
 
 
+def _import_balance_sample() -> Any:
+    """Import ``balance.Sample`` without letting it take over logging.
+
+    On import, balance removes the root logger's handlers (silencing Prefect's console output
+    for the rest of the run) and logs a welcome banner at INFO; undo both.
+    """
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    from balance import Sample  # heavy import (~10 s cold); only the aggregation step needs it
+
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    logging.getLogger("balance").setLevel(logging.WARNING)
+    return Sample
+
+
 def rake_weights(wave: WaveData) -> pd.Series:
     """Raking weights per respondent (index ``respondent_id``), one raking per market.
 
     Uses Meta's ``balance`` (iterative proportional fitting to the census margins of every
     demographic). Respondents of every question share one weight, as in a classical tracker.
     """
-    from balance import Sample  # heavy import; only the aggregation step needs it
-
+    Sample = _import_balance_sample()
     demographics = list(wave.demographics)
     parts: list[pd.Series] = []
     for market in wave.markets:
