@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import time
 import traceback
@@ -20,7 +19,6 @@ from typing import Any
 
 import bambi as bmb
 import numpy as np
-import pandas as pd
 
 from misterp.cells import CellCounts, MarketCells
 from misterp.config import (
@@ -297,13 +295,3 @@ def fit_with_policy(
         seconds=time.perf_counter() - started,
         n_respondents=int(counts.n.sum()),
     )
-
-
-def cell_frame(layout: MarketCells, counts: CellCounts) -> pd.DataFrame:
-    """The layout with the spec's counts, for inspection and for the naive benchmark."""
-    return layout.frame.assign(yes=counts.yes, n=counts.n)
-
-
-def nan_report() -> ConvergenceReport:
-    """A report for a fit that never produced diagnostics."""
-    return ConvergenceReport(math.nan, math.nan, math.nan, -1, math.nan, 0, 0)
