@@ -16,9 +16,10 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from misterp.cells import CellCounts, MarketCells
-from misterp.config import WaveConfig, load_config, parse_config
+from misterp.config import ConfigError, WaveConfig, load_config, parse_config
 from misterp.fitting import CONVERGED, FAILED, NOT_CONVERGED, FitResult, fit_with_policy
-from misterp.specs import ModelSpec
+from misterp.specs import FormulaError, ModelSpec
+from misterp.validation import InputValidationError
 from misterp.wave import PreparedWave, WaveOutcome, prepare_wave, publish_wave
 
 #: Thread pools inside one fit process would fight the other processes for the same cores.
@@ -43,8 +44,19 @@ def fit_task_name() -> str:
     return f"fit {spec.key}" if isinstance(spec, ModelSpec) else "fit"
 
 
+def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry an S3 timeout or a lost connection, never input that is simply wrong."""
+    try:
+        state.result()
+    except (InputValidationError, ConfigError, FormulaError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
 # Retries here are for infrastructure only (an S3 read timing out); a bad input fails fast.
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=None)
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
 def prepare(config: WaveConfig) -> PreparedWave:
     """Read, validate and plan the wave (I/O: retried on infrastructure faults)."""
     return prepare_wave(config)

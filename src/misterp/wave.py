@@ -288,6 +288,10 @@ def publish_wave(
     counts = {
         s: int((model_status["status"] == s).sum()) for s in (CONVERGED, NOT_CONVERGED, FAILED)
     }
+    estimate_status = {
+        f"{r.market}/{r.question_id}/{r.option}": r.status
+        for r in model_status.itertuples(index=False)
+    }
     models = []
     for spec in prepared.specs:
         result = results.get(spec.key)
@@ -298,12 +302,7 @@ def publish_wave(
                 "spec_hash": spec.spec_hash,
                 "data_hash": prepared.counts[spec.key].data_hash,
                 "status": result.status if result is not None else FAILED,
-                "estimate_status": model_status.loc[
-                    (model_status["market"] == spec.market)
-                    & (model_status["question_id"] == spec.question_id)
-                    & (model_status["option"] == spec.option),
-                    "status",
-                ].iloc[0],
+                "estimate_status": estimate_status[spec.key],
                 "attempts": [a.to_dict() for a in result.attempts] if result else [],
                 "seconds": result.seconds if result else None,
                 "n_respondents": int(prepared.counts[spec.key].n.sum()),
