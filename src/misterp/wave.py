@@ -26,16 +26,29 @@ from misterp.fitting import CONVERGED, FAILED, NOT_CONVERGED, FitResult, fit_wit
 from misterp.poststratify import SUMMARY_COLUMNS, draws_frame, poststratify, summarise
 from misterp.raking import rake_weights, sample_shares
 from misterp.specs import ModelSpec, plan_model_specs
+from misterp.staging import (
+    STAGED,
+    fit_settings_hash,
+    load_staged_wave,
+    plan_refits,
+    read_current_fits,
+    stage_wave,
+    write_fit,
+)
 from misterp.storage import ResultStore
 from misterp.validation import read_wave
 
 __all__ = [
     "ESTIMATE_COLUMNS",
+    "FitSummary",
     "PreparedWave",
     "WaveOutcome",
     "assemble_estimates",
     "default_wave_id",
+    "fit_and_record",
     "fit_prepared",
+    "fit_staged",
+    "open_staged_wave",
     "prepare_wave",
     "publish_wave",
     "run_wave_inline",
@@ -79,12 +92,20 @@ class PreparedWave:
 
     config: WaveConfig
     wave_id: str
-    data: WaveData
+    data: WaveData | None  # None when read back from the staged store (fit workers, re-runs)
     specs: list[ModelSpec]
     layouts: dict[str, MarketCells]
     counts: dict[str, CellCounts]
     shares: pd.DataFrame
     input_hashes: dict[str, str] = field(default_factory=dict)
+    stage_id: str | None = None
+
+    def spec(self, key: str) -> ModelSpec:
+        """The planned spec with this key."""
+        for spec in self.specs:
+            if spec.key == key:
+                return spec
+        raise KeyError(f"model '{key}' is not planned in wave {self.wave_id}")
 
 
 @dataclass
@@ -305,6 +326,7 @@ def publish_wave(
                 "estimate_status": estimate_status[spec.key],
                 "attempts": [a.to_dict() for a in result.attempts] if result else [],
                 "seconds": result.seconds if result else None,
+                "fit_id": result.extra.get("fit_id") if result else None,
                 "n_respondents": int(prepared.counts[spec.key].n.sum()),
                 "draws": draws_path(spec) if spec.key in draws else None,
             }
@@ -326,16 +348,96 @@ def publish_wave(
     return WaveOutcome(wave, store.uri(wave), estimates, manifest)
 
 
+@dataclass(frozen=True)
+class FitSummary:
+    """What a fit worker reports back: small, so it travels cheaply between processes.
+
+    The draws stay in the store; the parent reads them from there when it publishes.
+    """
+
+    key: str
+    status: str
+    attempts: int
+    seconds: float
+    r_hat_max: float | None
+    ess_bulk_min: float | None
+    divergences: int | None
+    error: str | None = None
+
+    @classmethod
+    def from_result(cls, result: FitResult) -> FitSummary:
+        """Summarise a fit result."""
+        report = result.report
+        return cls(
+            key=result.spec.key,
+            status=result.status,
+            attempts=len(result.attempts),
+            seconds=result.seconds,
+            r_hat_max=report.r_hat_max if report else None,
+            ess_bulk_min=report.ess_bulk_min if report else None,
+            divergences=report.divergences if report else None,
+            error=(result.error or "").splitlines()[0] if result.error else None,
+        )
+
+
+# One staged wave per process: a worker fitting many models of a wave reads the cells once.
+_OPEN_WAVES: dict[tuple[str, str], PreparedWave] = {}
+
+
+def open_staged_wave(
+    output: str, wave: str, storage_options: Mapping[str, Any] | None = None
+) -> PreparedWave:
+    """The staged wave, read once per process and again only if it was staged anew."""
+    store = ResultStore(output, storage_options)
+    stage_id = (
+        store.read_json(f"{wave}/{STAGED}/plan.json")["stage_id"]
+        if store.exists(f"{wave}/{STAGED}/plan.json")
+        else None
+    )
+    cached = _OPEN_WAVES.get((output, wave))
+    if cached is not None and stage_id is not None and cached.stage_id == stage_id:
+        return cached
+    prepared: PreparedWave = load_staged_wave(store, wave, storage_options)
+    _OPEN_WAVES[(output, wave)] = prepared
+    return prepared
+
+
+def fit_and_record(prepared: PreparedWave, spec: ModelSpec, store: ResultStore) -> FitResult:
+    """Fit one model and write its record at once, so nothing finished is lost later."""
+    result = fit_prepared(prepared, spec)
+    write_fit(store, prepared.wave_id, result, fit_settings_hash(prepared.config))
+    return result
+
+
+def fit_staged(
+    output: str, wave: str, key: str, storage_options: Mapping[str, Any] | None = None
+) -> FitSummary:
+    """Fit one model of a staged wave: the unit a worker process or a pod runs."""
+    prepared = open_staged_wave(output, wave, storage_options)
+    store = ResultStore(output, storage_options)
+    return FitSummary.from_result(fit_and_record(prepared, prepared.spec(key), store))
+
+
 def run_wave_inline(
     config: WaveConfig,
     progress: Callable[[FitResult, int, int], None] | None = None,
+    *,
+    refit_all: bool = False,
 ) -> WaveOutcome:
-    """Run a whole wave in this process, one fit after another, with no orchestrator."""
+    """Run a whole wave in this process, one fit after another, with no orchestrator.
+
+    Like the flow, it stages the wave and reuses stored converged fits whose spec, data and
+    settings are unchanged; ``refit_all`` fits every model again.
+    """
     started = time.perf_counter()
     prepared = prepare_wave(config)
-    results: dict[str, FitResult] = {}
-    for number, spec in enumerate(prepared.specs, start=1):
-        results[spec.key] = fit_prepared(prepared, spec)
+    store = ResultStore(config.output, config.storage_options)
+    stage_wave(prepared, store)
+    plan = plan_refits(prepared, store, refit_all=refit_all)
+    logger.info("wave %s: %s", prepared.wave_id, plan.summary())
+    for number, spec in enumerate(plan.to_fit, start=1):
+        result = fit_and_record(prepared, spec, store)
         if progress is not None:
-            progress(results[spec.key], number, len(prepared.specs))
+            progress(result, number, len(plan.to_fit))
+    results = read_current_fits(prepared, store)
     return publish_wave(prepared, results, started_at=started)
