@@ -17,20 +17,65 @@ import yaml
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.wave import resolve_config, run_wave
+    from flows.wave import read_config, run_wave
     from misterp.config import ConfigError
     from misterp.specs import FormulaError
     from misterp.validation import InputValidationError
 
     try:
         # Check the config before Prefect starts, so a typo fails in a second, not a minute.
-        resolve_config(args.config, args.input, args.output, args.wave)
-        summary = run_wave(config=args.config, input=args.input, output=args.output, wave=args.wave)
+        # Without --wave the flow takes the month of its (scheduled) start.
+        read_config(args.config).resolved(
+            wave=args.wave or "0000-00", input=args.input, output=args.output
+        )
+        summary = run_wave(
+            config=args.config,
+            input=args.input,
+            output=args.output,
+            wave=args.wave,
+            fit_deployment=args.fit_deployment,
+            batch_size=args.batch_size,
+            refit_all=args.refit_all,
+        )
     except (InputValidationError, ConfigError, FormulaError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    print(f"wave {summary['wave']} written to {summary['output']}: {summary['counts']}")
-    return 0 if summary["counts"]["failed"] == 0 else 1
+    return _report(summary)
+
+
+def _report(summary: dict[str, object]) -> int:
+    counts = summary["counts"]
+    assert isinstance(counts, dict)
+    print(
+        f"wave {summary['wave']} written to {summary['output']}: {counts}; "
+        f"{summary['fitted']} fitted, {summary['reused']} reused"
+    )
+    return 0 if counts["failed"] == 0 else 1
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from flows.wave import rerun_wave, resolve_config
+    from misterp.config import ConfigError
+    from misterp.staging import StagedWaveMissing
+
+    try:
+        if args.output is None and args.config is None:
+            raise ConfigError("misterp rerun needs --output URI or --config FILE (for its output)")
+        output, options = args.output, {}
+        if args.config is not None:
+            config = resolve_config(args.config, output=args.output, wave=args.wave)
+            output, options = config.output, config.storage_options
+        summary = rerun_wave(
+            output=output,
+            wave=args.wave,
+            storage_options=options,
+            fit_deployment=args.fit_deployment,
+            batch_size=args.batch_size,
+        )
+    except (ConfigError, StagedWaveMissing) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    return _report(summary)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -81,6 +126,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if summary["counts"]["failed"] == 0 else 1
 
 
+def _add_dispatch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fit-deployment",
+        help="run fits as flow runs of this fit-batch deployment (e.g. fit-batch/fit-batch); "
+        "default: local worker processes",
+    )
+    parser.add_argument("--batch-size", type=int, default=15, help="models per fit-batch run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``misterp`` argument parser."""
     parser = argparse.ArgumentParser(prog="misterp", description=__doc__)
@@ -90,7 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", help="override the config's input URI")
     run.add_argument("--output", help="override the config's output URI")
     run.add_argument("--wave", help="wave id (substituted for {wave}); default: current month")
+    _add_dispatch_options(run)
+    run.add_argument(
+        "--refit-all", action="store_true", help="refit converged unchanged models too"
+    )
     run.set_defaults(handler=_run)
+    rerun = sub.add_parser(
+        "rerun", help="refit only the missing, failed and not converged models of a wave"
+    )
+    rerun.add_argument("--wave", required=True, help="wave id to re-run")
+    rerun.add_argument("--config", help="the wave's YAML config (for output and storage options)")
+    rerun.add_argument("--output", help="results root URI the wave was written to")
+    _add_dispatch_options(rerun)
+    rerun.set_defaults(handler=_rerun)
     demo = sub.add_parser("demo", help="simulate a wave with known truth and run it end to end")
     demo.add_argument("--output", default="demo-results", help="folder for input and results")
     demo.add_argument("--markets", default="DE,FR", help="comma-separated market codes")

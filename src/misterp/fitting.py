@@ -176,6 +176,19 @@ def _compiled_template(
     return _TEMPLATES[key]
 
 
+#: Set by a pool of fit processes: CPUs each fit's chains may use, so N processes do not each
+#: start one thread per CPU of the machine (in a pod, ``os.cpu_count()`` is the node's).
+CORES_PER_FIT_ENV = "MISTERP_CORES_PER_FIT"
+
+
+def sampler_cores(sampler: SamplerConfig) -> int:
+    """Chains sampled at once: the config's ``cores``, else the pool's share, else all CPUs."""
+    if sampler.cores:
+        return sampler.cores
+    share = int(os.environ.get(CORES_PER_FIT_ENV, "0") or 0)
+    return min(sampler.chains, share or os.cpu_count() or 1)
+
+
 def _sample_nutpie(
     spec: ModelSpec,
     layout: MarketCells,
@@ -193,7 +206,7 @@ def _sample_nutpie(
         draws=sampler.draws,
         tune=sampler.tune,
         chains=sampler.chains,
-        cores=sampler.cores or min(sampler.chains, os.cpu_count() or 1),
+        cores=sampler_cores(sampler),
         seed=spec_seed(spec, sampler.random_seed),
         target_accept=sampler.target_accept,
         progress_bar=False,
@@ -212,7 +225,7 @@ def _sample_pymc(
         draws=sampler.draws,
         tune=sampler.tune,
         chains=sampler.chains,
-        cores=sampler.cores or min(sampler.chains, os.cpu_count() or 1),
+        cores=sampler_cores(sampler),
         target_accept=sampler.target_accept,
         random_seed=spec_seed(spec, sampler.random_seed),
         include_response_params=True,

@@ -1,0 +1,48 @@
+"""The ``fit-batch`` flow: one pod (or local process) fitting a batch of a staged wave's models.
+
+The wave flow dispatches batches here with ``run_deployment``. Inside, the batch's fits run in
+parallel worker processes; each writes its record to the store as soon as it is done, so a
+pod that is lost midway loses only its unfinished fits, which a re-run then picks up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.wave import fit_in_processes
+from misterp.fitting import CONVERGED
+
+
+@flow(name="fit-batch")
+def fit_batch(
+    output: str,
+    wave: str,
+    keys: list[str],
+    storage_options: dict[str, Any] | None = None,
+    workers: int | None = None,
+) -> dict[str, int]:
+    """Fit ``keys`` of the wave staged in ``output``; returns models per status.
+
+    Parameters
+    ----------
+    output
+        Results root URI the wave was staged in.
+    wave
+        Wave id.
+    keys
+        Model keys (``market/question/option``) to fit.
+    storage_options
+        fsspec options for the store (credentials belong in the environment, not here).
+    workers
+        Parallel fit processes in this pod; default: all CPUs the process sees.
+    """
+    summaries = fit_in_processes(output, wave, keys, storage_options or {}, workers)
+    counts: dict[str, int] = {}
+    for summary in summaries:
+        counts[summary.status] = counts.get(summary.status, 0) + 1
+    get_run_logger().info(
+        "batch of %d models: %d converged, %s", len(keys), counts.get(CONVERGED, 0), counts
+    )
+    return counts
