@@ -1,0 +1,175 @@
+"""Production fan-out on this machine: real ``prefect server``, a process pool and worker, S3.
+
+The wave flow dispatches ``fit-batch`` flow runs with ``run_deployment`` exactly as it does on
+the Kubernetes pool; here the worker starts each flow run as a local subprocess instead of a
+pod. The estimates must be those of the local flow, and a re-run must refit only what is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.wave import rerun_wave, run_wave
+from misterp.poststratify import SUMMARY_COLUMNS
+from misterp.simulate import WaveTruthSpec, simulate_wave
+from misterp.staging import _fit_path, read_fit_record
+from misterp.storage import MANIFEST, ResultStore
+
+WAVE = "2026-10"
+# Plumbing, not statistics: tiny draw counts, thresholds they can meet (so the re-run has
+# converged fits to keep); recovery and real thresholds are tested in tests/model.
+SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
+CONVERGENCE = {"r_hat_max": 1.3, "ess_bulk_min": 10, "ess_tail_min": 10, "divergences_max": 5}
+ESTIMATE_COLUMNS = list(SUMMARY_COLUMNS)
+ID_COLUMNS = ["market", "question_id", "option", "target_group"]
+
+pytestmark = pytest.mark.slow
+
+
+def _wave_config(bucket: str, options: dict[str, object], results: str) -> dict[str, Any]:
+    wave = simulate_wave(
+        5,
+        WaveTruthSpec(
+            markets=("DE",),
+            brands=("brand01", "brand02"),
+            n_respondents=400,
+            rare_brand="brand02",
+            association_options=("innovative", "trustworthy"),
+        ),
+    )
+    wave.write(f"{bucket}/input/{WAVE}", storage_options=options)
+    config = wave.config(f"{bucket}/input/{{wave}}", f"{bucket}/{results}")
+    return config | {
+        "storage_options": options,
+        "sampler": SAMPLER,
+        "convergence": CONVERGENCE,
+        "retry": {"max_attempts": 1},
+        "workers": 1,
+    }
+
+
+def _deploy_fit_batch(server: Any, pool: str) -> str:
+    """``prefect deploy`` the fit-batch flow to the process pool, as a user would locally."""
+    done = server.cli("deploy", "flows/fit_batch.py:fit_batch", "--name", "local", "--pool", pool)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return "fit-batch/local"
+
+
+def _batch_runs(deployment: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["local"]))
+        )
+
+
+def _estimates(store: ResultStore) -> pd.DataFrame:
+    frame = store.read_parquet(f"{WAVE}/estimates.parquet")
+    return frame.sort_values(ID_COLUMNS).reset_index(drop=True)
+
+
+def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
+    prefect_client_settings: Any,
+    process_worker: tuple[str, subprocess.Popen[bytes], Path],
+    s3_bucket: tuple[str, dict[str, object]],
+) -> None:
+    pool, worker, worker_log = process_worker
+    bucket, options = s3_bucket
+    deployment = _deploy_fit_batch(prefect_client_settings, pool)
+
+    local_config = _wave_config(bucket, options, "results-local")
+    local = run_wave(config=local_config, wave=WAVE)
+
+    config = local_config | {"output": f"{bucket}/results"}
+    started = time.perf_counter()
+    summary = run_wave(config=config, wave=WAVE, fit_deployment=deployment, batch_size=3)
+    fan_out_seconds = time.perf_counter() - started
+    assert worker.poll() is None, worker_log.read_text()[-3000:]
+
+    n_models = local["counts"]["models"]
+    assert n_models == 8
+    assert summary["counts"] == local["counts"]
+    assert summary["fitted"] == n_models
+    assert summary["counts"]["converged"] >= n_models // 2, summary
+    runs = _batch_runs(deployment)
+    assert len(runs) == 3  # ceil(8 / 3) batches, one flow run (one pod) each
+    assert {run.state.type.value for run in runs} == {"COMPLETED"}, worker_log.read_text()[-3000:]
+    assert all(run.parent_task_run_id is not None for run in runs), "batches not under the wave"
+
+    store = ResultStore(f"{bucket}/results", options)
+    local_store = ResultStore(f"{bucket}/results-local", options)
+    assert store.is_complete(WAVE)
+    fanned, reference = _estimates(store), _estimates(local_store)
+    pd.testing.assert_frame_equal(fanned[ID_COLUMNS], reference[ID_COLUMNS])
+    np.testing.assert_allclose(
+        fanned[ESTIMATE_COLUMNS].to_numpy(float),
+        reference[ESTIMATE_COLUMNS].to_numpy(float),
+        rtol=1e-9,
+    )
+
+    # A lost pod: two fits never recorded. A fit that failed: its record says so. Fits that
+    # did not converge are refitted too (with these tiny draws there may be some).
+    models = store.read_json(f"{WAVE}/{MANIFEST}")["models"]
+    keys = sorted(model["key"] for model in models)
+    not_converged = {m["key"] for m in models if m["status"] != "converged"}
+    converged = sorted(set(keys) - not_converged)
+    lost, failed = converged[:2], converged[-1]
+    for key in lost:
+        store.remove(_fit_path(WAVE, key, "json"))
+        store.remove(_fit_path(WAVE, key, "npy"))
+    record = read_fit_record(store, WAVE, failed)
+    assert record is not None
+    store.write_json(_fit_path(WAVE, failed, "json"), record | {"status": "failed"})
+    before = {key: read_fit_record(store, WAVE, key) for key in keys}
+
+    started = time.perf_counter()
+    rerun = rerun_wave(
+        output=f"{bucket}/results",
+        wave=WAVE,
+        storage_options=options,
+        fit_deployment=deployment,
+        batch_size=3,
+    )
+    rerun_seconds = time.perf_counter() - started
+
+    expected = {*lost, failed} | not_converged
+    assert rerun["fitted"] == len(expected)
+    assert rerun["reused"] == n_models - len(expected)
+    assert len(_batch_runs(deployment)) == 3 + -(-len(expected) // 3)
+    after = {key: read_fit_record(store, WAVE, key) for key in keys}
+    refitted = {key for key in keys if (before[key] or {}).get("fit_id") != after[key]["fit_id"]}
+    assert refitted == expected
+    assert store.is_complete(WAVE)
+    manifest = store.read_json(f"{WAVE}/{MANIFEST}")
+    assert len(manifest["models"]) == n_models
+    assert {m["key"]: m["fit_id"] for m in manifest["models"]} == {
+        key: record["fit_id"] for key, record in after.items()
+    }
+    # same seeds, same data: the refits reproduce the first fits exactly
+    np.testing.assert_allclose(
+        _estimates(store)[ESTIMATE_COLUMNS].to_numpy(float),
+        reference[ESTIMATE_COLUMNS].to_numpy(float),
+        rtol=1e-9,
+    )
+    print(
+        json.dumps(
+            {
+                "models": n_models,
+                "batch_flow_runs": 3,
+                "fan_out_seconds": round(fan_out_seconds, 1),
+                "converged": len(converged),
+                "rerun_refitted": sorted(refitted),
+                "rerun_seconds": round(rerun_seconds, 1),
+            }
+        )
+    )
