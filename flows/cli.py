@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -28,14 +29,17 @@ def _run(args: argparse.Namespace) -> int:
         read_config(args.config).resolved(
             wave=args.wave or "0000-00", input=args.input, output=args.output
         )
-        summary = run_wave(
-            config=args.config,
-            input=args.input,
-            output=args.output,
-            wave=args.wave,
-            fit_deployment=args.fit_deployment,
-            batch_size=args.batch_size,
-            refit_all=args.refit_all,
+        summary = summary_of(
+            run_wave(
+                config=args.config,
+                input=args.input,
+                output=args.output,
+                wave=args.wave,
+                fit_deployment=args.fit_deployment,
+                batch_size=args.batch_size,
+                refit_all=args.refit_all,
+                return_state=True,
+            )
         )
     except (InputValidationError, ConfigError, FormulaError) as exc:
         print(str(exc), file=sys.stderr)
@@ -43,14 +47,34 @@ def _run(args: argparse.Namespace) -> int:
     return _report(summary)
 
 
-def _report(summary: dict[str, object]) -> int:
+def summary_of(state: Any) -> dict[str, Any]:
+    """The wave summary of a finished run, also of one that ended Failed after publishing.
+
+    A run that raised (invalid input, a missing staged wave) raises that exception here.
+    """
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    if not isinstance(result, dict):
+        raise RuntimeError(f"wave run ended {state.type.value} without a result: {state.message}")
+    return result
+
+
+def _report(summary: dict[str, Any]) -> int:
+    """Print the outcome; exit 0 when every model converged, 1 when some need attention."""
     counts = summary["counts"]
-    assert isinstance(counts, dict)
     print(
         f"wave {summary['wave']} written to {summary['output']}: {counts}; "
         f"{summary['fitted']} fitted, {summary['reused']} reused"
     )
-    return 0 if counts["failed"] == 0 else 1
+    if counts["failed"] or counts["not_converged"]:
+        print(
+            f"{counts['failed']} failed and {counts['not_converged']} not converged models are "
+            f"flagged in the estimates; see {summary['output']}/health.md",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _rerun(args: argparse.Namespace) -> int:
@@ -65,12 +89,15 @@ def _rerun(args: argparse.Namespace) -> int:
         if args.config is not None:
             config = resolve_config(args.config, output=args.output, wave=args.wave)
             output, options = config.output, config.storage_options
-        summary = rerun_wave(
-            output=output,
-            wave=args.wave,
-            storage_options=options,
-            fit_deployment=args.fit_deployment,
-            batch_size=args.batch_size,
+        summary = summary_of(
+            rerun_wave(
+                output=output,
+                wave=args.wave,
+                storage_options=options,
+                fit_deployment=args.fit_deployment,
+                batch_size=args.batch_size,
+                return_state=True,
+            )
         )
     except (ConfigError, StagedWaveMissing) as exc:
         print(str(exc), file=sys.stderr)
@@ -103,7 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"demo wave: {len(simulated.respondents)} respondents, config {config_path}")
     started = time.perf_counter()
-    summary = run_wave(config=str(config_path))
+    summary = summary_of(run_wave(config=str(config_path), return_state=True))
     seconds = time.perf_counter() - started
     estimates = ResultStore(str(output / "results")).read_parquet(f"{wave_id}/estimates.parquet")
     table = estimates.merge(
@@ -124,6 +151,25 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(f"results: {summary['output']}")
     return 0 if summary["counts"]["failed"] == 0 else 1
+
+
+def _alerts_install(args: argparse.Namespace) -> int:
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.alerts import FIT_AUTOMATION, WAVE_AUTOMATION, install_alerts
+
+    if not PREFECT_API_URL.value():
+        print(
+            "PREFECT_API_URL is not set: alerts live on a Prefect server; point the CLI at it "
+            "(export PREFECT_API_URL=http://HOST:4200/api) and run this again",
+            file=sys.stderr,
+        )
+        return 2
+    ids = install_alerts(args.webhook, per_fit=args.per_fit)
+    names = [FIT_AUTOMATION, WAVE_AUTOMATION] if args.per_fit else [WAVE_AUTOMATION]
+    print(f"installed on {PREFECT_API_URL.value()}: automations {', '.join(names)}")
+    print(f"webhook block misterp-alerts ({ids['webhook_block']}) -> {args.webhook}")
+    return 0
 
 
 def _add_dispatch_options(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--respondents", type=int, default=1500, help="respondents per market")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(handler=_demo)
+    alerts = sub.add_parser("alerts", help="alerts for fits and waves that need attention")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    install = alerts_sub.add_parser(
+        "install",
+        help="create the webhook block and automations on the Prefect server (PREFECT_API_URL)",
+    )
+    install.add_argument(
+        "--webhook", required=True, help="URL to POST alerts to (Slack incoming webhooks work)"
+    )
+    install.add_argument(
+        "--no-per-fit",
+        dest="per_fit",
+        action="store_false",
+        help="alert once per wave only, not for every fit that needs attention",
+    )
+    install.set_defaults(handler=_alerts_install)
     return parser
 
 

@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import State, flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import as_completed
+from prefect.states import Failed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+from flows.alerts import emit_fit_event, emit_wave_event
 from misterp.config import ConfigError, WaveConfig, load_config, parse_config
 from misterp.fitting import CONVERGED, CORES_PER_FIT_ENV, FAILED, NOT_CONVERGED
+from misterp.health import WaveHealth
 from misterp.specs import FormulaError
 from misterp.staging import RefitPlan, plan_refits, read_current_fits, stage_wave
 from misterp.storage import ResultStore
@@ -113,12 +117,20 @@ def open_staged(output: str, wave: str, storage_options: dict[str, Any]) -> Prep
     return open_staged_wave(output, wave, storage_options)
 
 
-# No Prefect retries: statistical retries with stronger settings happen inside the fit, and a
-# failed fit is a result (recorded, reported), not an exception.
-@task(task_run_name=fit_task_name)
+# Statistical retries (stronger sampler settings) happen inside the fit, and a fit that still
+# fails is a result (recorded, alerted, reported), not an exception. What does raise here is
+# infrastructure (the store timing out), which Prefect retries: the same settings, once more.
+@task(
+    task_run_name=fit_task_name,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_infrastructure_only,
+)
 def fit_model(output: str, wave: str, key: str, storage_options: dict[str, Any]) -> FitSummary:
-    """Fit one model of a staged wave and record it in the store (runs in a worker process)."""
-    return fit_staged(output, wave, key, storage_options)
+    """Fit one model of a staged wave, record it in the store, alert if it did not converge."""
+    summary = fit_staged(output, wave, key, storage_options)
+    emit_fit_event(wave, summary)
+    return summary
 
 
 @task(retries=2, retry_delay_seconds=10)
@@ -126,6 +138,36 @@ def publish(prepared: PreparedWave, started: float) -> WaveOutcome:
     """Read every current fit record, then write estimates and draws, and the manifest last."""
     store = ResultStore(prepared.config.output, prepared.config.storage_options)
     return publish_wave(prepared, read_current_fits(prepared, store), started_at=started)
+
+
+@task
+def report_health(outcome: WaveOutcome) -> WaveHealth:
+    """Show the wave's health as artifacts and emit the wave event the alerts listen to."""
+    health = outcome.health
+    key = f"wave-health-{outcome.wave_id}".lower().replace("_", "-")
+    create_table_artifact(
+        key=key,
+        table=health.rows(),
+        description=f"misterp wave {outcome.wave_id}: every model, problems first",
+    )
+    create_markdown_artifact(
+        key=f"{key}-summary",
+        markdown=health.to_markdown(),
+        description=health.headline(),
+    )
+    emit_wave_event(health, outcome.output_uri)
+    return health
+
+
+def _final(summary: dict[str, Any], health: WaveHealth) -> dict[str, Any] | State:
+    """Completed when every model converged; otherwise Failed, after publishing.
+
+    A wave with failed or not converged models is published (its estimates flagged) but its
+    run ends Failed, so a cron user sees red in the UI and a retry of the run refits only those.
+    """
+    if health.healthy:
+        return summary
+    return Failed(message=f"{health.headline()}; see the wave-health artifact", data=summary)
 
 
 def _progress_line(done: int, total: int, counts: dict[str, int], elapsed: float) -> str:
@@ -348,7 +390,7 @@ def run_wave(
     batch_size: int = DEFAULT_BATCH_SIZE,
     refit_all: bool = False,
     wave_lag_months: int = 0,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Run one tracking wave end to end and return its manifest summary.
 
     Converged fits already in the store with the same spec, data and settings are reused, so
@@ -393,7 +435,7 @@ def run_wave(
     logger.info(
         "wave %s published to %s: %s", outcome.wave_id, outcome.output_uri, outcome.status_counts
     )
-    return _summary(outcome, plan)
+    return _final(_summary(outcome, plan), report_health(outcome))
 
 
 @flow(name="rerun-wave")
@@ -403,7 +445,7 @@ def rerun_wave(
     storage_options: dict[str, Any] | None = None,
     fit_deployment: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Refit only the models of a staged wave that are missing, failed or not converged.
 
     Works from what the first run staged in ``output`` (config, cells, counts); the raw input
@@ -420,4 +462,4 @@ def rerun_wave(
     logger.info(
         "wave %s published to %s: %s", outcome.wave_id, outcome.output_uri, outcome.status_counts
     )
-    return _summary(outcome, plan)
+    return _final(_summary(outcome, plan), report_health(outcome))

@@ -60,6 +60,8 @@ class FitAttempt:
     report: ConvergenceReport | None
     status: str
     error: str | None = None
+    #: Why the attempt missed the thresholds, as a person would say it (empty when it passed).
+    failures: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping for the manifest."""
@@ -68,6 +70,7 @@ class FitAttempt:
             "report": self.report.to_dict() if self.report else None,
             "status": self.status,
             "error": self.error,
+            "failures": list(self.failures),
         }
 
 
@@ -289,7 +292,14 @@ def fit_with_policy(
             break
         draws = thin_draws(idata["posterior"][CELL_PROBABILITY], settings.stored_draws)
         status = CONVERGED if report.passes(thresholds) else NOT_CONVERGED
-        attempts.append(FitAttempt(sampler=settings.model_dump(), report=report, status=status))
+        attempts.append(
+            FitAttempt(
+                sampler=settings.model_dump(),
+                report=report,
+                status=status,
+                failures=tuple(report.failures(thresholds)),
+            )
+        )
         if status == NOT_CONVERGED:
             logger.warning(
                 "fit %s attempt %d missed: %s",

@@ -224,6 +224,7 @@ def read_fit(
             report=_report_from_dict(a["report"]),
             status=a["status"],
             error=a["error"],
+            failures=tuple(a.get("failures") or ()),
         )
         for a in record["attempts"]
     ]

@@ -23,6 +23,7 @@ from misterp.cells import CellCounts, MarketCells, aggregate_cells, build_market
 from misterp.config import WaveConfig
 from misterp.data import WaveData
 from misterp.fitting import CONVERGED, FAILED, NOT_CONVERGED, FitResult, fit_with_policy
+from misterp.health import HEALTH_FILE, WaveHealth, wave_health
 from misterp.poststratify import SUMMARY_COLUMNS, draws_frame, poststratify, summarise
 from misterp.raking import rake_weights, sample_shares
 from misterp.specs import ModelSpec, plan_model_specs
@@ -116,6 +117,11 @@ class WaveOutcome:
     output_uri: str
     estimates: pd.DataFrame
     manifest: dict[str, Any]
+
+    @property
+    def health(self) -> WaveHealth:
+        """Convergence of every model, problems first."""
+        return wave_health(self.manifest)
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -341,9 +347,12 @@ def publish_wave(
         "config": config.model_dump(mode="json", exclude={"storage_options"}),
         "counts": {"models": len(prepared.specs), **counts},
         "wall_seconds": time.perf_counter() - started_at if started_at else None,
-        "files": {"estimates": "estimates.parquet", "draws": "draws/"},
+        "files": {"estimates": "estimates.parquet", "draws": "draws/", "health": HEALTH_FILE},
         "models": models,
     }
+    health = wave_health(manifest)
+    manifest["healthy"] = health.healthy
+    store.write_bytes(f"{wave}/{HEALTH_FILE}", health.to_markdown().encode())
     store.publish(wave, manifest)
     return WaveOutcome(wave, store.uri(wave), estimates, manifest)
 
@@ -363,6 +372,9 @@ class FitSummary:
     ess_bulk_min: float | None
     divergences: int | None
     error: str | None = None
+    ess_tail_min: float | None = None
+    bfmi_min: float | None = None
+    failures: tuple[str, ...] = ()
 
     @classmethod
     def from_result(cls, result: FitResult) -> FitSummary:
@@ -377,6 +389,9 @@ class FitSummary:
             ess_bulk_min=report.ess_bulk_min if report else None,
             divergences=report.divergences if report else None,
             error=(result.error or "").splitlines()[0] if result.error else None,
+            ess_tail_min=report.ess_tail_min if report else None,
+            bfmi_min=report.bfmi_min if report else None,
+            failures=result.attempts[-1].failures if result.attempts else (),
         )
 
 

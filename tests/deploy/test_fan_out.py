@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flows.cli import summary_of
 from flows.wave import rerun_wave, run_wave
 from misterp.poststratify import SUMMARY_COLUMNS
 from misterp.simulate import WaveTruthSpec, simulate_wave
@@ -88,11 +89,15 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     deployment = _deploy_fit_batch(prefect_client_settings, pool)
 
     local_config = _wave_config(bucket, options, "results-local")
-    local = run_wave(config=local_config, wave=WAVE)
+    local = summary_of(run_wave(config=local_config, wave=WAVE, return_state=True))
 
     config = local_config | {"output": f"{bucket}/results"}
     started = time.perf_counter()
-    summary = run_wave(config=config, wave=WAVE, fit_deployment=deployment, batch_size=3)
+    summary = summary_of(
+        run_wave(
+            config=config, wave=WAVE, fit_deployment=deployment, batch_size=3, return_state=True
+        )
+    )
     fan_out_seconds = time.perf_counter() - started
     assert worker.poll() is None, worker_log.read_text()[-3000:]
 
@@ -133,12 +138,15 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     before = {key: read_fit_record(store, WAVE, key) for key in keys}
 
     started = time.perf_counter()
-    rerun = rerun_wave(
-        output=f"{bucket}/results",
-        wave=WAVE,
-        storage_options=options,
-        fit_deployment=deployment,
-        batch_size=3,
+    rerun = summary_of(
+        rerun_wave(
+            output=f"{bucket}/results",
+            wave=WAVE,
+            storage_options=options,
+            fit_deployment=deployment,
+            batch_size=3,
+            return_state=True,
+        )
     )
     rerun_seconds = time.perf_counter() - started
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from flows.cli import summary_of
 from flows.wave import run_wave
 from misterp.simulate import WaveTruthSpec, simulate_wave
 from misterp.storage import MANIFEST, ResultStore
@@ -30,6 +31,21 @@ def prefect_api() -> Iterator[None]:
         os.environ.pop("PREFECT_API_URL", None)
     else:
         os.environ["PREFECT_API_URL"] = saved
+
+
+def _artifact(key: str) -> list[dict[str, object]]:
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    data = artifact.data
+    rows: list[dict[str, object]] = json.loads(data) if isinstance(data, str) else data
+    return rows
 
 
 def _small_wave(seed: int) -> object:
@@ -59,11 +75,21 @@ def test_demo_wave_runs_end_to_end_on_s3(
         "workers": 2,
     }
 
-    summary = run_wave(config=config, wave="2026-10")
+    state = run_wave(config=config, wave="2026-10", return_state=True)
+    summary = summary_of(state)
 
     store = ResultStore(f"{bucket}/results", options)
     assert store.is_complete("2026-10")
     manifest = store.read_json(f"2026-10/{MANIFEST}")
+    # the run's state says whether every model converged; the wave is published either way
+    problems = sorted(m["key"] for m in manifest["models"] if m["status"] != "converged")
+    assert state.is_failed() == bool(problems), state
+    # the health report: a file beside the estimates and Prefect artifacts, problems listed
+    health = store.read_bytes("2026-10/health.md").decode()
+    assert all(f"`{key}`" in health for key in problems)
+    table = _artifact("wave-health-2026-10")
+    assert [row["model"] for row in table][: len(problems)] == problems
+    assert len(table) == len(manifest["models"])
     estimates = store.read_parquet("2026-10/estimates.parquet")
     n_models = 2 * 2 + 2 * 2  # aware+consider per brand, 2 association options per brand
     assert summary["counts"]["models"] == n_models == len(manifest["models"])

@@ -1,0 +1,112 @@
+"""The wave health report from hand-built manifests: counts, problems first, why, slowest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from misterp.health import wave_health
+
+
+def _attempt(
+    status: str,
+    *,
+    r_hat: float = 1.001,
+    ess: float = 900.0,
+    divergences: int = 0,
+    failures: tuple[str, ...] = (),
+    error: str | None = None,
+) -> dict[str, Any]:
+    report = None
+    if error is None:
+        report = {
+            "r_hat_max": r_hat,
+            "ess_bulk_min": ess,
+            "ess_tail_min": ess + 10,
+            "divergences": divergences,
+            "bfmi_min": None,  # NaN in the report becomes None in JSON
+            "chains": 4,
+            "draws": 1000,
+            "seconds": 1.0,
+        }
+    return {
+        "sampler": {"target_accept": 0.95},
+        "report": report,
+        "status": status,
+        "error": error,
+        "failures": list(failures),
+    }
+
+
+def _manifest() -> dict[str, Any]:
+    return {
+        "wave": "2026-10",
+        "models": [
+            {"key": "DE/aware_b1/yes", "status": "converged", "seconds": 3.0,
+             "attempts": [_attempt("converged")]},
+            {"key": "DE/aware_b2/yes", "status": "not_converged", "seconds": 9.5,
+             "attempts": [
+                 _attempt("not_converged", divergences=12, failures=("12 divergences > 0",)),
+                 _attempt("not_converged", r_hat=1.03, ess=150.0,
+                          failures=("r_hat 1.030 > 1.01", "bulk ESS 150 < 400")),
+             ]},
+            {"key": "DE/assoc_b1/green", "status": "failed", "seconds": 0.2,
+             "attempts": [_attempt("failed", error="MemoryError: out of memory\ntraceback...")]},
+            {"key": "AT/aware_b1/yes", "status": "failed", "seconds": None, "attempts": []},
+            {"key": "AT/aware_b2/yes", "status": "converged", "seconds": 4.0,
+             "attempts": [_attempt("converged")]},
+        ],
+    }  # fmt: skip
+
+
+def test_counts_every_status_including_zeros() -> None:
+    health = wave_health(_manifest())
+    assert health.counts == {"models": 5, "converged": 2, "not_converged": 1, "failed": 2}
+    assert not health.healthy
+
+
+def test_problems_come_first_failed_before_not_converged_with_their_reason() -> None:
+    health = wave_health(_manifest())
+    problems = [(m.key, m.status, m.problem) for m in health.problems]
+    assert problems == [
+        ("AT/aware_b1/yes", "failed", "no fit recorded (lost worker or pod?)"),
+        ("DE/assoc_b1/green", "failed", "MemoryError: out of memory"),
+        ("DE/aware_b2/yes", "not_converged", "r_hat 1.030 > 1.01; bulk ESS 150 < 400"),
+    ]
+    rows = health.rows()
+    assert [r["model"] for r in rows[:3]] == [key for key, _, _ in problems]
+    # the last attempt's diagnostics, not the first's
+    assert rows[2]["attempts"] == 2
+    assert rows[2]["r_hat_max"] == 1.03
+    assert rows[2]["divergences"] == 0
+    assert {r["problem"] for r in rows[3:]} == {""}
+
+
+def test_slowest_fits_are_sorted_and_skip_models_without_a_time() -> None:
+    health = wave_health(_manifest())
+    assert [m.key for m in health.slowest] == [
+        "DE/aware_b2/yes",
+        "AT/aware_b2/yes",
+        "DE/aware_b1/yes",
+        "DE/assoc_b1/green",
+    ]
+
+
+def test_markdown_names_every_problem_and_how_to_refit_it() -> None:
+    text = wave_health(_manifest()).to_markdown()
+    assert text.startswith("# Wave 2026-10: NEEDS ATTENTION")
+    assert "| not_converged | 1 |" in text
+    assert "| failed | 2 |" in text
+    attention = text.split("## Models that need attention")[1].split("## Slowest fits")[0]
+    for key in ("AT/aware_b1/yes", "DE/assoc_b1/green", "DE/aware_b2/yes"):
+        assert f"`{key}`" in attention
+    assert "`DE/aware_b1/yes`" not in attention
+    assert "misterp rerun --wave 2026-10" in attention
+
+
+def test_a_wave_where_everything_converged_is_healthy_and_says_so() -> None:
+    manifest = _manifest()
+    manifest["models"] = [m for m in manifest["models"] if m["status"] == "converged"]
+    health = wave_health(manifest)
+    assert health.healthy
+    assert health.headline() == "wave 2026-10: all 2 models converged"
+    assert "need attention" not in health.to_markdown()
