@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from misterp.cells import CellCounts, MarketCells
-from misterp.config import WaveConfig, parse_config
-from misterp.diagnostics import ConvergenceReport
-from misterp.fitting import CONVERGED, FitAttempt, FitResult
+from misterp.config import SamplerConfig, WaveConfig, parse_config
+from misterp.diagnostics import ConvergenceReport, next_attempt
+from misterp.fitting import CONVERGED, NOT_CONVERGED, FitAttempt, FitResult
 from misterp.specs import ModelSpec
 from misterp.storage import ResultStore
 
@@ -218,16 +218,7 @@ def read_fit(
     if record is None:
         return None
     draws = store.read_array(_fit_path(wave, spec.key, "npy")) if record["has_draws"] else None
-    attempts = [
-        FitAttempt(
-            sampler=a["sampler"],
-            report=_report_from_dict(a["report"]),
-            status=a["status"],
-            error=a["error"],
-            failures=tuple(a.get("failures") or ()),
-        )
-        for a in record["attempts"]
-    ]
+    attempts = previous_attempts(record)
     return FitResult(
         spec=spec,
         status=record["status"],
@@ -238,6 +229,52 @@ def read_fit(
         n_respondents=int(record["n_respondents"]),
         extra={"fit_id": record["fit_id"], "settings_hash": record["settings_hash"]},
     )
+
+
+def resume_settings(
+    record: Mapping[str, Any] | None,
+    spec: ModelSpec,
+    data_hash: str,
+    config: WaveConfig,
+) -> SamplerConfig | None:
+    """Where a refit of a not converged model starts: one rung above its last attempt.
+
+    Refitting it with the first settings and the same seed would only reproduce the same
+    miss; a re-run continues the retry ladder instead. None: start from the config.
+    """
+    if (
+        record is None
+        or record.get("status") != NOT_CONVERGED
+        or record.get("spec_hash") != spec.spec_hash
+        or record.get("data_hash") != data_hash
+        or record.get("settings_hash") != fit_settings_hash(config)
+        or not record.get("attempts")
+    ):
+        return None
+    last = record["attempts"][-1]
+    report = _report_from_dict(last.get("report"))
+    if report is None:
+        return None
+    one_more = config.retry.model_copy(update={"max_attempts": 2})
+    return next_attempt(
+        report, SamplerConfig(**last["sampler"]), one_more, config.convergence, attempt=1
+    )
+
+
+def previous_attempts(record: Mapping[str, Any] | None) -> list[FitAttempt]:
+    """The attempts of a stored fit, to keep a model's whole history across re-runs."""
+    if record is None:
+        return []
+    return [
+        FitAttempt(
+            sampler=a["sampler"],
+            report=_report_from_dict(a["report"]),
+            status=a["status"],
+            error=a["error"],
+            failures=tuple(a.get("failures") or ()),
+        )
+        for a in record.get("attempts") or []
+    ]
 
 
 @dataclass

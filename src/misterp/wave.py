@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from misterp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
-from misterp.config import WaveConfig
+from misterp.config import SamplerConfig, WaveConfig
 from misterp.data import WaveData
 from misterp.fitting import CONVERGED, FAILED, NOT_CONVERGED, FitResult, fit_with_policy
 from misterp.health import HEALTH_FILE, WaveHealth, wave_health
@@ -32,7 +32,10 @@ from misterp.staging import (
     fit_settings_hash,
     load_staged_wave,
     plan_refits,
+    previous_attempts,
     read_current_fits,
+    read_fit_record,
+    resume_settings,
     stage_wave,
     write_fit,
 )
@@ -182,15 +185,17 @@ def _check_target_groups(config: WaveConfig, data: WaveData) -> None:
         raise ConfigError("invalid target groups\n" + "\n".join(problems))
 
 
-def fit_prepared(prepared: PreparedWave, spec: ModelSpec) -> FitResult:
-    """Fit one planned spec of a prepared wave."""
+def fit_prepared(
+    prepared: PreparedWave, spec: ModelSpec, sampler: SamplerConfig | None = None
+) -> FitResult:
+    """Fit one planned spec of a prepared wave (from ``sampler`` instead of the config's)."""
     config = prepared.config
     return fit_with_policy(
         spec,
         prepared.layouts[spec.market],
         prepared.counts[spec.key],
         priors=config.model.priors,
-        sampler=config.sampler,
+        sampler=sampler or config.sampler,
         thresholds=config.convergence,
         policy=config.retry,
     )
@@ -418,8 +423,18 @@ def open_staged_wave(
 
 
 def fit_and_record(prepared: PreparedWave, spec: ModelSpec, store: ResultStore) -> FitResult:
-    """Fit one model and write its record at once, so nothing finished is lost later."""
-    result = fit_prepared(prepared, spec)
+    """Fit one model and write its record at once, so nothing finished is lost later.
+
+    A model that did not converge last time continues its retry ladder where it stopped, and
+    its record keeps every attempt across runs.
+    """
+    previous = read_fit_record(store, prepared.wave_id, spec.key)
+    start = resume_settings(previous, spec, prepared.counts[spec.key].data_hash, prepared.config)
+    result = fit_prepared(prepared, spec, start)
+    if start is not None:
+        earlier = previous_attempts(previous)
+        result.attempts[:0] = earlier
+        logger.info("fit %s continued its retry ladder after %d attempts", spec.key, len(earlier))
     write_fit(store, prepared.wave_id, result, fit_settings_hash(prepared.config))
     return result
 

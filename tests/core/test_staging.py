@@ -14,14 +14,17 @@ from misterp.config import parse_config
 from misterp.diagnostics import ConvergenceReport
 from misterp.fitting import CONVERGED, FAILED, NOT_CONVERGED, FitAttempt, FitResult
 from misterp.simulate import WaveTruthSpec, simulate_wave
+from misterp.specs import ModelSpec
 from misterp.staging import (
     StagedWaveMissing,
     fit_settings_hash,
     load_staged_wave,
     plan_refits,
+    previous_attempts,
     read_current_fits,
     read_fit,
     read_fit_record,
+    resume_settings,
     stage_wave,
     write_fit,
 )
@@ -198,3 +201,44 @@ def test_a_rerun_refits_only_the_fit_that_failed_and_keeps_the_others(
     assert len(merged) == kept.sum()
     np.testing.assert_array_equal(merged["mean_first"], merged["mean_second"])
     np.testing.assert_array_equal(merged["q95_first"], merged["q95_second"])
+
+
+def _record(config: Any, spec: Any, status: str, divergences: int) -> dict[str, Any]:
+    report = ConvergenceReport(1.0, 800.0, 800.0, divergences, 0.9, 4, 1000)
+    sampler = config.sampler.model_copy(update={"target_accept": 0.95, "tune": 500})
+    return {
+        "status": status,
+        "spec_hash": spec.spec_hash,
+        "data_hash": "abc",
+        "settings_hash": fit_settings_hash(config),
+        "attempts": [
+            FitAttempt(sampler=sampler.model_dump(), report=report, status=status).to_dict()
+        ],
+    }
+
+
+def test_a_refit_of_a_not_converged_model_continues_its_retry_ladder() -> None:
+    config = parse_config(
+        {
+            "input": "in",
+            "output": "out",
+            "demographics": ["gender"],
+            "retry": {"max_attempts": 2, "target_accept_ladder": [0.99], "tune_factor": 2},
+        }
+    )
+    spec = ModelSpec("DE", "aware_b1", "yes", "p(yes, n) ~ 1 + gender")
+    record = _record(config, spec, NOT_CONVERGED, divergences=7)
+
+    start = resume_settings(record, spec, "abc", config)
+
+    # one rung above the last attempt (not the config's first settings, which would repeat it)
+    assert start is not None
+    assert start.target_accept == 0.99
+    assert start.tune == 1000
+    assert start.random_seed != config.sampler.random_seed
+    assert len(previous_attempts(record)) == 1
+    # a converged fit, or one of other data or settings, starts from the config
+    assert resume_settings(_record(config, spec, CONVERGED, 0), spec, "abc", config) is None
+    assert resume_settings(record, spec, "other data", config) is None
+    stricter = config.model_copy(update={"sampler": config.sampler.model_copy(update={"draws": 9})})
+    assert resume_settings(record, spec, "abc", stricter) is None
