@@ -50,6 +50,8 @@ FAILED = "failed"
 CELL_PROBABILITY = "p"
 # Measured: the centred form diverges more on tracker-sized cells than the non-centred one.
 NONCENTERED = True
+#: Name of the potential that carries the binomial likelihood in the compiled nutpie model.
+BINOMIAL_KERNEL = "binomial_kernel"
 
 
 @dataclass(frozen=True)
@@ -137,26 +139,39 @@ _TEMPLATES: dict[tuple[str, str, str], Any] = {}
 
 
 def _shared_data_model(model: bmb.Model) -> Any:
-    """The PyMC model of ``model`` with the observed successes and trials as shared data.
+    """The PyMC model of ``model`` with a binomial kernel on shared data ``yes`` and ``n``.
 
-    Bambi embeds the response as constants; replacing them with shared variables named
-    ``yes`` and ``n`` lets nutpie's ``with_data`` reuse one compiled model across questions.
+    Bambi embeds the response as constants; shared variables named ``yes`` and ``n`` let
+    nutpie's ``with_data`` reuse one compiled model across questions. The observed Binomial is
+    replaced by its kernel ``yes log p + (n - yes) log(1 - p)`` as a potential: the dropped
+    term, log C(n, yes), does not depend on the parameters, so the posterior is the same, but
+    with shared counts PyTensor can no longer fold it into a constant and would evaluate three
+    ``gammaln`` per cell at every leapfrog step (measured: 2.2x the cost of a step).
     """
     import pytensor
-    from pymc.model.fgraph import ModelObservedRV, fgraph_from_model, model_from_fgraph
+    import pytensor.tensor as pt
+    from pymc.model.fgraph import (
+        ModelObservedRV,
+        fgraph_from_model,
+        model_from_fgraph,
+        model_potential,
+    )
     from pytensor.graph.basic import Constant
 
     model.build()
     fgraph, _ = fgraph_from_model(model.backend.model, inlined_views=True)
-    observed = [out.owner for out in fgraph.outputs if isinstance(out.owner.op, ModelObservedRV)]
+    observed = [out for out in fgraph.outputs if isinstance(out.owner.op, ModelObservedRV)]
     if len(observed) != 1:
         raise NotImplementedError("expected exactly one observed variable")
-    rv, data = observed[0].inputs[0], observed[0].inputs[1]
-    trials = rv.owner.inputs[2]
+    rv, data = observed[0].owner.inputs[0], observed[0].owner.inputs[1]
+    trials, probability = rv.owner.inputs[2], rv.owner.inputs[3]
     if not isinstance(data, Constant) or not isinstance(trials, Constant):
         raise NotImplementedError("binomial response or trials are not constants")
-    fgraph.replace(data, pytensor.shared(np.asarray(data.data), name="yes"), import_missing=True)
-    fgraph.replace(trials, pytensor.shared(np.asarray(trials.data), name="n"), import_missing=True)
+    yes = pytensor.shared(np.asarray(data.data), name="yes")
+    n = pytensor.shared(np.asarray(trials.data), name="n")
+    kernel = pt.sum(yes * pt.log(probability) + (n - yes) * pt.log1p(-probability))
+    fgraph.add_output(model_potential(kernel, BINOMIAL_KERNEL), import_missing=True)
+    fgraph.remove_output(fgraph.outputs.index(observed[0]))
     return model_from_fgraph(fgraph, mutate_fgraph=True)
 
 

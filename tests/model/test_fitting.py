@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import gammaln
 
 from misterp.cells import aggregate_cells, build_market_cells
 from misterp.config import PriorConfig, SamplerConfig, WaveConfig, parse_config
 from misterp.data import WaveData
-from misterp.fitting import _sample_nutpie
+from misterp.fitting import BINOMIAL_KERNEL, _sample_nutpie, _shared_data_model, build_model
 from misterp.simulate import WaveTruthSpec, simulate_wave
 from misterp.specs import ModelSpec
 from misterp.wave import run_wave_inline
@@ -74,3 +75,43 @@ def test_mrp_recovers_known_population_and_target_group_values(tmp_path: object)
     # Measured on this seed: MRP 0.031 vs raw 0.040 mean absolute error (ratio 0.78); the panel
     # is tilted on age and education, so raw shares inside these groups stay biased.
     assert mrp_error < 0.85 * raw_error
+
+
+def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model() -> None:
+    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
+    data = WaveData(
+        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
+    )
+    layouts = build_market_cells(data, {})
+    spec = ModelSpec("DE", "aware_brand01", "yes", "p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
+    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+    bambi_model = build_model(spec, layouts["DE"], counts, PriorConfig())
+    bambi_model.build()
+    binomial = bambi_model.backend.model
+    kernel = _shared_data_model(build_model(spec, layouts["DE"], counts, PriorConfig()))
+    assert [p.name for p in kernel.potentials] == [BINOMIAL_KERNEL]
+    assert kernel.observed_RVs == []
+
+    def gradient(model: object, point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rvs = model.free_RVs  # type: ignore[attr-defined]
+        flat = model.compile_dlogp(vars=rvs)(point)  # type: ignore[attr-defined]
+        sizes = [np.size(point[model.rvs_to_values[rv].name]) for rv in rvs]  # type: ignore[attr-defined]
+        names = [model.rvs_to_values[rv].name for rv in rvs]  # type: ignore[attr-defined]
+        return dict(zip(names, np.split(flat, np.cumsum(sizes)[:-1]), strict=True))
+
+    logp_binomial, logp_kernel = binomial.compile_logp(), kernel.compile_logp()
+    rng = np.random.default_rng(0)
+    start = binomial.initial_point()
+    gaps = []
+    for _ in range(5):
+        point = {k: v + rng.normal(scale=0.7, size=np.shape(v)) for k, v in start.items()}
+        gaps.append(logp_binomial(point) - logp_kernel(point))
+        expected, actual = gradient(binomial, point), gradient(kernel, point)
+        assert expected.keys() == actual.keys()
+        for name in expected:
+            np.testing.assert_allclose(actual[name], expected[name], rtol=1e-9, atol=1e-9)
+    # The kernel drops only log C(n, yes): a constant, the same at every point.
+    log_choose = float(
+        np.sum(gammaln(counts.n + 1) - gammaln(counts.yes + 1) - gammaln(counts.n - counts.yes + 1))
+    )
+    np.testing.assert_allclose(gaps, log_choose, rtol=1e-9)

@@ -2,10 +2,12 @@
 
 Each case plants one problem a tracker meets in practice into a simulated wave with a known
 truth and fits it with misterp's shipped priors, sampler settings, thresholds and retry policy.
-Measured on this data: a two-level group effect (``(1|gender)``) and all-0/1 cells under it
-break the sampler at the first attempt (divergences) and are caught and escalated; very few
+Measured on this data: a two-level group effect (``(1|gender)``) breaks the sampler at the
+first attempt (11 divergences) and is caught and escalated. All-0/1 cells, very few
 respondents and a nearly separable outcome do *not* break the shipped model (its priors bound
-the posterior), so for those the test asserts the fit is right, not merely unflagged.
+the posterior; all-0/1 cells under the two-level formula gave 1-2 divergences in some runs and
+none in others, too fragile to plant), so for those the test asserts the fit is right, not
+merely unflagged.
 """
 
 from __future__ import annotations
@@ -116,7 +118,6 @@ def _all_same(wave: SimulatedWave) -> pd.DataFrame:
 
 PLANTED: dict[str, tuple[Callable[[SimulatedWave], pd.DataFrame], str]] = {
     "two-level group effect": (lambda wave: wave.answers, "aware_brand02"),
-    "all-0/1 cells under a two-level group effect": (_all_same, "aware_brand01"),
 }
 
 
@@ -153,6 +154,23 @@ def test_healthy_fits_converge_at_the_first_attempt(
     assert len(result.attempts) == 1, [a.failures for a in result.attempts]
 
 
+def test_all_0_or_1_cells_are_fitted_close_to_the_data(
+    wave: SimulatedWave, layout: MarketCells
+) -> None:
+    answers = _all_same(wave)
+
+    result, counts = _fit(wave, layout, answers, "aware_brand01", DEFAULT_FORMULA)
+
+    assert ((counts.n > 0) & ((counts.yes == 0) | (counts.yes == counts.n))).sum() >= 40
+    assert result.status == CONVERGED
+    age = layout.frame["age"].to_numpy()
+    young = _population_share(result, layout, age == "18-24").mean()
+    old = _population_share(result, layout, age == "55+").mean()
+    # Every 18-24 said yes and every 55+ no; partial pooling may pull a little, not a lot.
+    assert young > 0.9, young
+    assert old < 0.1, old
+
+
 def test_very_few_respondents_give_an_honest_wide_interval(
     wave: SimulatedWave, layout: MarketCells
 ) -> None:
@@ -173,7 +191,9 @@ def test_very_few_respondents_give_an_honest_wide_interval(
         "market == 'DE' and question_id == 'aware_brand01' and target_group == 'all'"
     )["true_value"].item()
     assert low <= truth <= high
-    assert high - low > 0.25, "15 respondents cannot pin awareness down to a few points"
+    assert high - low > 0.25, (
+        f"{low:.2f}-{high:.2f}: 15 respondents cannot pin awareness down to a few points"
+    )
 
 
 def test_a_nearly_separable_outcome_is_fitted_close_to_the_data(
@@ -195,5 +215,5 @@ def test_a_nearly_separable_outcome_is_fitted_close_to_the_data(
     )
     # The data say ~100% of men and ~0% of women; the Normal(0, 1) prior on the gender effect
     # shrinks that a little, but the fit must follow the data, not the prior.
-    assert men > 0.9
-    assert women < 0.1
+    assert men > 0.9, men
+    assert women < 0.1, women
