@@ -169,10 +169,36 @@ def _shared_data_model(model: bmb.Model) -> Any:
         raise NotImplementedError("binomial response or trials are not constants")
     yes = pytensor.shared(np.asarray(data.data), name="yes")
     n = pytensor.shared(np.asarray(trials.data), name="n")
-    kernel = pt.sum(yes * pt.log(probability) + (n - yes) * pt.log1p(-probability))
+    eta = _logit_of(probability)
+    if eta is not None:  # on the logit scale: one softplus per cell instead of two logs
+        kernel = pt.sum(yes * eta - n * pt.softplus(eta))
+    else:
+        kernel = pt.sum(yes * pt.log(probability) + (n - yes) * pt.log1p(-probability))
     fgraph.add_output(model_potential(kernel, BINOMIAL_KERNEL), import_missing=True)
     fgraph.remove_output(fgraph.outputs.index(observed[0]))
     return model_from_fgraph(fgraph, mutate_fgraph=True)
+
+
+def _logit_of(probability: Any) -> Any:
+    """The linear predictor under Bambi's clipped ``sigmoid(eta)``, or None if there is none.
+
+    Bambi clips ``p`` to (eps, 1 - eps), which keeps PyTensor from rewriting ``log(p)`` into a
+    softplus; the kernel on ``eta`` equals the clipped one wherever |eta| < 36.
+    """
+    from pytensor.scalar.math import Sigmoid
+    from pytensor.tensor.elemwise import Elemwise
+
+    pending, seen = [probability], set()
+    while pending:
+        variable = pending.pop()
+        node = variable.owner
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, Sigmoid):
+            return node.inputs[0]
+        pending.extend(node.inputs)
+    return None
 
 
 def _compiled_template(
