@@ -24,8 +24,8 @@ demo: install  ## simulate a demo wave and run it end to end, locally
 	$(VENV)/bin/misterp demo --output demo-results
 
 lint: install  ## ruff and mypy
-	$(VENV)/bin/ruff check src flows tests
-	$(VENV)/bin/ruff format --check src flows tests
+	$(VENV)/bin/ruff check src flows tests bench
+	$(VENV)/bin/ruff format --check src flows tests bench
 	$(VENV)/bin/mypy
 
 test: lint  ## lint, type-check, then the whole suite including the slow recovery tests
