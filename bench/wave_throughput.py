@@ -334,7 +334,25 @@ def prefect_api() -> Iterator[tuple[str, float]]:
             yield server.api_url, seconds
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+        _stop_sending_logs()
         server.stop()
+
+
+def _stop_sending_logs() -> None:
+    """Flush the run logs to the API, then stop shipping logs to a server about to go away.
+
+    Otherwise the naive fits' log lines are queued for the stopped server and the failed
+    delivery is printed at exit, after the summary line that must come last.
+    """
+    from prefect.logging.handlers import APILogHandler, APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        if isinstance(logger, logging.Logger):
+            for handler in list(logger.handlers):
+                if isinstance(handler, APILogHandler):
+                    logger.removeHandler(handler)
 
 
 def _task_runs(flow_run_id: Any, expected_fits: int, wait: float = 30.0) -> list[Any]:
@@ -540,29 +558,14 @@ def respondent_rows(simulated: Any, spec: Any, layout: Any) -> pd.DataFrame:
 def naive_model(formula: str, rows: pd.DataFrame, priors: Any) -> Any:
     """Bambi's Bernoulli model on respondent rows with misterp's formula and priors.
 
-    Mirrors ``misterp.fitting.build_model`` except for the likelihood, so that both fits
-    target the same posterior (binomial counts and their Bernoulli rows have one likelihood).
+    Built by ``misterp.fitting.bambi_model``, as misterp's own fits are, so both target the same
+    posterior (binomial counts and their Bernoulli rows have one likelihood).
     """
-    import bambi as bmb
-
+    from misterp.fitting import bambi_model
     from misterp.specs import RESPONSE
 
     right = formula.split("~", 1)[1] if formula.startswith(RESPONSE) else formula
-    model = bmb.Model(
-        f"selected ~{right}",
-        rows,
-        family="bernoulli",
-        priors={"Intercept": bmb.Prior("Normal", mu=0, sigma=priors.intercept_sigma)},
-        auto_scale=False,
-        noncentered=True,
-    )
-    model.set_priors(
-        common=bmb.Prior("Normal", mu=0, sigma=priors.common_sigma),
-        group_specific=bmb.Prior(
-            "Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=priors.group_sigma)
-        ),
-    )
-    return model
+    return bambi_model(f"selected ~{right}", rows, "bernoulli", priors)
 
 
 def _chains(draws: np.ndarray, chains: int) -> np.ndarray:

@@ -38,6 +38,7 @@ __all__ = [
     "NOT_CONVERGED",
     "FitAttempt",
     "FitResult",
+    "bambi_model",
     "build_model",
     "fit_with_policy",
 ]
@@ -112,10 +113,18 @@ def build_model(
 ) -> bmb.Model:
     """The Bambi model of one spec on its market's cell layout, with misterp's priors."""
     frame = layout.frame.drop(columns=["population"]).assign(yes=counts.yes, n=counts.n)
+    return bambi_model(spec.formula, frame, "binomial", priors)
+
+
+def bambi_model(formula: str, frame: Any, family: str, priors: PriorConfig) -> bmb.Model:
+    """Any Bambi model with misterp's priors and parametrisation.
+
+    Shared with the benchmark's naive respondent-level fit, so both always fit the same model.
+    """
     model = bmb.Model(
-        spec.formula,
+        formula,
         frame,
-        family="binomial",
+        family=family,
         priors={"Intercept": bmb.Prior("Normal", mu=0, sigma=priors.intercept_sigma)},
         auto_scale=False,
         noncentered=NONCENTERED,
