@@ -7,7 +7,7 @@ Three nutpie models of the same question (same posterior), sampled with the same
 - ``shared binomial``: the observed Binomial with the counts swapped for shared data, so one
   compile serves every question; PyTensor can no longer fold log C(n, yes), three ``gammaln``
   per cell at every step;
-- ``misterp kernel``: ``misterp.fitting``'s template, the binomial kernel on the logit scale.
+- ``misterp kernel``: ``misterp.mrp.model``'s template, the binomial kernel on the logit scale.
 
 Run from the repository root: ``.venv/bin/python bench/likelihood_kernel.py``.
 """
@@ -22,11 +22,11 @@ import pytensor
 from pymc.model.fgraph import ModelObservedRV, fgraph_from_model, model_from_fgraph
 
 from misterp import fitting
-from misterp.cells import aggregate_cells, build_market_cells
+from misterp.mrp.cells import aggregate_cells, build_market_cells
 from misterp.config import PriorConfig
-from misterp.data import WaveData
-from misterp.simulate import WaveTruthSpec, simulate_wave
-from misterp.specs import ModelSpec
+from misterp.mrp.data import WaveData
+from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
+from misterp.mrp.specs import ModelSpec
 
 FORMULA = "p(yes, n) ~ 1 + gender + (1|age) + (1|education) + (1|region)"
 

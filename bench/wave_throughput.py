@@ -18,7 +18,7 @@ wave_seconds
     poststratify and publish estimates, draws and manifest to a local folder. Not included,
     and printed separately: simulating and writing the input, and starting the temporary
     Prefect API server, which a real deployment has already running. ``--engine inline`` times
-    ``misterp.wave.run_wave_inline`` instead (one process, no Prefect).
+    ``misterp.mrp.wave.run_wave_inline`` instead (one process, no Prefect).
 misterp_seconds_per_model
     ``wave_seconds / N``: end-to-end wall time per model, overheads included.
 naive_seconds_per_model
@@ -149,7 +149,7 @@ def wave_shape(models: int) -> WaveShape:
 
 def truth_spec(shape: WaveShape, respondents: int) -> Any:
     """The ``WaveTruthSpec`` of a shape; the last brand is the rare one when there are 3+."""
-    from misterp.simulate import WaveTruthSpec
+    from misterp.mrp.simulate import WaveTruthSpec
 
     brands = tuple(f"brand{i:02d}" for i in range(1, shape.brands + 1))
     return WaveTruthSpec(
@@ -465,7 +465,7 @@ def expected_fits(config: dict[str, Any]) -> int:
 def run_inline(config: dict[str, Any], monitor: RssMonitor) -> WaveRun:
     """The orchestrator-free path: every fit in this process, one after another."""
     from misterp.config import parse_config
-    from misterp.wave import run_wave_inline
+    from misterp.mrp.wave import run_wave_inline
 
     started = time.perf_counter()
     outcome = run_wave_inline(parse_config(config))
@@ -558,11 +558,11 @@ def respondent_rows(simulated: Any, spec: Any, layout: Any) -> pd.DataFrame:
 def naive_model(formula: str, rows: pd.DataFrame, priors: Any) -> Any:
     """Bambi's Bernoulli model on respondent rows with misterp's formula and priors.
 
-    Built by ``misterp.fitting.bambi_model``, as misterp's own fits are, so both target the same
+    Built by ``misterp.mrp.model.bambi_model``, as misterp's own fits are, so both target the same
     posterior (binomial counts and their Bernoulli rows have one likelihood).
     """
-    from misterp.fitting import bambi_model
-    from misterp.specs import RESPONSE
+    from misterp.mrp.model import bambi_model
+    from misterp.mrp.specs import RESPONSE
 
     right = formula.split("~", 1)[1] if formula.startswith(RESPONSE) else formula
     return bambi_model(f"selected ~{right}", rows, "bernoulli", priors)
@@ -633,7 +633,7 @@ def naive_fit(
 ) -> NaiveFit:
     """Fit one model the naive way and compare its poststratified posterior with misterp's."""
     from misterp.diagnostics import check_convergence
-    from misterp.staging import read_fit
+    from misterp.mrp.staging import read_fit
 
     layout = prepared.layouts[spec.market]
     rows = respondent_rows(simulated, spec, layout)
@@ -861,8 +861,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, shape: WaveShape, work: Path) -> int:
     from misterp.config import parse_config
-    from misterp.simulate import simulate_wave
-    from misterp.staging import load_staged_wave
+    from misterp.mrp.simulate import simulate_wave
+    from misterp.mrp.staging import load_staged_wave
     from misterp.storage import MANIFEST, ResultStore
 
     load_start = os.getloadavg()

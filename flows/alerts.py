@@ -15,9 +15,9 @@ import math
 from typing import Any
 from uuid import UUID
 
-from misterp.fitting import CONVERGED
 from misterp.health import WaveHealth
-from misterp.wave import FitSummary
+from misterp.records import FitSummary
+from misterp.status import FitStatus
 
 FIT_EVENTS = ("misterp.fit.not_converged", "misterp.fit.failed")
 WAVE_EVENT = "misterp.wave.finished"
@@ -76,7 +76,7 @@ def fit_event_payload(summary: FitSummary) -> dict[str, Any]:
     """The diagnostics an alert about one fit carries."""
     problem = summary.error or "; ".join(summary.failures) or "missed the thresholds"
     return {
-        "status": summary.status,
+        "status": summary.status.value,
         "attempts": summary.attempts,
         "r_hat_max": _number(summary.r_hat_max),
         "ess_bulk_min": _number(summary.ess_bulk_min),
@@ -90,12 +90,12 @@ def fit_event_payload(summary: FitSummary) -> dict[str, Any]:
 
 def emit_fit_event(wave: str, summary: FitSummary) -> None:
     """Emit ``misterp.fit.<status>`` for a fit that did not converge; nothing for one that did."""
-    if summary.status == CONVERGED:
+    if summary.status is FitStatus.CONVERGED:
         return
     from prefect.events import emit_event
 
     emit_event(
-        event=f"misterp.fit.{summary.status}",
+        event=f"misterp.fit.{summary.status.value}",
         resource={
             "prefect.resource.id": f"misterp.model.{wave}.{summary.key}",
             "prefect.resource.name": summary.key,
@@ -119,7 +119,7 @@ def emit_wave_event(health: WaveHealth, output_uri: str) -> None:
             HEALTH_LABEL: "healthy" if health.healthy else "unhealthy",
         },
         payload={
-            "counts": health.counts,
+            "counts": health.counts.model_dump(),
             "headline": health.headline(),
             "output": output_uri,
             "problems": [m.key for m in health.problems][:50],

@@ -16,12 +16,14 @@ from typing import Any
 
 import yaml
 
+from misterp.records import WaveRunSummary
+
 
 def _run(args: argparse.Namespace) -> int:
     from flows.wave import read_config, run_wave
     from misterp.config import ConfigError
-    from misterp.specs import FormulaError
-    from misterp.validation import InputValidationError
+    from misterp.mrp.specs import FormulaError
+    from misterp.mrp.validation import InputValidationError
 
     try:
         # Check the config before Prefect starts, so a typo fails in a second, not a minute.
@@ -47,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     return _report(summary)
 
 
-def summary_of(state: Any) -> dict[str, Any]:
+def summary_of(state: Any) -> WaveRunSummary:
     """The wave summary of a finished run, also of one that ended Failed after publishing.
 
     A run that raised (invalid input, a missing staged wave) raises that exception here.
@@ -55,24 +57,19 @@ def summary_of(state: Any) -> dict[str, Any]:
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result
-    if not isinstance(result, dict):
+    if not isinstance(result, WaveRunSummary):
         raise RuntimeError(f"wave run ended {state.type.value} without a result: {state.message}")
     return result
 
 
-def _report(summary: dict[str, Any]) -> int:
+def _report(summary: WaveRunSummary) -> int:
     """Print the outcome; exit 0 when every model converged, 1 when some need attention."""
-    counts = summary["counts"]
     print(
-        f"wave {summary['wave']} written to {summary['output']}: {counts}; "
-        f"{summary['fitted']} fitted, {summary['reused']} reused"
+        f"{summary.headline}; written to {summary.output} "
+        f"({summary.fitted} fitted, {summary.reused} reused)"
     )
-    if counts["failed"] or counts["not_converged"]:
-        print(
-            f"{counts['failed']} failed and {counts['not_converged']} not converged models are "
-            f"flagged in the estimates; see {summary['output']}/health.md",
-            file=sys.stderr,
-        )
+    if not summary.counts.healthy:
+        print(f"see {summary.output}/health.md", file=sys.stderr)
         return 1
     return 0
 
@@ -80,7 +77,7 @@ def _report(summary: dict[str, Any]) -> int:
 def _rerun(args: argparse.Namespace) -> int:
     from flows.wave import rerun_wave, resolve_config
     from misterp.config import ConfigError
-    from misterp.staging import StagedWaveMissing
+    from misterp.mrp.staging import StagedWaveMissing
 
     try:
         if args.output is None and args.config is None:
@@ -109,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from flows.wave import run_wave
-    from misterp.simulate import WaveTruthSpec, simulate_wave
+    from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
     from misterp.storage import ResultStore
 
     output = Path(args.output).resolve()
@@ -145,12 +142,12 @@ def _demo(args: argparse.Namespace) -> int:
     mrp_error = (table["mean"] - table["true_value"]).abs().mean()
     raw_error = (table["raw_mean"] - table["true_value"]).abs().mean()
     print(
-        f"\n{summary['counts']['models']} models in {seconds:.0f} s: {summary['counts']}; "
+        f"\n{summary.counts.models} models in {seconds:.0f} s: {summary.counts.sentence()}; "
         f"90% intervals cover the truth in {inside:.0%} of {len(table)} estimates; "
         f"mean abs error MRP {mrp_error:.3f} vs raw sample share {raw_error:.3f}"
     )
-    print(f"results: {summary['output']}")
-    return 0 if summary["counts"]["failed"] == 0 else 1
+    print(f"results: {summary.output}")
+    return 0 if summary.counts.failed == 0 else 1
 
 
 def _alerts_install(args: argparse.Namespace) -> int:

@@ -7,12 +7,12 @@ pod that is lost midway loses only its unfinished fits, which a re-run then pick
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.wave import fit_in_processes
-from misterp.fitting import CONVERGED
+from flows.dispatch import fit_in_processes
 
 
 @flow(name="fit-batch")
@@ -34,15 +34,11 @@ def fit_batch(
     keys
         Model keys (``market/question/option``) to fit.
     storage_options
-        fsspec options for the store (credentials belong in the environment, not here).
+        fsspec options for the store without credentials (those come from the environment).
     workers
         Parallel fit processes in this pod; default: all CPUs the process sees.
     """
     summaries = fit_in_processes(output, wave, keys, storage_options or {}, workers)
-    counts: dict[str, int] = {}
-    for summary in summaries:
-        counts[summary.status] = counts.get(summary.status, 0) + 1
-    get_run_logger().info(
-        "batch of %d models: %d converged, %s", len(keys), counts.get(CONVERGED, 0), counts
-    )
-    return counts
+    counts = Counter(summary.status.value for summary in summaries)
+    get_run_logger().info("batch of %d models: %s", len(keys), dict(counts))
+    return dict(counts)

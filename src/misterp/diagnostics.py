@@ -7,61 +7,17 @@ sample stats (a mocked sampler, a truncated trace) is reported as not converged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
-import xarray as xr
 
 from misterp.config import ConvergenceThresholds, RetryPolicy, SamplerConfig
+from misterp.records import ConvergenceReport
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["ConvergenceReport", "check_convergence", "monitored_variables", "next_attempt"]
-
-
-@dataclass(frozen=True)
-class ConvergenceReport:
-    """Diagnostics of one sampling attempt.
-
-    ``r_hat_max`` is the worst split R-hat, ``ess_*_min`` the smallest effective sample sizes,
-    over the model's parameters (non-centred ``_offset`` helpers excluded: the group effects
-    they build are monitored directly). ``bfmi_min`` flags poor energy exploration.
-    """
-
-    r_hat_max: float
-    ess_bulk_min: float
-    ess_tail_min: float
-    divergences: int
-    bfmi_min: float
-    chains: int
-    draws: int
-    seconds: float = math.nan
-
-    def failures(self, thresholds: ConvergenceThresholds) -> list[str]:
-        """Human-readable reasons this attempt misses the thresholds (empty when it passes)."""
-        reasons = []
-        if not self.r_hat_max <= thresholds.r_hat_max:  # NaN fails
-            reasons.append(f"r_hat {self.r_hat_max:.3f} > {thresholds.r_hat_max}")
-        if not self.ess_bulk_min >= thresholds.ess_bulk_min:
-            reasons.append(f"bulk ESS {self.ess_bulk_min:.0f} < {thresholds.ess_bulk_min:.0f}")
-        if not self.ess_tail_min >= thresholds.ess_tail_min:
-            reasons.append(f"tail ESS {self.ess_tail_min:.0f} < {thresholds.ess_tail_min:.0f}")
-        if self.divergences < 0:
-            reasons.append("divergences unknown (no sample stats)")
-        elif self.divergences > thresholds.divergences_max:
-            reasons.append(f"{self.divergences} divergences > {thresholds.divergences_max}")
-        return reasons
-
-    def passes(self, thresholds: ConvergenceThresholds) -> bool:
-        """True when every threshold is met."""
-        return not self.failures(thresholds)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (NaN becomes None)."""
-        return {
-            k: (None if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in asdict(self).items()
-        }
 
 
 def monitored_variables(posterior: xr.Dataset) -> list[str]:
@@ -81,6 +37,8 @@ def _min_or_nan(dataset: xr.Dataset) -> float:
 
 def check_convergence(idata: Any, seconds: float = math.nan) -> ConvergenceReport:
     """Compute a ``ConvergenceReport`` from an ArviZ ``DataTree``/``InferenceData``."""
+    import arviz as az  # imported here: reading a report (health, alerts) needs no ArviZ
+
     posterior = idata["posterior"]
     posterior = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
     names = monitored_variables(posterior)

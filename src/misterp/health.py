@@ -2,31 +2,46 @@
 
 Nobody reads 1,000 trace plots. This turns the manifest into the page a person does read: counts
 per status, every model that is not converged or failed with why, and the slowest fits. It is
-written next to the estimates (``health.md``) and shown as Prefect artifacts by the flows.
+written next to the estimates (``health.md``) and shown as Prefect artifacts by the flows. It
+imports no statistics library: reading a manifest needs none.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from misterp.fitting import CONVERGED, FAILED, NOT_CONVERGED
+from misterp.records import Manifest, ManifestModel, StatusCounts
+from misterp.status import FitStatus
 
-__all__ = ["HEALTH_FILE", "ModelHealth", "WaveHealth", "wave_health"]
+__all__ = ["HEALTH_FILE", "ModelHealth", "WaveHealth", "markdown_cell", "wave_health"]
 
 HEALTH_FILE = "health.md"
 #: How many of the slowest fits the report lists.
 SLOWEST = 10
 
 
+def markdown_cell(text: object) -> str:
+    r"""Text safe inside a Markdown table cell: pipes escaped, one line.
+
+    >>> markdown_cell("a|b\nc")
+    'a\\|b c'
+    """
+    return "" if text is None else str(text).replace("|", "\\|").replace("\n", " ")
+
+
 @dataclass(frozen=True)
 class ModelHealth:
-    """One model's line in the report: the diagnostics of its last attempt."""
+    """One model's line in the report: the diagnostics of its last attempt.
+
+    ``status`` is the status its estimates were published with: the model's own, or its base
+    model's when that is worse.
+    """
 
     key: str
-    status: str
+    status: FitStatus
     attempts: int
     r_hat_max: float | None
     ess_bulk_min: float | None
@@ -40,7 +55,7 @@ class ModelHealth:
         """A JSON-ready row (for the table artifact)."""
         return {
             "model": self.key,
-            "status": self.status,
+            "status": self.status.value,
             "attempts": self.attempts,
             "r_hat_max": _round(self.r_hat_max, 3),
             "ess_bulk_min": _round(self.ess_bulk_min, 0),
@@ -57,27 +72,19 @@ class WaveHealth:
     """Health of one published wave."""
 
     wave: str
+    counts: StatusCounts
     models: tuple[ModelHealth, ...]
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Models per status (every status present, zeros included)."""
-        counts = {"models": len(self.models), CONVERGED: 0, NOT_CONVERGED: 0, FAILED: 0}
-        for model in self.models:
-            counts[model.status] = counts.get(model.status, 0) + 1
-        return counts
 
     @property
     def problems(self) -> list[ModelHealth]:
         """Models whose estimates must not be read as fine: failed first, then not converged."""
-        order = {FAILED: 0, NOT_CONVERGED: 1}
-        bad = [m for m in self.models if m.status != CONVERGED]
-        return sorted(bad, key=lambda m: (order.get(m.status, 2), m.key))
+        bad = [m for m in self.models if m.status.needs_attention]
+        return sorted(bad, key=lambda m: (-m.status.severity, m.key))
 
     @property
     def healthy(self) -> bool:
-        """True when every model converged."""
-        return not self.problems
+        """True when every model converged and no estimate is flagged."""
+        return self.counts.healthy and not self.problems
 
     @property
     def slowest(self) -> list[ModelHealth]:
@@ -86,19 +93,14 @@ class WaveHealth:
         return sorted(timed, key=lambda m: -(m.seconds or 0.0))[:SLOWEST]
 
     def headline(self) -> str:
-        """One line for a log, an alert or a flow-run state message."""
-        counts = self.counts
-        if self.healthy:
-            return f"wave {self.wave}: all {counts['models']} models converged"
-        return (
-            f"wave {self.wave}: {counts[FAILED]} failed, {counts[NOT_CONVERGED]} not converged, "
-            f"{counts[CONVERGED]} of {counts['models']} converged; their estimates are flagged"
-        )
+        """One line for a log, an alert, a flow-run state message and the CLI."""
+        text = f"wave {self.wave}: {self.counts.sentence()}"
+        return text if self.healthy else f"{text}; their estimates are flagged"
 
     def rows(self) -> list[dict[str, Any]]:
         """Every model, problems first (for the table artifact)."""
         problems = self.problems
-        rest = sorted((m for m in self.models if m.status == CONVERGED), key=lambda m: m.key)
+        rest = sorted((m for m in self.models if not m.status.needs_attention), key=lambda m: m.key)
         return [m.row() for m in [*problems, *rest]]
 
     def to_markdown(self) -> str:
@@ -106,23 +108,24 @@ class WaveHealth:
         counts = self.counts
         verdict = "healthy" if self.healthy else "NEEDS ATTENTION"
         lines = [
-            f"# Wave {self.wave}: {verdict}",
+            f"# Wave {markdown_cell(self.wave)}: {verdict}",
             "",
-            self.headline() + ".",
+            markdown_cell(self.headline()) + ".",
             "",
             "| status | models |",
             "|---|---:|",
-            *(f"| {s} | {counts[s]} |" for s in (CONVERGED, NOT_CONVERGED, FAILED)),
-            f"| **total** | **{counts['models']}** |",
-            "",
+            *(f"| {s.value} | {counts.of(s)} |" for s in FitStatus),
         ]
+        if counts.flagged_by_base:
+            lines.append(f"| flagged by their base | {counts.flagged_by_base} |")
+        lines += [f"| **total** | **{counts.models}** |", ""]
         if self.problems:
             lines += [
                 "## Models that need attention",
                 "",
                 "Their estimates are written with this status in `estimates.parquet`; do not "
                 "report them as converged. `misterp rerun --wave "
-                f"{self.wave}` refits only these.",
+                f"{markdown_cell(self.wave)}` refits only these.",
                 "",
                 *_table(self.problems, with_problem=True),
                 "",
@@ -132,51 +135,48 @@ class WaveHealth:
         return "\n".join(lines)
 
 
-def wave_health(manifest: Mapping[str, Any]) -> WaveHealth:
+def _model_health(model: ManifestModel) -> ModelHealth:
+    last = model.attempts[-1] if model.attempts else None
+    report = last.report if last is not None else None
+    return ModelHealth(
+        key=model.key,
+        status=model.estimate_status,
+        attempts=len(model.attempts),
+        r_hat_max=report.r_hat_max if report else None,
+        ess_bulk_min=report.ess_bulk_min if report else None,
+        ess_tail_min=report.ess_tail_min if report else None,
+        divergences=report.divergences if report else None,
+        bfmi_min=report.bfmi_min if report else None,
+        seconds=model.seconds,
+        problem=_problem(model),
+    )
+
+
+def wave_health(manifest: Manifest) -> WaveHealth:
     """The health of a wave from its manifest (the last attempt of every model)."""
-    models = []
-    for model in manifest["models"]:
-        attempts: Sequence[Mapping[str, Any]] = model.get("attempts") or []
-        last = attempts[-1] if attempts else {}
-        report: Mapping[str, Any] = last.get("report") or {}
-        models.append(
-            ModelHealth(
-                key=model["key"],
-                status=model["status"],
-                attempts=len(attempts),
-                r_hat_max=report.get("r_hat_max"),
-                ess_bulk_min=report.get("ess_bulk_min"),
-                ess_tail_min=report.get("ess_tail_min"),
-                divergences=report.get("divergences"),
-                bfmi_min=report.get("bfmi_min"),
-                seconds=model.get("seconds"),
-                problem=_problem(model["status"], last, attempts),
-            )
-        )
-    return WaveHealth(str(manifest["wave"]), tuple(models))
+    models = tuple(_model_health(model) for model in manifest.models)
+    return WaveHealth(manifest.wave, manifest.counts, models)
 
 
-def _problem(
-    status: str, last: Mapping[str, Any], attempts: Sequence[Mapping[str, Any]]
-) -> str | None:
-    if status == CONVERGED:
+def _problem(model: ManifestModel) -> str | None:
+    if not model.estimate_status.needs_attention:
         return None
-    if not attempts:
+    if not model.status.needs_attention:
+        base = model.spec.get("base_question"), model.spec.get("base_option")
+        market = model.spec.get("market")
+        return f"its base model {market}/{base[0]}/{base[1]} is {model.estimate_status.value}"
+    if not model.attempts:
         return "no fit recorded (lost worker or pod?)"
-    error = last.get("error")
-    if error:
-        return str(error).splitlines()[0]
-    return "; ".join(last.get("failures") or []) or "missed the convergence thresholds"
+    last = model.attempts[-1]
+    if last.error:
+        return last.error.splitlines()[0]
+    return "; ".join(last.failures) or "missed the convergence thresholds"
 
 
 def _round(value: float | None, digits: int) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return round(float(value), digits)
-
-
-def _fmt(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 def _table(models: Sequence[ModelHealth], *, with_problem: bool) -> list[str]:
@@ -189,7 +189,7 @@ def _table(models: Sequence[ModelHealth], *, with_problem: bool) -> list[str]:
     for model in models:
         row = model.row()
         cells = [
-            f"`{row['model']}`",
+            f"`{markdown_cell(row['model'])}`",
             row["status"],
             row["attempts"],
             row["r_hat_max"],
@@ -199,6 +199,6 @@ def _table(models: Sequence[ModelHealth], *, with_problem: bool) -> list[str]:
             row["seconds"],
         ]
         if with_problem:
-            cells.append(str(row["problem"]).replace("|", "/"))
-        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+            cells.append(row["problem"])
+        lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
     return lines

@@ -102,11 +102,13 @@ class ResultStore:
         """Read JSON."""
         return json.loads(self.read_bytes(relative))
 
-    def write_parquet(self, relative: str, frame: pd.DataFrame) -> None:
-        """Write a DataFrame as parquet."""
+    def write_parquet(self, relative: str, frame: pd.DataFrame) -> bytes:
+        """Write a DataFrame as parquet; returns the bytes written (to hash them)."""
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        self.write_bytes(relative, buffer.getvalue())
+        data = buffer.getvalue()
+        self.write_bytes(relative, data)
+        return data
 
     def read_parquet(self, relative: str) -> pd.DataFrame:
         """Read a parquet file into a DataFrame."""
@@ -132,9 +134,9 @@ class ResultStore:
         """Mark a wave incomplete before rewriting it: remove its manifest first."""
         self.remove(f"{wave}/{MANIFEST}")
 
-    def publish(self, wave: str, manifest: Mapping[str, Any]) -> None:
+    def publish(self, wave: str, manifest: bytes) -> None:
         """Publish the manifest: the last write of a wave, which makes it complete."""
-        self.write_json(f"{wave}/{MANIFEST}", manifest)
+        self.write_bytes(f"{wave}/{MANIFEST}", manifest)
         logger.info("published %s", self.uri(f"{wave}/{MANIFEST}"))
 
 

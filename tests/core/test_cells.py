@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from misterp.cells import aggregate_cells, build_market_cells, group_masks
-from misterp.data import WaveData
-from misterp.specs import ModelSpec
+from misterp.mrp.cells import aggregate_cells, build_market_cells, group_masks
+from misterp.mrp.data import WaveData
+from misterp.mrp.specs import ModelSpec
 
 FORMULA = "p(yes, n) ~ 1 + age + gender"
 

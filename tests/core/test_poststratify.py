@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from misterp.poststratify import SUMMARY_COLUMNS, poststratify, summarise
+from misterp.mrp.poststratify import SUMMARY_COLUMNS, poststratify, summarise
 
 ALL2 = {"all": np.array([True, True])}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.simulate import (
+from misterp.mrp.simulate import (
     DEFAULT_TARGET_GROUPS,
     SimulatedWave,
     WaveTruthSpec,

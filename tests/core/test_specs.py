@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from misterp.config import ModelConfig
-from misterp.data import WaveData
-from misterp.specs import FormulaError, ModelSpec, check_formula, default_formula, plan_model_specs
+from misterp.mrp.data import WaveData
+from misterp.mrp.specs import FormulaError, ModelSpec, check_formula, default_formula, plan_model_specs
 
 DEMOGRAPHICS = ("gender", "age")
 

@@ -12,10 +12,10 @@ import pytest
 from misterp import fitting
 from misterp.config import parse_config
 from misterp.diagnostics import ConvergenceReport
-from misterp.fitting import CONVERGED, FAILED, NOT_CONVERGED, FitAttempt, FitResult
-from misterp.simulate import WaveTruthSpec, simulate_wave
-from misterp.specs import ModelSpec
-from misterp.staging import (
+from misterp.mrp.model import CONVERGED, FAILED, NOT_CONVERGED, FitAttempt, FitResult
+from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
+from misterp.mrp.specs import ModelSpec
+from misterp.mrp.staging import (
     StagedWaveMissing,
     fit_settings_hash,
     load_staged_wave,
@@ -29,7 +29,7 @@ from misterp.staging import (
     write_fit,
 )
 from misterp.storage import ResultStore
-from misterp.wave import PreparedWave, prepare_wave, run_wave_inline
+from misterp.mrp.wave import PreparedWave, prepare_wave, run_wave_inline
 
 # Plumbing, not statistics: tiny draw counts and thresholds any short run passes.
 PLUMBING = {

@@ -8,8 +8,8 @@ import fsspec
 import pandas as pd
 import pytest
 
-from misterp.data import WaveData
-from misterp.validation import (
+from misterp.mrp.data import WaveData
+from misterp.mrp.validation import (
     InputValidationError,
     ValidationProblem,
     ValidationReport,

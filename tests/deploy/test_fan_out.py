@@ -19,9 +19,9 @@ import pytest
 
 from flows.cli import summary_of
 from flows.wave import rerun_wave, run_wave
-from misterp.poststratify import SUMMARY_COLUMNS
-from misterp.simulate import WaveTruthSpec, simulate_wave
-from misterp.staging import _fit_path, read_fit_record
+from misterp.mrp.poststratify import SUMMARY_COLUMNS
+from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
+from misterp.mrp.staging import _fit_path, read_fit_record
 from misterp.storage import MANIFEST, ResultStore
 
 WAVE = "2026-10"

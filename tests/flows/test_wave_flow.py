@@ -10,9 +10,9 @@ import pytest
 
 from flows.cli import summary_of
 from flows.wave import run_wave
-from misterp.simulate import WaveTruthSpec, simulate_wave
+from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.storage import MANIFEST, ResultStore
-from misterp.validation import InputValidationError
+from misterp.mrp.validation import InputValidationError
 
 # Plumbing, not statistics: tiny draw counts; recovery is tested in tests/model.
 PLUMBING_SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.special import gammaln
 
-from misterp.cells import aggregate_cells, build_market_cells
+from misterp.mrp.cells import aggregate_cells, build_market_cells
 from misterp.config import PriorConfig, SamplerConfig, WaveConfig, parse_config
-from misterp.data import WaveData
-from misterp.fitting import BINOMIAL_KERNEL, _sample_nutpie, _shared_data_model, build_model
-from misterp.simulate import WaveTruthSpec, simulate_wave
-from misterp.specs import ModelSpec
-from misterp.wave import run_wave_inline
+from misterp.mrp.data import WaveData
+from misterp.mrp.model import BINOMIAL_KERNEL, _sample_nutpie, _shared_data_model, build_model
+from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
+from misterp.mrp.specs import ModelSpec
+from misterp.mrp.wave import run_wave_inline
 
 
 @pytest.mark.slow

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
 from misterp.config import ConvergenceThresholds, PriorConfig, RetryPolicy, SamplerConfig
-from misterp.data import WaveData
+from misterp.mrp.data import WaveData
 from misterp.diagnostics import next_attempt
-from misterp.fitting import CONVERGED, NOT_CONVERGED, FitResult, fit_with_policy
-from misterp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
-from misterp.specs import ModelSpec
+from misterp.mrp.model import CONVERGED, NOT_CONVERGED, FitResult, fit_with_policy
+from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
+from misterp.mrp.specs import ModelSpec
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ import formulae
 import pandas as pd
 
 from misterp.config import ModelConfig
-from misterp.data import WaveData
-from misterp.schemas import parse_base
+from misterp.mrp.data import WaveData
+from misterp.mrp.schemas import parse_base
 
 __all__ = [
     "RESPONSE",
@@ -31,6 +31,10 @@ __all__ = [
 
 #: The response every misterp formula models: successes ``yes`` out of ``n`` trials per cell.
 RESPONSE = "p(yes, n)"
+
+
+#: Spec fields that label a model without changing it (left out of ``spec_hash``).
+_LABELS = frozenset({"brand"})
 
 
 class FormulaError(ValueError):
@@ -50,7 +54,6 @@ class ModelSpec:
     option: str
     formula: str
     brand: str | None = None
-    kind: str = "single"
     base_question: str | None = None
     base_option: str | None = None
 
@@ -68,9 +71,12 @@ class ModelSpec:
 
     @property
     def spec_hash(self) -> str:
-        """Content hash of everything that defines the model (for caching and provenance)."""
-        payload = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(payload).hexdigest()[:16]
+        """Content hash of everything that defines the model (for caching and provenance).
+
+        The brand is a label, not part of the model: relabelling it must not force a refit.
+        """
+        payload = {k: v for k, v in asdict(self).items() if k not in _LABELS}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, str | None]:
         """Plain mapping for JSON (manifest) and Prefect parameters."""
@@ -178,7 +184,6 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
                 option=option,
                 formula=model.formulas.get(question_id, base_formula),
                 brand=None if brand is None or pd.isna(brand) else str(brand),
-                kind=str(meta["kind"]) if meta is not None else "single",
                 base_question=base[0] if base else None,
                 base_option=base[1] if base else None,
             )

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from misterp.data import WaveData
-from misterp.specs import ModelSpec
+from misterp.mrp.data import WaveData
+from misterp.mrp.specs import ModelSpec
 
 __all__ = ["CellCounts", "MarketCells", "aggregate_cells", "build_market_cells", "group_masks"]
 
@@ -148,7 +148,7 @@ def aggregate_cells(
     --------
     Two respondents in one cell, one selects the option:
 
-    >>> from misterp.data import WaveData
+    >>> from misterp.mrp.data import WaveData
     >>> people = pd.DataFrame({"respondent_id": ["a", "b"], "market": "X", "g": "f"})
     >>> answers = pd.DataFrame({"respondent_id": ["a", "b"], "question_id": "q",
     ...                         "option": "yes", "selected": [1, 0]})

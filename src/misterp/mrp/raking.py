@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misterp.data import WaveData
+from misterp.mrp.data import WaveData
 
 __all__ = ["rake_weights", "sample_shares"]
 

@@ -4,10 +4,10 @@ The demographic columns come from the user's config, so schemas are built by fac
 Every check carries its own human message (``error``) and fix (``description``), and every
 column its "missing column" fix (``metadata``), so the rules and the advice cannot drift apart.
 Cross-file rules (respondents vs poststrat, answers vs questions, ...) live in
-:mod:`misterp.validation`.
+:mod:`misterp.mrp.validation`.
 
 All checks expect text columns as python strings (object dtype) with blank cells as None;
-:mod:`misterp.validation` normalises what it reads before validating, and converts to clean
+:mod:`misterp.mrp.validation` normalises what it reads before validating, and converts to clean
 dtypes afterwards.
 """
 

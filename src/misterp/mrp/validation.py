@@ -2,7 +2,7 @@
 
 A wave folder (local path or any fsspec URL, e.g. ``s3://bucket/wave-07``) holds
 ``respondents``, ``answers``, ``poststrat`` and optionally ``questions``, each as ``.csv`` or
-``.parquet``. Per-file rules are the pandera schemas of :mod:`misterp.schemas` (validated
+``.parquet``. Per-file rules are the pandera schemas of :mod:`misterp.mrp.schemas` (validated
 lazily); cross-file rules are coded here. Users fix their export once instead of re-running the
 pipeline for each error, so :func:`read_wave` raises one :class:`InputValidationError` that lists
 every problem with its file, column, rows and fix. Nothing is ever written.
@@ -20,8 +20,8 @@ import fsspec
 import pandas as pd
 import pandera.pandas as pa
 
-from misterp.data import WAVE_FILES, WaveData
-from misterp.schemas import (
+from misterp.mrp.data import WAVE_FILES, WaveData
+from misterp.mrp.schemas import (
     BUILTIN_FIXES,
     answers_schema,
     parse_base,

@@ -1,0 +1,119 @@
+"""The Prefect tasks of a wave: each wraps one step of ``misterp.mrp`` and adds retries on I/O.
+
+Prefect's task retries are for infrastructure only (a store timing out): statistical retries
+(stronger sampler settings) happen inside the fit, and invalid input fails at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.alerts import emit_fit_event, emit_wave_event
+from misterp.config import ConfigError, WaveConfig
+from misterp.fitstore import RefitPlan, plan_refits, read_current_fits
+from misterp.health import WaveHealth
+from misterp.mrp.prepare import PreparedWave, prepare_wave
+from misterp.mrp.specs import FormulaError
+from misterp.mrp.staging import open_staged_wave, stage_wave
+from misterp.mrp.validation import InputValidationError
+from misterp.mrp.wave import WaveOutcome, fit_staged, publish_wave
+from misterp.records import FitSummary, RecordError
+from misterp.storage import ResultStore
+
+__all__ = ["fit_model", "open_staged", "prepare", "publish", "report_health", "stage"]
+
+
+def fit_task_name() -> str:
+    """Task-run name: the model's key, so the UI lists fits by what they model."""
+    from prefect.runtime import task_run
+
+    return f"fit {task_run.parameters.get('key', '')}".strip()
+
+
+def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry an S3 timeout or a lost connection, never input that is simply wrong."""
+    try:
+        state.result()
+    except (InputValidationError, ConfigError, FormulaError, RecordError, FileNotFoundError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
+def prepare(config: WaveConfig) -> PreparedWave:
+    """Read, validate and plan the wave."""
+    return prepare_wave(config)
+
+
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
+def stage(prepared: PreparedWave, refit_all: bool) -> RefitPlan:
+    """Write the prepared cells to the store once and decide which models need a fit."""
+    store = ResultStore(prepared.config.output, prepared.config.storage_options)
+    stage_wave(prepared, store)
+    return plan_refits(
+        store,
+        prepared.wave_id,
+        prepared.planned_fits(),
+        prepared.settings_hash,
+        refit_all=refit_all,
+    )
+
+
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
+def open_staged(output: str, wave: str, storage_options: dict[str, Any]) -> PreparedWave:
+    """Read a staged wave back from the store (for a re-run)."""
+    return open_staged_wave(output, wave, storage_options)
+
+
+@task(
+    task_run_name=fit_task_name,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_infrastructure_only,
+)
+def fit_model(
+    output: str,
+    wave: str,
+    key: str,
+    storage_options: dict[str, Any],
+    cores: int | None = None,
+    run_id: str | None = None,
+) -> FitSummary:
+    """Fit one model of a staged wave, record it in the store, alert if it did not converge."""
+    summary = fit_staged(output, wave, key, storage_options, cores=cores, run_id=run_id)
+    emit_fit_event(wave, summary)
+    return summary
+
+
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
+def publish(prepared: PreparedWave, started: float, run_id: str | None = None) -> WaveOutcome:
+    """Read every current fit record, then write estimates and draws, and the manifest last."""
+    store = ResultStore(prepared.config.output, prepared.config.storage_options)
+    fits = read_current_fits(
+        store, prepared.wave_id, prepared.planned_fits(), prepared.settings_hash
+    )
+    return publish_wave(prepared, fits, started_at=started, run_id=run_id)
+
+
+@task
+def report_health(outcome: WaveOutcome) -> WaveHealth:
+    """Show the wave's health as artifacts and emit the wave event the alerts listen to."""
+    health = outcome.health
+    key = f"wave-health-{outcome.wave_id}".lower().replace("_", "-")
+    create_table_artifact(
+        key=key,
+        table=health.rows(),
+        description=f"misterp wave {outcome.wave_id}: every model, problems first",
+    )
+    create_markdown_artifact(
+        key=f"{key}-summary",
+        markdown=health.to_markdown(),
+        description=health.headline(),
+    )
+    emit_wave_event(health, outcome.output_uri)
+    return health

@@ -1,0 +1,134 @@
+"""A wave read, validated and planned once: the specs, cell layouts, counts and sample shares.
+
+``PreparedWave`` is what every later step needs and nothing more: the raw respondent frames are
+dropped once the cells are aggregated, so the parent of a 1,000-model wave does not hold them
+for the whole run. It is built from the raw input by ``prepare_wave`` or read back from the
+store by ``staging.load_staged_wave``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+
+from misterp.config import ConfigError, WaveConfig
+from misterp.fitstore import PlannedFit
+from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.data import WaveData
+from misterp.mrp.raking import rake_weights, sample_shares
+from misterp.mrp.specs import ModelSpec, plan_model_specs
+from misterp.mrp.validation import read_wave
+
+__all__ = ["PreparedWave", "default_wave_id", "fit_settings_hash", "prepare_wave"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_wave_id(now: dt.datetime | None = None) -> str:
+    """The current month, ``YYYY-MM``: monthly trackers name waves this way."""
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m")
+
+
+def fit_settings_hash(config: WaveConfig) -> str:
+    """Hash of everything besides spec and data that changes a fit's posterior or verdict.
+
+    ``cores`` is left out: it changes the wall time, not the draws.
+    """
+    payload = {
+        "priors": config.model.priors.model_dump(mode="json"),
+        "sampler": config.sampler.model_dump(mode="json", exclude={"cores"}),
+        "convergence": config.convergence.model_dump(mode="json"),
+        "retry": config.retry.model_dump(mode="json"),
+    }
+    text = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class PreparedWave:
+    """Everything the fits and the publication need, computed once."""
+
+    config: WaveConfig
+    wave_id: str
+    specs: list[ModelSpec]
+    layouts: dict[str, MarketCells]
+    counts: dict[str, CellCounts]
+    shares: pd.DataFrame
+    input_hashes: dict[str, str]
+    #: Set when staged: which staging of the wave this is (fit workers cache by it).
+    stage_id: str | None = None
+
+    def spec(self, key: str) -> ModelSpec:
+        """The planned spec with this key."""
+        for spec in self.specs:
+            if spec.key == key:
+                return spec
+        raise KeyError(f"model '{key}' is not planned in wave {self.wave_id}")
+
+    @property
+    def settings_hash(self) -> str:
+        """The fit settings' hash that current fit records must carry."""
+        return fit_settings_hash(self.config)
+
+    def planned(self, spec: ModelSpec) -> PlannedFit:
+        """What a current fit record of ``spec`` must match."""
+        return PlannedFit(spec.key, spec.spec_hash, self.counts[spec.key].data_hash)
+
+    def planned_fits(self) -> list[PlannedFit]:
+        """Every planned model, as the fit store compares them."""
+        return [self.planned(spec) for spec in self.specs]
+
+
+def _frame_hash(frame: pd.DataFrame) -> str:
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def prepare_wave(config: WaveConfig) -> PreparedWave:
+    """Read and validate the input, plan the models and aggregate their cells.
+
+    Raises ``InputValidationError`` (every input problem at once), ``ConfigError`` or
+    ``FormulaError``; nothing is written in any case.
+    """
+    wave_id = config.wave or default_wave_id()
+    data = read_wave(config.input, config.demographics, storage_options=config.storage_options)
+    check_target_groups(config, data)
+    specs = plan_model_specs(data, config.model)
+    layouts = build_market_cells(data, config.target_groups)
+    counts = aggregate_cells(data, layouts, specs)
+    shares = sample_shares(data, rake_weights(data), config.target_groups)
+    hashes = {
+        "respondents": _frame_hash(data.respondents),
+        "answers": _frame_hash(data.answers),
+        "poststrat": _frame_hash(data.poststrat),
+        "questions": _frame_hash(data.questions),
+    }
+    logger.info(
+        "wave %s: %d respondents, %d markets, %d models planned",
+        wave_id,
+        len(data.respondents),
+        len(layouts),
+        len(specs),
+    )
+    return PreparedWave(config, wave_id, specs, layouts, counts, shares, hashes)
+
+
+def check_target_groups(config: WaveConfig, data: WaveData) -> None:
+    """A target group naming a level the census does not have would silently be empty."""
+    problems = []
+    for name, definition in config.target_groups.items():
+        for column, levels in definition.items():
+            known = set(data.poststrat[column].astype(str))
+            for level in levels:
+                if str(level) not in known:
+                    problems.append(
+                        f"  target_groups.{name}.{column}: level '{level}' is not in the census "
+                        f"(poststrat levels: {', '.join(sorted(known))})"
+                    )
+    if problems:
+        raise ConfigError("invalid target groups\n" + "\n".join(problems))

@@ -1,0 +1,379 @@
+"""One tracking wave as plain functions: fit and record, assemble, publish.
+
+The Prefect flows in ``flows/`` call exactly these steps and add only parallelism, logging
+context and retries on I/O; ``run_wave_inline`` runs them one after another without any
+orchestrator, for notebooks and tests. Data flow: ``prepare.prepare_wave`` ->
+``staging.stage_wave`` -> ``fit_and_record`` per model (any process or pod) ->
+``publish_wave`` from the fit records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from misterp.config import SamplerConfig, WaveConfig
+from misterp.fitstore import StoredFit, plan_refits, read_current_fits, read_fit_record, write_fit
+from misterp.fitting import FitResult, fit_with_policy, resume_settings
+from misterp.health import HEALTH_FILE, WaveHealth, wave_health
+from misterp.mrp.model import BACKENDS, Backend, cell_sampler, extract_cell_draws
+from misterp.mrp.poststratify import SUMMARY_COLUMNS, draws_frame, poststratify, summarise
+from misterp.mrp.prepare import PreparedWave, prepare_wave
+from misterp.mrp.specs import ModelSpec
+from misterp.mrp.staging import open_staged_wave, stage_wave
+from misterp.records import (
+    FitRecord,
+    FitSummary,
+    Manifest,
+    ManifestModel,
+    RecordError,
+    StatusCounts,
+)
+from misterp.status import FitStatus
+from misterp.storage import ResultStore
+
+__all__ = [
+    "ESTIMATE_COLUMNS",
+    "WaveOutcome",
+    "assemble_estimates",
+    "draws_path",
+    "fit_and_record",
+    "fit_prepared",
+    "fit_staged",
+    "publish_wave",
+    "run_wave_inline",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of ``estimates.parquet``, in order.
+ESTIMATE_COLUMNS: tuple[str, ...] = (
+    "wave",
+    "market",
+    "question_id",
+    "option",
+    "brand",
+    "base",
+    "target_group",
+    *SUMMARY_COLUMNS,
+    "n",
+    "raw_mean",
+    "raked_mean",
+    "status",
+    "r_hat_max",
+    "ess_bulk_min",
+    "ess_tail_min",
+    "divergences",
+    "attempts",
+    "note",
+)
+
+
+@dataclass
+class WaveOutcome:
+    """What a finished wave produced and where."""
+
+    wave_id: str
+    output_uri: str
+    estimates: pd.DataFrame
+    manifest: Manifest
+
+    @property
+    def health(self) -> WaveHealth:
+        """Convergence of every model, problems first."""
+        return wave_health(self.manifest)
+
+    @property
+    def counts(self) -> StatusCounts:
+        """Models per status, said one way."""
+        return self.manifest.counts
+
+
+def fit_prepared(
+    prepared: PreparedWave,
+    spec: ModelSpec,
+    sampler: SamplerConfig | None = None,
+    *,
+    backends: Mapping[str, Backend] = BACKENDS,
+) -> FitResult:
+    """Fit one planned spec of a prepared wave (from ``sampler`` instead of the config's)."""
+    config = prepared.config
+    layout, counts = prepared.layouts[spec.market], prepared.counts[spec.key]
+    return fit_with_policy(
+        cell_sampler(spec, layout, counts, config.model.priors, backends),
+        extract_cell_draws,
+        key=spec.key,
+        sampler=sampler or config.sampler,
+        thresholds=config.convergence,
+        policy=config.retry,
+    )
+
+
+def fit_and_record(
+    prepared: PreparedWave,
+    spec: ModelSpec,
+    store: ResultStore,
+    *,
+    cores: int | None = None,
+    backends: Mapping[str, Backend] = BACKENDS,
+    run_id: str | None = None,
+) -> FitRecord:
+    """Fit one model and write its record at once, so nothing finished is lost later.
+
+    A model that did not converge last time continues its retry ladder where it stopped, and
+    its record keeps every attempt across runs. ``cores``: CPUs this fit's chains may use.
+    """
+    planned = prepared.planned(spec)
+    config = prepared.config
+    try:
+        previous = read_fit_record(store, prepared.wave_id, spec.key)
+    except RecordError as exc:
+        logger.warning("%s; fitting from the start", exc)
+        previous = None
+    start = resume_settings(
+        previous,
+        spec_hash=planned.spec_hash,
+        data_hash=planned.data_hash,
+        settings_hash=prepared.settings_hash,
+        policy=config.retry,
+        thresholds=config.convergence,
+    )
+    sampler = start or config.sampler
+    if cores is not None:
+        sampler = sampler.model_copy(update={"cores": cores})
+    result = fit_prepared(prepared, spec, sampler, backends=backends)
+    if start is not None and previous is not None:
+        result.attempts[:0] = previous.attempts
+        logger.info(
+            "fit %s continued its retry ladder after %d attempts", spec.key, len(previous.attempts)
+        )
+    return write_fit(
+        store,
+        prepared.wave_id,
+        result,
+        spec=spec.to_dict(),
+        planned=planned,
+        settings_hash=prepared.settings_hash,
+        n_respondents=int(prepared.counts[spec.key].n.sum()),
+        run_id=run_id,
+    )
+
+
+def fit_staged(
+    output: str,
+    wave: str,
+    key: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    cores: int | None = None,
+    run_id: str | None = None,
+) -> FitSummary:
+    """Fit one model of a staged wave: the unit a worker process or a pod runs."""
+    prepared = open_staged_wave(output, wave, storage_options)
+    store = ResultStore(output, storage_options)
+    record = fit_and_record(prepared, prepared.spec(key), store, cores=cores, run_id=run_id)
+    return FitSummary.from_record(record)
+
+
+def _notes(fit: StoredFit | None, prepared: PreparedWave) -> list[str]:
+    if fit is None:
+        return ["no fit result"]
+    if fit.status is FitStatus.FAILED:
+        return [(fit.error or "fit failed").splitlines()[0]]
+    if fit.status is FitStatus.NOT_CONVERGED and fit.report is not None:
+        return ["; ".join(fit.report.failures(prepared.config.convergence)) or "not converged"]
+    return []
+
+
+def assemble_estimates(
+    prepared: PreparedWave, fits: Mapping[str, StoredFit]
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Poststratify every fit into the estimates table and per-model draws.
+
+    A conditional question is weighted by its base model's draws; its status is the worse of
+    its own and its base's, because a bad base makes the weights bad.
+    """
+    shares: dict[tuple[str, str, str, str], dict[Any, Any]] = {
+        (r["market"], r["question_id"], r["option"], r["target_group"]): r
+        for r in prepared.shares.to_dict("records")
+    }
+    rows: list[dict[str, Any]] = []
+    all_draws: dict[str, pd.DataFrame] = {}
+    for spec in prepared.specs:
+        fit = fits.get(spec.key)
+        layout = prepared.layouts[spec.market]
+        status = fit.status if fit is not None else FitStatus.FAILED
+        notes = _notes(fit, prepared)
+        base_draws = None
+        if spec.base_key is not None:
+            base = fits.get(spec.base_key)
+            if base is None or base.draws is None:
+                status, base_draws = FitStatus.FAILED, None
+                notes.append(f"base model {spec.base_key} has no posterior")
+            else:
+                base_draws = base.draws
+                if base.status.severity > status.severity:
+                    status = base.status
+                    notes.append(f"base model {spec.base_key} is {base.status}")
+        estimates: dict[str, np.ndarray] = {}
+        if fit is not None and fit.draws is not None and status is not FitStatus.FAILED:
+            estimates = poststratify(fit.draws, layout.population, layout.masks, base_draws)
+            all_draws[spec.key] = draws_frame(estimates)
+        report = fit.report if fit is not None else None
+        for group in layout.masks:
+            summary = (
+                summarise(estimates[group])
+                if group in estimates
+                else dict.fromkeys(SUMMARY_COLUMNS, np.nan)
+            )
+            share = shares.get((spec.market, spec.question_id, spec.option, group))
+            rows.append(
+                {
+                    "wave": prepared.wave_id,
+                    "market": spec.market,
+                    "question_id": spec.question_id,
+                    "option": spec.option,
+                    "brand": spec.brand,
+                    "base": f"{spec.base_question}={spec.base_option}"
+                    if spec.base_question
+                    else None,
+                    "target_group": group,
+                    **summary,
+                    "n": int(share["n"]) if share is not None else 0,
+                    "raw_mean": float(share["raw_mean"]) if share is not None else np.nan,
+                    "raked_mean": float(share["raked_mean"]) if share is not None else np.nan,
+                    "status": status.value,
+                    "r_hat_max": report.r_hat_max if report else np.nan,
+                    "ess_bulk_min": report.ess_bulk_min if report else np.nan,
+                    "ess_tail_min": report.ess_tail_min if report else np.nan,
+                    "divergences": report.divergences if report else -1,
+                    "attempts": len(fit.record.attempts) if fit is not None else 0,
+                    "note": "; ".join(notes) or None,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
+    return frame, all_draws
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in ("misterp", "bambi", "pymc", "pytensor", "nutpie", "pandera", "balance"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def draws_path(spec: ModelSpec) -> str:
+    """Where a model's poststratified draws live, relative to the wave folder."""
+    return f"draws/{spec.market}/{spec.question_id}/{spec.option}.parquet"
+
+
+def publish_wave(
+    prepared: PreparedWave,
+    fits: Mapping[str, StoredFit],
+    *,
+    started_at: float | None = None,
+    run_id: str | None = None,
+) -> WaveOutcome:
+    """Write estimates, draws and finally the manifest to ``OUTPUT/WAVE/``.
+
+    The manifest is retracted before anything is written and published last, so an
+    interrupted run never looks complete. Draws of models that left the plan are removed.
+    """
+    config = prepared.config
+    store = ResultStore(config.output, config.storage_options)
+    wave = prepared.wave_id
+    store.retract(wave)
+    estimates, draws = assemble_estimates(prepared, fits)
+    written = set()
+    for spec in prepared.specs:
+        if spec.key in draws:
+            store.write_parquet(f"{wave}/{draws_path(spec)}", draws[spec.key])
+            written.add(f"{wave}/{draws_path(spec)}")
+    for leftover in set(store.list(f"{wave}/draws")) - written:
+        store.remove(leftover)
+    estimates_bytes = store.write_parquet(f"{wave}/estimates.parquet", estimates)
+    published = {
+        f"{r.market}/{r.question_id}/{r.option}": FitStatus(str(r.status))
+        for r in estimates.drop_duplicates(["market", "question_id", "option"]).itertuples()
+    }
+    own = {
+        spec.key: fits[spec.key].status if spec.key in fits else FitStatus.FAILED
+        for spec in prepared.specs
+    }
+    models = []
+    for spec in prepared.specs:
+        fit = fits.get(spec.key)
+        models.append(
+            ManifestModel(
+                key=spec.key,
+                spec=spec.to_dict(),
+                spec_hash=spec.spec_hash,
+                data_hash=prepared.counts[spec.key].data_hash,
+                status=own[spec.key],
+                estimate_status=published[spec.key],
+                attempts=fit.record.attempts if fit else (),
+                seconds=fit.record.seconds if fit else None,
+                fit_id=fit.record.fit_id if fit else None,
+                n_respondents=int(prepared.counts[spec.key].n.sum()),
+                draws=draws_path(spec) if spec.key in draws else None,
+            )
+        )
+    counts = StatusCounts.count(own, published)
+    manifest = Manifest(
+        wave=wave,
+        input=config.input,
+        input_hashes=prepared.input_hashes,
+        versions=_versions(),
+        config=config.model_dump(mode="json", exclude={"storage_options"}),
+        counts=counts,
+        wall_seconds=time.perf_counter() - started_at if started_at else None,
+        files={"estimates": "estimates.parquet", "draws": "draws/", "health": HEALTH_FILE},
+        estimates_sha256=hashlib.sha256(estimates_bytes).hexdigest(),
+        models=tuple(models),
+        healthy=counts.healthy,
+        run_id=run_id,
+    )
+    health = wave_health(manifest)
+    store.write_bytes(f"{wave}/{HEALTH_FILE}", health.to_markdown().encode())
+    store.publish(wave, manifest.to_json())
+    return WaveOutcome(wave, store.uri(wave), estimates, manifest)
+
+
+def run_wave_inline(
+    config: WaveConfig,
+    progress: Callable[[FitRecord, int, int], None] | None = None,
+    *,
+    refit_all: bool = False,
+    backends: Mapping[str, Backend] = BACKENDS,
+) -> WaveOutcome:
+    """Run a whole wave in this process, one fit after another, with no orchestrator.
+
+    Like the flow, it stages the wave and reuses stored converged fits whose spec, data and
+    settings are unchanged; ``refit_all`` fits every model again.
+    """
+    started = time.perf_counter()
+    prepared = prepare_wave(config)
+    store = ResultStore(config.output, config.storage_options)
+    stage_wave(prepared, store)
+    planned = prepared.planned_fits()
+    plan = plan_refits(
+        store, prepared.wave_id, planned, prepared.settings_hash, refit_all=refit_all
+    )
+    logger.info("wave %s: %s", prepared.wave_id, plan.summary())
+    for number, key in enumerate(plan.to_fit, start=1):
+        record = fit_and_record(prepared, prepared.spec(key), store, backends=backends)
+        if progress is not None:
+            progress(record, number, len(plan.to_fit))
+    fits = read_current_fits(store, prepared.wave_id, planned, prepared.settings_hash)
+    return publish_wave(prepared, fits, started_at=started)

@@ -1,0 +1,372 @@
+"""Typed, versioned records of what misterp stores: attempts, fit records and manifests.
+
+Every record a run writes is read again by another process, pod or a later misterp, so each is
+a frozen pydantic model with a ``schema_version``. A record from an older or newer misterp is
+read when its version is known and refused with a clear message otherwise, never misread.
+NaN (a statistic that could not be computed) is stored as JSON ``null`` and read back as NaN,
+in one place: the ``MaybeFloat`` type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+
+from misterp.config import ConvergenceThresholds, SamplerConfig
+from misterp.status import FitStatus
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Attempt",
+    "ConvergenceReport",
+    "FitRecord",
+    "FitSummary",
+    "Manifest",
+    "ManifestModel",
+    "Record",
+    "RecordError",
+    "StatusCounts",
+    "VersionedRecord",
+    "WaveRunSummary",
+    "utc_now",
+]
+
+#: Version of every record layout written by this misterp. Bump it when a field changes
+#: meaning or a required field is added, and teach ``VersionedRecord.upgrade`` the old one.
+SCHEMA_VERSION = 1
+
+
+def _nan_if_none(value: Any) -> Any:
+    return math.nan if value is None else value
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+#: A statistic that may be unknown: NaN in memory, ``null`` in JSON.
+MaybeFloat = Annotated[
+    float, BeforeValidator(_nan_if_none), PlainSerializer(_none_if_nan, return_type=float | None)
+]
+
+
+def utc_now() -> str:
+    """The current UTC time as an ISO 8601 string to the second."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class RecordError(ValueError):
+    """A stored record that this misterp cannot read (another schema version, or corrupt)."""
+
+
+class Record(BaseModel):
+    """A frozen record that rejects unknown fields: what is stored is exactly what is read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class VersionedRecord(Record):
+    """A record with a schema version, read through ``from_json`` which checks it first."""
+
+    #: What the record is, for error messages ("fit record", "manifest").
+    kind: ClassVar[str] = "record"
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def upgrade(cls, payload: dict[str, Any], version: int) -> dict[str, Any]:
+        """Turn an older layout into the current one; refuse what cannot be read."""
+        raise RecordError(f"schema version {version} is no longer readable")
+
+    @classmethod
+    def from_json(cls, data: bytes | str, source: str) -> Self:
+        """Parse a stored record, checking its schema version before its fields.
+
+        Raises ``RecordError`` naming ``source`` and what to do when the record comes from
+        another misterp version or is not a valid record.
+        """
+        try:
+            payload = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{source}: not valid JSON ({exc}); delete it and re-run") from exc
+        if not isinstance(payload, dict):
+            raise RecordError(f"{source}: expected a JSON object for a {cls.kind}")
+        version = payload.get("schema_version", 0)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise RecordError(
+                f"{source}: {cls.kind} has schema version {version}, newer than this misterp "
+                f"reads ({SCHEMA_VERSION}); upgrade misterp to read it"
+            )
+        if version < SCHEMA_VERSION:
+            try:
+                payload = cls.upgrade(payload, version)
+            except RecordError as exc:
+                raise RecordError(
+                    f"{source}: {cls.kind} was written by an older misterp ({exc}); "
+                    "run the wave again to rewrite it"
+                ) from exc
+        try:
+            return cls.model_validate(payload)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+                for error in exc.errors()[:5]
+            )
+            raise RecordError(f"{source}: not a valid {cls.kind}: {problems}") from exc
+
+    def to_json(self) -> bytes:
+        """The record as stored: JSON with sorted keys, NaN as null."""
+        payload = self.model_dump(mode="json")
+        return json.dumps(payload, indent=2, sort_keys=True).encode()
+
+
+class ConvergenceReport(Record):
+    """Diagnostics of one sampling attempt.
+
+    ``r_hat_max`` is the worst split R-hat, ``ess_*_min`` the smallest effective sample sizes
+    over the monitored parameters; ``bfmi_min`` flags poor energy exploration. Unknown values
+    are NaN, and unknown never passes.
+    """
+
+    r_hat_max: MaybeFloat
+    ess_bulk_min: MaybeFloat
+    ess_tail_min: MaybeFloat
+    divergences: int
+    bfmi_min: MaybeFloat
+    chains: int
+    draws: int
+    seconds: MaybeFloat = math.nan
+
+    def failures(self, thresholds: ConvergenceThresholds) -> list[str]:
+        """Human-readable reasons this attempt misses the thresholds (empty when it passes)."""
+        reasons = []
+        if not self.r_hat_max <= thresholds.r_hat_max:  # NaN fails
+            reasons.append(f"r_hat {self.r_hat_max:.3f} > {thresholds.r_hat_max}")
+        if not self.ess_bulk_min >= thresholds.ess_bulk_min:
+            reasons.append(f"bulk ESS {self.ess_bulk_min:.0f} < {thresholds.ess_bulk_min:.0f}")
+        if not self.ess_tail_min >= thresholds.ess_tail_min:
+            reasons.append(f"tail ESS {self.ess_tail_min:.0f} < {thresholds.ess_tail_min:.0f}")
+        if self.divergences < 0:
+            reasons.append("divergences unknown (no sample stats)")
+        elif self.divergences > thresholds.divergences_max:
+            reasons.append(f"{self.divergences} divergences > {thresholds.divergences_max}")
+        return reasons
+
+    def passes(self, thresholds: ConvergenceThresholds) -> bool:
+        """True when every threshold is met."""
+        return not self.failures(thresholds)
+
+
+class Attempt(Record):
+    """One sampling attempt: the settings used and what came of them."""
+
+    sampler: SamplerConfig
+    report: ConvergenceReport | None
+    status: FitStatus
+    error: str | None = None
+    #: Why the attempt missed the thresholds, as a person would say it (empty when it passed).
+    failures: tuple[str, ...] = ()
+
+
+class FitRecord(VersionedRecord):
+    """The stored outcome of one model's fit: ``OUTPUT/WAVE/fits/KEY.json``.
+
+    It names the spec, data and settings it was fitted from (as hashes), so a re-run can tell
+    whether it is still current, and the run that wrote it.
+    """
+
+    kind: ClassVar[str] = "fit record"
+    key: str
+    spec: dict[str, Any]
+    spec_hash: str
+    data_hash: str
+    settings_hash: str
+    status: FitStatus
+    attempts: tuple[Attempt, ...]
+    seconds: float
+    n_respondents: int
+    has_draws: bool
+    fit_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    fitted_at: str = Field(default_factory=utc_now)
+    #: The run (its lease) that wrote the record; None when written without a lease.
+    run_id: str | None = None
+
+    def staleness(self, spec_hash: str, data_hash: str, settings_hash: str) -> str | None:
+        """Why this record no longer describes the planned model, or None if it still does.
+
+        The one rule for "is this fit current?": the same spec, the same data, the same fit
+        settings. Re-runs reuse only current records.
+        """
+        if self.spec_hash != spec_hash:
+            return "spec changed"
+        if self.data_hash != data_hash:
+            return "data changed"
+        if self.settings_hash != settings_hash:
+            return "settings changed"
+        return None
+
+    def is_current(self, spec_hash: str, data_hash: str, settings_hash: str) -> bool:
+        """True when the record was fitted from this spec, data and settings."""
+        return self.staleness(spec_hash, data_hash, settings_hash) is None
+
+    @property
+    def last_report(self) -> ConvergenceReport | None:
+        """Diagnostics of the last attempt."""
+        return self.attempts[-1].report if self.attempts else None
+
+    @property
+    def error(self) -> str | None:
+        """The error of the last attempt, if it raised."""
+        return self.attempts[-1].error if self.attempts else None
+
+
+class StatusCounts(Record):
+    """Models per status, said one way everywhere (run state, health report, CLI).
+
+    ``converged``, ``not_converged`` and ``failed`` count each model's own fit.
+    ``flagged_by_base`` counts models that converged themselves but whose estimates are flagged
+    because the model of their base question did not converge.
+    """
+
+    models: int = 0
+    converged: int = 0
+    not_converged: int = 0
+    failed: int = 0
+    flagged_by_base: int = 0
+
+    def of(self, status: FitStatus) -> int:
+        """The count of one status."""
+        count: int = getattr(self, status.value)
+        return count
+
+    @property
+    def healthy(self) -> bool:
+        """True when every model converged and nothing is flagged."""
+        return self.converged == self.models and not self.flagged_by_base
+
+    def sentence(self) -> str:
+        """E.g. ``4 not converged, 80 of 84 converged; 5 more flagged because their base ...``."""
+        if self.healthy:
+            return f"all {self.models} models converged"
+        parts = [
+            f"{count} {status.value.replace('_', ' ')}"
+            for status in (FitStatus.FAILED, FitStatus.NOT_CONVERGED)
+            if (count := self.of(status))
+        ]
+        text = ", ".join([*parts, f"{self.converged} of {self.models} converged"])
+        if self.flagged_by_base:
+            text += f"; {self.flagged_by_base} more flagged because their base did not converge"
+        return text
+
+    @classmethod
+    def count(
+        cls, own: Mapping[str, FitStatus], published: Mapping[str, FitStatus]
+    ) -> StatusCounts:
+        """Counts from each model's own status and the status its estimates were published with."""
+        values = list(own.values())
+        flagged = sum(
+            1
+            for key, status in own.items()
+            if status is FitStatus.CONVERGED and published.get(key, status).needs_attention
+        )
+        return cls(
+            models=len(values),
+            converged=values.count(FitStatus.CONVERGED),
+            not_converged=values.count(FitStatus.NOT_CONVERGED),
+            failed=values.count(FitStatus.FAILED),
+            flagged_by_base=flagged,
+        )
+
+
+class ManifestModel(Record):
+    """One planned model in the manifest: its own status, its estimates' status, its history."""
+
+    key: str
+    spec: dict[str, Any]
+    spec_hash: str
+    data_hash: str
+    status: FitStatus
+    #: The status on the estimate rows: the worse of the model's own and its base's.
+    estimate_status: FitStatus
+    attempts: tuple[Attempt, ...]
+    seconds: float | None
+    fit_id: str | None
+    n_respondents: int
+    draws: str | None
+
+
+class Manifest(VersionedRecord):
+    """``OUTPUT/WAVE/manifest.json``: written last, so its presence means the wave is complete."""
+
+    kind: ClassVar[str] = "manifest"
+    wave: str
+    created_at: str = Field(default_factory=utc_now)
+    complete: bool = True
+    input: str | None
+    input_hashes: dict[str, str]
+    versions: dict[str, str]
+    config: dict[str, Any]
+    counts: StatusCounts
+    wall_seconds: float | None
+    files: dict[str, str]
+    #: sha256 of ``estimates.parquet`` as published with this manifest.
+    estimates_sha256: str
+    models: tuple[ManifestModel, ...]
+    healthy: bool
+    run_id: str | None = None
+
+
+class FitSummary(Record):
+    """What a fit worker reports back to the dispatcher: small, so it travels cheaply.
+
+    The draws stay in the store; the parent reads them from there when it publishes.
+    """
+
+    key: str
+    status: FitStatus
+    attempts: int
+    seconds: float
+    r_hat_max: float | None = None
+    ess_bulk_min: float | None = None
+    ess_tail_min: float | None = None
+    divergences: int | None = None
+    bfmi_min: float | None = None
+    error: str | None = None
+    failures: tuple[str, ...] = ()
+
+    @classmethod
+    def from_record(cls, record: FitRecord) -> FitSummary:
+        """Summarise a fit record (NaN statistics become None)."""
+        report = record.last_report
+        stats: dict[str, Any] = {}
+        if report is not None:
+            stats = {
+                name: _none_if_nan(getattr(report, name))
+                for name in ("r_hat_max", "ess_bulk_min", "ess_tail_min", "bfmi_min")
+            }
+            stats["divergences"] = report.divergences
+        return cls(
+            key=record.key,
+            status=record.status,
+            attempts=len(record.attempts),
+            seconds=record.seconds,
+            error=record.error.splitlines()[0] if record.error else None,
+            failures=record.attempts[-1].failures if record.attempts else (),
+            **stats,
+        )
+
+
+class WaveRunSummary(Record):
+    """What a wave run returns (and a CLI prints): where it went and how it ended."""
+
+    wave: str
+    output: str
+    counts: StatusCounts
+    fitted: int
+    reused: int
+    headline: str
