@@ -82,15 +82,13 @@ def _rerun(args: argparse.Namespace) -> int:
     try:
         if args.output is None and args.config is None:
             raise ConfigError("misterp rerun needs --output URI or --config FILE (for its output)")
-        output, options = args.output, {}
-        if args.config is not None:
-            config = resolve_config(args.config, output=args.output, wave=args.wave)
-            output, options = config.output, config.storage_options
+        if args.config is not None:  # check it before Prefect starts
+            resolve_config(args.config, output=args.output, wave=args.wave)
         summary = summary_of(
             rerun_wave(
-                output=output,
+                output=args.output,
                 wave=args.wave,
-                storage_options=options,
+                config=args.config,
                 fit_deployment=args.fit_deployment,
                 batch_size=args.batch_size,
                 return_state=True,

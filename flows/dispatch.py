@@ -22,6 +22,7 @@ from flows.tasks import fit_model
 from misterp.progress import FitProgress
 from misterp.records import FitSummary
 from misterp.status import FitStatus
+from misterp.storage import without_credentials
 
 __all__ = ["DEFAULT_BATCH_SIZE", "fit_in_processes", "fit_on_deployment", "pool_size"]
 
@@ -163,7 +164,8 @@ def fit_on_deployment(
                 "output": output,
                 "wave": wave,
                 "keys": batch,
-                "storage_options": dict(storage_options),
+                # Run parameters are stored on the Prefect server: no credentials in them.
+                "storage_options": without_credentials(storage_options),
                 "workers": workers,
             },
             flow_run_name=f"fit-batch {wave} {number}/{len(batches)}",

@@ -16,7 +16,7 @@ from prefect.states import Failed
 
 from flows.dispatch import DEFAULT_BATCH_SIZE, fit_in_processes, fit_on_deployment
 from flows.tasks import open_staged, prepare, publish, report_health, stage
-from misterp.config import WaveConfig, load_config, parse_config
+from misterp.config import ConfigError, WaveConfig, load_config, parse_config
 from misterp.fitstore import RefitPlan, plan_refits
 from misterp.health import WaveHealth
 from misterp.mrp.prepare import PreparedWave
@@ -158,9 +158,9 @@ def run_wave(
 
 @flow(name="rerun-wave")
 def rerun_wave(
-    output: str,
-    wave: str,
-    storage_options: dict[str, Any] | None = None,
+    output: str | None = None,
+    wave: str = "",
+    config: str | None = None,
     fit_deployment: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> WaveRunSummary | State:
@@ -168,10 +168,31 @@ def rerun_wave(
 
     Works from what the first run staged in ``output`` (config, cells, counts); the raw input
     is not read again, so the re-run fits exactly the data the first run planned.
+
+    Parameters
+    ----------
+    output
+        Results root URI the wave was written to; default: the config's output.
+    wave
+        Wave id to re-run.
+    config
+        Path or URI of the wave's YAML config, read for its output and storage options. Run
+        parameters are stored in Prefect's database, so storage options never travel as one;
+        credentials come from the environment (``AWS_*``) or the config file.
+    fit_deployment, batch_size
+        As for ``run-wave``.
     """
     logger = get_run_logger()
     started = time.perf_counter()
-    prepared = open_staged(output, wave, storage_options or {})
+    storage_options: dict[str, Any] = {}
+    if config is not None:
+        resolved = resolve_config(config, output=output, wave=wave)
+        output, storage_options = resolved.output, dict(resolved.storage_options)
+    if not output:
+        raise ConfigError("rerun-wave needs output (the results root URI) or config")
+    if not wave:
+        raise ConfigError("rerun-wave needs the wave id to re-run")
+    prepared = open_staged(output, wave, storage_options)
     store = ResultStore(output, storage_options)
     plan = plan_refits(store, wave, prepared.planned_fits(), prepared.settings_hash)
     logger.info("re-run of wave %s: %s", wave, plan.summary())

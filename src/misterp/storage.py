@@ -151,3 +151,41 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+#: Option names that carry credentials (fsspec/s3fs/botocore spellings); matched case-blind,
+#: also as parts of a name (``aws_secret_access_key``, ``client_secret``).
+_CREDENTIAL_WORDS = ("key", "secret", "token", "password", "credential", "sas", "signature")
+#: Option names that contain such a word but carry no secret.
+_NOT_CREDENTIALS = frozenset({"key_prefix", "sse_kms_key_id_is_public"})
+
+
+def is_credential_option(name: str) -> bool:
+    """True when a storage option's name says it holds a credential.
+
+    >>> [is_credential_option(n) for n in ("key", "aws_secret_access_key", "endpoint_url")]
+    [True, True, False]
+    """
+    lowered = name.lower()
+    if lowered in _NOT_CREDENTIALS:
+        return False
+    return any(word in lowered.split("_") or lowered.endswith(word) for word in _CREDENTIAL_WORDS)
+
+
+def without_credentials(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Storage options safe to store where others read them (run parameters, manifests).
+
+    Credentials are dropped at any depth (``client_kwargs.aws_secret_access_key`` too); whoever
+    receives the rest gets credentials from its own environment (a Kubernetes Secret, an
+    instance role, ``AWS_*`` variables).
+
+    >>> without_credentials({"key": "AKIA", "client_kwargs": {"endpoint_url": "http://s3",
+    ...                      "aws_secret_access_key": "x"}})
+    {'client_kwargs': {'endpoint_url': 'http://s3'}}
+    """
+    kept: dict[str, Any] = {}
+    for name, value in options.items():
+        if is_credential_option(str(name)):
+            continue
+        kept[name] = without_credentials(value) if isinstance(value, Mapping) else value
+    return kept
