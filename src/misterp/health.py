@@ -189,7 +189,7 @@ def _table(models: Sequence[ModelHealth], *, with_problem: bool) -> list[str]:
     for model in models:
         row = model.row()
         cells = [
-            f"`{markdown_cell(row['model'])}`",
+            f"`{row['model']}`",
             row["status"],
             row["attempts"],
             row["r_hat_max"],

@@ -58,8 +58,14 @@ def test_r_hat_exactly_at_the_threshold_passes() -> None:
     assert report(r_hat_max=1.01).passes(THRESHOLDS)
 
 
-def test_to_dict_turns_nan_into_none() -> None:
-    assert report(r_hat_max=math.nan).to_dict()["r_hat_max"] is None
+def test_nan_is_stored_as_null_and_read_back_as_nan() -> None:
+    stored = report(r_hat_max=math.nan)
+    assert stored.model_dump(mode="json")["r_hat_max"] is None
+    again = type(stored).model_validate_json(stored.model_dump_json())
+    assert math.isnan(again.r_hat_max)
+    assert again.model_copy(update={"r_hat_max": 1.0}) == stored.model_copy(
+        update={"r_hat_max": 1.0}
+    )
 
 
 def test_next_attempt_is_none_when_the_report_passes() -> None:

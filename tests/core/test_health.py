@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from misterp.health import wave_health
+from misterp.records import Manifest, StatusCounts
+from misterp.status import FitStatus
 
 
 def _attempt(
@@ -37,10 +40,8 @@ def _attempt(
     }
 
 
-def _manifest() -> dict[str, Any]:
-    return {
-        "wave": "2026-10",
-        "models": [
+def _models() -> list[dict[str, Any]]:
+    return [
             {"key": "DE/aware_b1/yes", "status": "converged", "seconds": 3.0,
              "attempts": [_attempt("converged")]},
             {"key": "DE/aware_b2/yes", "status": "not_converged", "seconds": 9.5,
@@ -54,13 +55,39 @@ def _manifest() -> dict[str, Any]:
             {"key": "AT/aware_b1/yes", "status": "failed", "seconds": None, "attempts": []},
             {"key": "AT/aware_b2/yes", "status": "converged", "seconds": 4.0,
              "attempts": [_attempt("converged")]},
-        ],
-    }  # fmt: skip
+    ]  # fmt: skip
+
+
+def _manifest(models: list[dict[str, Any]] | None = None) -> Manifest:
+    """A manifest around hand-written models; each model's estimates keep its own status
+    unless it names an ``estimate_status``, and the counts are computed as publish does."""
+    models = _models() if models is None else models
+    full = []
+    for model in models:
+        market, question, option = model["key"].split("/")
+        full.append(
+            {
+                "spec": {"market": market, "question_id": question, "option": option,
+                         "base_question": model.pop("base", None), "base_option": "yes"},
+                "spec_hash": "s", "data_hash": "d", "fit_id": None, "n_respondents": 50,
+                "draws": None, "estimate_status": model["status"], **model,
+            }
+        )  # fmt: skip
+    own = {m["key"]: FitStatus(m["status"]) for m in full}
+    published = {m["key"]: FitStatus(m["estimate_status"]) for m in full}
+    counts = StatusCounts.count(own, published)
+    return Manifest.model_validate(
+        {
+            "wave": "2026-10", "input": "in", "input_hashes": {}, "versions": {}, "config": {},
+            "counts": counts.model_dump(), "wall_seconds": None, "files": {},
+            "estimates_sha256": "0", "models": full, "healthy": counts.healthy,
+        }
+    )  # fmt: skip
 
 
 def test_counts_every_status_including_zeros() -> None:
     health = wave_health(_manifest())
-    assert health.counts == {"models": 5, "converged": 2, "not_converged": 1, "failed": 2}
+    assert health.counts == StatusCounts(models=5, converged=2, not_converged=1, failed=2)
     assert not health.healthy
 
 
@@ -104,9 +131,44 @@ def test_markdown_names_every_problem_and_how_to_refit_it() -> None:
 
 
 def test_a_wave_where_everything_converged_is_healthy_and_says_so() -> None:
-    manifest = _manifest()
-    manifest["models"] = [m for m in manifest["models"] if m["status"] == "converged"]
-    health = wave_health(manifest)
+    health = wave_health(_manifest([m for m in _models() if m["status"] == "converged"]))
     assert health.healthy
     assert health.headline() == "wave 2026-10: all 2 models converged"
     assert "need attention" not in health.to_markdown()
+
+
+def test_models_flagged_by_their_base_are_counted_once_and_said_the_same_way() -> None:
+    models = [m for m in _models() if m["key"] != "AT/aware_b1/yes"]
+    models.append(
+        {"key": "DE/consider_b2/yes", "status": "converged", "seconds": 2.0,
+         "estimate_status": "not_converged", "base": "aware_b2",
+         "attempts": [_attempt("converged")]}
+    )  # fmt: skip
+    health = wave_health(_manifest(models))
+
+    # its own fit converged; its estimates are flagged because its base did not
+    assert health.counts == StatusCounts(
+        models=5, converged=3, not_converged=1, failed=1, flagged_by_base=1
+    )
+    assert health.headline() == (
+        "wave 2026-10: 1 failed, 1 not converged, 3 of 5 converged; 1 more flagged because "
+        "their base did not converge; their estimates are flagged"
+    )
+    flagged = {m.key: m for m in health.problems}["DE/consider_b2/yes"]
+    assert flagged.status is FitStatus.NOT_CONVERGED
+    assert flagged.problem == "its base model DE/aware_b2/yes is not_converged"
+    assert "| flagged by their base | 1 |" in health.to_markdown()
+
+
+def test_a_pipe_in_a_model_key_does_not_break_the_markdown_tables() -> None:
+    models = _models()
+    models[2]["key"] = "DE/assoc|b1/green"
+    text = wave_health(_manifest(models)).to_markdown()
+    cells = re.compile(r"(?<!\\)\|")  # GitHub tables split cells on unescaped pipes only
+    columns = 0
+    for line in text.splitlines():
+        if line.startswith("| model"):
+            columns = len(cells.split(line))
+        elif line.startswith("| `"):
+            assert len(cells.split(line)) == columns, line
+    assert "`DE/assoc\\|b1/green`" in text

@@ -8,7 +8,7 @@ import os
 import psutil
 import pytest
 
-from misterp.mrp.model import release_memory
+from misterp.fitting import release_memory
 
 
 def test_release_memory_returns_freed_heap_to_the_os() -> None:

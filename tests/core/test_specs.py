@@ -105,7 +105,6 @@ def test_plan_model_specs_carries_question_metadata_and_the_default_formula() ->
         option="quality",
         formula="p(yes, n) ~ 1 + gender + (1|age)",
         brand="b1",
-        kind="multi",
         base_question="z_aware",
         base_option="yes",
     )
@@ -126,3 +125,14 @@ def test_plan_model_specs_rejects_an_override_for_an_unknown_question() -> None:
 
 def test_model_spec_key_is_market_question_option() -> None:
     assert ModelSpec("DE", "aware_b1", "yes", "f").key == "DE/aware_b1/yes"
+
+
+def test_the_spec_hash_changes_with_the_model_not_with_its_labels() -> None:
+    spec = ModelSpec("X", "a_consider", "price", "p(yes, n) ~ 1 + gender", brand="b1")
+    relabelled = ModelSpec("X", "a_consider", "price", "p(yes, n) ~ 1 + gender", brand="b9")
+    other_formula = ModelSpec("X", "a_consider", "price", "p(yes, n) ~ 1", brand="b1")
+    other_base = ModelSpec(
+        "X", "a_consider", "price", "p(yes, n) ~ 1 + gender", "b1", "z_aware", "yes"
+    )
+    assert relabelled.spec_hash == spec.spec_hash
+    assert len({spec.spec_hash, other_formula.spec_hash, other_base.spec_hash}) == 3

@@ -46,7 +46,7 @@ class StoreContract:
 
     def test_publish_makes_a_wave_complete_and_retract_undoes_it(self, store: ResultStore) -> None:
         assert not store.is_complete("w1")
-        store.publish("w1", {"models": 3})
+        store.publish("w1", b'{"models": 3}')
         assert store.is_complete("w1")
         assert store.read_json(f"w1/{MANIFEST}") == {"models": 3}
         store.retract("w1")

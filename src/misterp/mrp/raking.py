@@ -21,20 +21,33 @@ __all__ = ["rake_weights", "sample_shares"]
 logger = logging.getLogger(__name__)
 
 
+def _below_warning(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
 def _import_balance_sample() -> Any:
     """Import ``balance.Sample`` without letting it take over logging.
 
     On import, balance removes the root logger's handlers (silencing Prefect's console output
-    for the rest of the run) and logs a welcome banner at INFO; undo both.
+    for the rest of the run), adds its own handler to its logger (so each of its warnings
+    printed twice, in two formats) and logs a welcome banner at INFO; undo all three. Its
+    warnings then go through the application's handlers once.
     """
     root = logging.getLogger()
-    handlers = root.handlers[:]
+    root_handlers = root.handlers[:]
+    balance_logger = logging.getLogger("balance")
+    own_handlers = balance_logger.handlers[:]
+    # A logger filter survives balance's setup_logging, which resets the level to INFO.
+    balance_logger.addFilter(_below_warning)
     from balance import Sample  # heavy import (~10 s cold); only the aggregation step needs it
 
-    for handler in handlers:
+    for handler in root_handlers:
         if handler not in root.handlers:
             root.addHandler(handler)
-    logging.getLogger("balance").setLevel(logging.WARNING)
+    for handler in balance_logger.handlers[:]:
+        if handler not in own_handlers:
+            balance_logger.removeHandler(handler)
+    balance_logger.setLevel(logging.WARNING)
     return Sample
 
 
@@ -52,9 +65,11 @@ def rake_weights(wave: WaveData) -> pd.Series:
         census = wave.poststrat.loc[
             (wave.poststrat["market"] == market) & (wave.poststrat["population"] > 0)
         ]
+        # Equal design weights, passed explicitly: balance warns "No weights passed" otherwise.
         sample = Sample.from_frame(
-            people[["respondent_id", *demographics]].astype(str),
+            people[["respondent_id", *demographics]].astype(str).assign(weight=1.0),
             id_column="respondent_id",
+            weight_column="weight",
             standardize_types=False,
         )
         target = Sample.from_frame(

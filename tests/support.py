@@ -1,0 +1,117 @@
+"""Helpers shared by the test modules: small simulated waves, a sampler that samples nothing,
+planted crashes, free ports. Imported as ``support`` (pytest puts ``tests/`` on the path).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+
+from misterp.config import PriorConfig, SamplerConfig
+from misterp.mrp.cells import CellCounts, MarketCells
+from misterp.mrp.model import BACKENDS, Backend
+from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
+from misterp.mrp.specs import ModelSpec
+
+WAVE = "2026-10"
+
+#: Plumbing, not statistics: tiny draw counts and thresholds any short run passes.
+PLUMBING: dict[str, Any] = {
+    "sampler": {"draws": 60, "tune": 60, "chains": 2, "stored_draws": 40, "cores": 1},
+    "convergence": {
+        "r_hat_max": 2.0,
+        "ess_bulk_min": 0,
+        "ess_tail_min": 0,
+        "divergences_max": 10**6,
+    },
+    "retry": {"max_attempts": 1},
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def small_simulated_wave(seed: int = 3, **spec: Any) -> SimulatedWave:
+    """Two markets, one brand, one association option, 300 respondents per market."""
+    defaults: dict[str, Any] = {
+        "markets": ("DE", "FR"),
+        "brands": ("brand01",),
+        "n_respondents": 300,
+        "rare_brand": None,
+        "association_options": ("innovative",),
+    }
+    return simulate_wave(seed, WaveTruthSpec(**(defaults | spec)))
+
+
+def small_wave_config(
+    tmp_path: Path, seed: int = 3, *, wave: str = WAVE, spec: Mapping[str, Any] | None = None,
+    **config: Any,
+) -> dict[str, Any]:
+    """Write a small simulated wave under ``tmp_path/input`` and return its raw config."""
+    simulated = small_simulated_wave(seed, **dict(spec or {}))
+    simulated.write(str(tmp_path / "input"))
+    raw = simulated.config(str(tmp_path / "input"), str(tmp_path / "results"))
+    return raw | {"wave": wave} | config
+
+
+def conjugate_posterior(counts: CellCounts, sampler: SamplerConfig, seed: int) -> Any:
+    """A posterior of P(yes | cell) drawn from independent Beta(1 + yes, 1 + no) per cell.
+
+    No MCMC: it has the shape and the sample stats of a real fit (chains x draws, no
+    divergences), sits where the data are, and takes milliseconds.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (sampler.chains, sampler.draws, len(counts.n))
+    p = rng.beta(1 + counts.yes, 1 + counts.n - counts.yes, size=shape)
+    return az.from_dict(
+        {
+            "posterior": {"p": p, "Intercept": rng.normal(size=shape[:2])},
+            "sample_stats": {
+                "diverging": np.zeros(shape[:2], dtype=bool),
+                "energy": rng.normal(size=shape[:2]),
+            },
+        }
+    )
+
+
+def no_mcmc_backends(seed: int = 0) -> dict[str, Backend]:
+    """Backends (by name, as ``SamplerConfig.backend`` picks them) that sample nothing."""
+
+    def sample(
+        spec: ModelSpec,
+        layout: MarketCells,
+        counts: CellCounts,
+        priors: PriorConfig,
+        sampler: SamplerConfig,
+    ) -> Any:
+        return conjugate_posterior(counts, sampler, seed + sampler.random_seed)
+
+    return dict.fromkeys(BACKENDS, sample)
+
+
+def crashing_for(
+    keys: Iterable[str],
+    backends: Mapping[str, Backend] = BACKENDS,
+    error: Callable[[], Exception] = lambda: MemoryError("planted: the sampler ran out of memory"),
+) -> dict[str, Backend]:
+    """``backends`` that raise ``error()`` for the models in ``keys`` (a planted crash)."""
+    planted = set(keys)
+
+    def wrap(backend: Backend) -> Backend:
+        def sample(spec: ModelSpec, *args: Any) -> Any:
+            if spec.key in planted:
+                raise error()
+            return backend(spec, *args)
+
+        return sample
+
+    return {name: wrap(backend) for name, backend in backends.items()}
