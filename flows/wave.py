@@ -158,8 +158,8 @@ def run_wave(
 
 @flow(name="rerun-wave")
 def rerun_wave(
+    wave: str,
     output: str | None = None,
-    wave: str = "",
     config: str | None = None,
     fit_deployment: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -171,10 +171,10 @@ def rerun_wave(
 
     Parameters
     ----------
-    output
-        Results root URI the wave was written to; default: the config's output.
     wave
         Wave id to re-run.
+    output
+        Results root URI the wave was written to; default: the config's output.
     config
         Path or URI of the wave's YAML config, read for its output and storage options. Run
         parameters are stored in Prefect's database, so storage options never travel as one;
@@ -190,8 +190,6 @@ def rerun_wave(
         output, storage_options = resolved.output, dict(resolved.storage_options)
     if not output:
         raise ConfigError("rerun-wave needs output (the results root URI) or config")
-    if not wave:
-        raise ConfigError("rerun-wave needs the wave id to re-run")
     prepared = open_staged(output, wave, storage_options)
     store = ResultStore(output, storage_options)
     plan = plan_refits(store, wave, prepared.planned_fits(), prepared.settings_hash)

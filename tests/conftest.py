@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from support import free_port
+
 # Keep PyTensor's compile cache and Prefect's home out of the user's dotfiles but stable
 # across runs of the suite, so the first compile is paid once per machine.
 os.environ.setdefault("PREFECT_HOME", str(Path(__file__).parent.parent / ".cache" / "prefect"))
@@ -39,16 +41,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_fast)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 API over HTTP on 127.0.0.1 (moto in server mode), for the whole session."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

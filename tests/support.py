@@ -53,7 +53,11 @@ def small_simulated_wave(seed: int = 3, **spec: Any) -> SimulatedWave:
 
 
 def small_wave_config(
-    tmp_path: Path, seed: int = 3, *, wave: str = WAVE, spec: Mapping[str, Any] | None = None,
+    tmp_path: Path,
+    seed: int = 3,
+    *,
+    wave: str = WAVE,
+    spec: Mapping[str, Any] | None = None,
     **config: Any,
 ) -> dict[str, Any]:
     """Write a small simulated wave under ``tmp_path/input`` and return its raw config."""

@@ -7,7 +7,13 @@ import pytest
 
 from misterp.config import ModelConfig
 from misterp.mrp.data import WaveData
-from misterp.mrp.specs import FormulaError, ModelSpec, check_formula, default_formula, plan_model_specs
+from misterp.mrp.specs import (
+    FormulaError,
+    ModelSpec,
+    check_formula,
+    default_formula,
+    plan_model_specs,
+)
 
 DEMOGRAPHICS = ("gender", "age")
 

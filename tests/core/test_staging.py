@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from support import PLUMBING, WAVE, crashing_for, no_mcmc_backends, small_wave_config
 
 from misterp.config import SamplerConfig, parse_config
 from misterp.fitstore import plan_refits, read_current_fits, read_fit, read_fit_record, write_fit
@@ -20,6 +19,7 @@ from misterp.mrp.wave import run_wave_inline
 from misterp.records import Attempt, ConvergenceReport, FitRecord
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
+from support import PLUMBING, WAVE, crashing_for, no_mcmc_backends, small_wave_config
 
 REPORT = ConvergenceReport(
     r_hat_max=1.001,

@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from support import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -87,7 +81,7 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """``prefect server start`` on a free port with its own home and SQLite database."""
     home = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     server = PrefectServer(api_url, home)
     env = server.env(
@@ -154,7 +148,13 @@ def process_worker(
         worker = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", pool, "--type", "process", "--limit", "2"],
             cwd=ROOT,
-            env=prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1"),
+            # As in a pod: store credentials come from the environment (a Secret), never from
+            # run parameters; moto accepts these.
+            env=prefect_server.env(
+                PREFECT_WORKER_QUERY_SECONDS="1",
+                AWS_ACCESS_KEY_ID="testing",
+                AWS_SECRET_ACCESS_KEY="testing",
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its flow-run subprocesses stop with it

@@ -20,9 +20,11 @@ import pytest
 
 from flows.cli import summary_of
 from flows.wave import run_wave
-from misterp import fitting
-from misterp.simulate import WaveTruthSpec, simulate_wave
+from misterp.mrp import model
+from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
+from misterp.records import Manifest
 from misterp.storage import MANIFEST, ResultStore
+from support import crashing_for, no_mcmc_backends
 
 pytestmark = pytest.mark.slow
 
@@ -57,15 +59,13 @@ def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def _plant_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sampler runs out of memory on one model (fits run in this process: workers=1)."""
-    real = fitting._SAMPLERS["nutpie"]
+    """The sampler runs out of memory on one model; the others sample nothing (no MCMC).
 
-    def sampler(spec: Any, *args: Any) -> Any:
-        if spec.key == PLANTED:
-            raise MemoryError("planted: the sampler ran out of memory")
-        return real(spec, *args)
-
-    monkeypatch.setitem(fitting._SAMPLERS, "nutpie", sampler)
+    The fits run in this process (workers=1), so registering the backends in the public
+    ``BACKENDS`` registry that the flow's fits use is enough.
+    """
+    for name, backend in crashing_for([PLANTED], no_mcmc_backends()).items():
+        monkeypatch.setitem(model.BACKENDS, name, backend)  # type: ignore[index]
 
 
 def _wait_for(received: list[dict[str, Any]], done: Any, seconds: float) -> None:
@@ -112,9 +112,11 @@ def test_a_failed_fit_and_its_wave_reach_the_installed_webhook(
 
     summary = summary_of(state)
     assert state.is_failed()  # published, but the run is red
-    assert summary["counts"]["failed"] >= 1
-    manifest = ResultStore(str(tmp_path / "results")).read_json(f"{WAVE}/{MANIFEST}")
-    problems = {m["key"] for m in manifest["models"] if m["status"] != "converged"}
+    assert summary.counts.failed >= 1
+    stored = ResultStore(str(tmp_path / "results")).read_bytes(f"{WAVE}/{MANIFEST}")
+    problems = {
+        m.key for m in Manifest.from_json(stored, MANIFEST).models if m.status != "converged"
+    }
     assert PLANTED in problems
 
     def fit_alerts() -> list[dict[str, Any]]:
@@ -136,6 +138,6 @@ def test_a_failed_fit_and_its_wave_reach_the_installed_webhook(
     assert f"misterp rerun --wave {WAVE}" in planted["text"]
     (wave_alert,) = wave_alerts()
     assert wave_alert["health"] == "unhealthy"
-    assert wave_alert["failed"] == str(summary["counts"]["failed"])
+    assert wave_alert["failed"] == str(summary.counts.failed)
     assert PLANTED in wave_alert["problems"]
     print(json.dumps({"fit_alert": planted, "wave_alert": wave_alert}, indent=2))

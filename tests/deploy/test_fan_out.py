@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from flows.cli import summary_of
 from flows.wave import rerun_wave, run_wave
+from misterp.fitstore import fit_path, read_fit_record
 from misterp.mrp.poststratify import SUMMARY_COLUMNS
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
-from misterp.mrp.staging import _fit_path, read_fit_record
+from misterp.records import Manifest
+from misterp.status import FitStatus
 from misterp.storage import MANIFEST, ResultStore
 
 WAVE = "2026-10"
@@ -83,15 +86,18 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     prefect_client_settings: Any,
     process_worker: tuple[str, subprocess.Popen[bytes], Path],
     s3_bucket: tuple[str, dict[str, object]],
+    tmp_path: Path,
 ) -> None:
     pool, worker, worker_log = process_worker
     bucket, options = s3_bucket
     deployment = _deploy_fit_batch(prefect_client_settings, pool)
 
     local_config = _wave_config(bucket, options, "results-local")
+    config_path = tmp_path / "wave.yaml"  # what a re-run reads its storage options from
     local = summary_of(run_wave(config=local_config, wave=WAVE, return_state=True))
 
     config = local_config | {"output": f"{bucket}/results"}
+    config_path.write_text(yaml.safe_dump(config | {"wave": WAVE}))
     started = time.perf_counter()
     summary = summary_of(
         run_wave(
@@ -101,13 +107,16 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     fan_out_seconds = time.perf_counter() - started
     assert worker.poll() is None, worker_log.read_text()[-3000:]
 
-    n_models = local["counts"]["models"]
+    n_models = local.counts.models
     assert n_models == 8
-    assert summary["counts"] == local["counts"]
-    assert summary["fitted"] == n_models
-    assert summary["counts"]["converged"] >= n_models // 2, summary
+    assert summary.counts == local.counts
+    assert summary.fitted == n_models
+    assert summary.counts.converged >= n_models // 2, summary
     runs = _batch_runs(deployment)
     assert len(runs) == 3  # ceil(8 / 3) batches, one flow run (one pod) each
+    # run parameters live in Prefect's database: the store's credentials must not be there
+    secrets = {str(options["key"]), str(options["secret"])}
+    assert not secrets & set(json.dumps([run.parameters for run in runs]).split('"'))
     assert {run.state.type.value for run in runs} == {"COMPLETED"}, worker_log.read_text()[-3000:]
     assert all(run.parent_task_run_id is not None for run in runs), "batches not under the wave"
 
@@ -124,17 +133,18 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
 
     # A lost pod: two fits never recorded. A fit that failed: its record says so. Fits that
     # did not converge are refitted too (with these tiny draws there may be some).
-    models = store.read_json(f"{WAVE}/{MANIFEST}")["models"]
-    keys = sorted(model["key"] for model in models)
-    not_converged = {m["key"] for m in models if m["status"] != "converged"}
+    models = Manifest.from_json(store.read_bytes(f"{WAVE}/{MANIFEST}"), MANIFEST).models
+    keys = sorted(model.key for model in models)
+    not_converged = {m.key for m in models if m.status is not FitStatus.CONVERGED}
     converged = sorted(set(keys) - not_converged)
     lost, failed = converged[:2], converged[-1]
     for key in lost:
-        store.remove(_fit_path(WAVE, key, "json"))
-        store.remove(_fit_path(WAVE, key, "npy"))
+        store.remove(fit_path(WAVE, key, "json"))
+        store.remove(fit_path(WAVE, key, "npy"))
     record = read_fit_record(store, WAVE, failed)
     assert record is not None
-    store.write_json(_fit_path(WAVE, failed, "json"), record | {"status": "failed"})
+    failed_record = record.model_copy(update={"status": FitStatus.FAILED})
+    store.write_bytes(fit_path(WAVE, failed, "json"), failed_record.to_json())
     before = {key: read_fit_record(store, WAVE, key) for key in keys}
 
     started = time.perf_counter()
@@ -142,7 +152,7 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
         rerun_wave(
             output=f"{bucket}/results",
             wave=WAVE,
-            storage_options=options,
+            config=str(config_path),
             fit_deployment=deployment,
             batch_size=3,
             return_state=True,
@@ -151,18 +161,17 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     rerun_seconds = time.perf_counter() - started
 
     expected = {*lost, failed} | not_converged
-    assert rerun["fitted"] == len(expected)
-    assert rerun["reused"] == n_models - len(expected)
+    assert rerun.fitted == len(expected)
+    assert rerun.reused == n_models - len(expected)
     assert len(_batch_runs(deployment)) == 3 + -(-len(expected) // 3)
     after = {key: read_fit_record(store, WAVE, key) for key in keys}
-    refitted = {key for key in keys if (before[key] or {}).get("fit_id") != after[key]["fit_id"]}
+    fit_ids = {key: record.fit_id for key, record in after.items() if record is not None}
+    refitted = {key for key in keys if before[key] is None or before[key].fit_id != fit_ids[key]}
     assert refitted == expected
     assert store.is_complete(WAVE)
-    manifest = store.read_json(f"{WAVE}/{MANIFEST}")
-    assert len(manifest["models"]) == n_models
-    assert {m["key"]: m["fit_id"] for m in manifest["models"]} == {
-        key: record["fit_id"] for key, record in after.items()
-    }
+    manifest = Manifest.from_json(store.read_bytes(f"{WAVE}/{MANIFEST}"), MANIFEST)
+    assert len(manifest.models) == n_models
+    assert {m.key: m.fit_id for m in manifest.models} == fit_ids
     # same seeds, same data: the refits reproduce the first fits exactly
     np.testing.assert_allclose(
         _estimates(store)[ESTIMATE_COLUMNS].to_numpy(float),

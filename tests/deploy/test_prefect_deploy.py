@@ -66,7 +66,11 @@ def test_prefect_deploy_all_accepts_the_deployments_file(prefect_client_settings
     assert wave.parameters["batch_size"] == DEFAULT_BATCH_SIZE
     assert set(wave.parameters) <= set(wave.parameter_openapi_schema["properties"])
     assert {"output", "wave", "keys"} <= set(batch.parameter_openapi_schema["required"])
-    assert {"output", "wave"} <= set(rerun.parameter_openapi_schema["required"])
+    assert set(rerun.parameter_openapi_schema["required"]) == {"wave"}
+    # credentials never travel as run parameters: no flow takes storage options but fit-batch,
+    # which is given them without credentials
+    for deployment in (wave, rerun):
+        assert "storage_options" not in deployment.parameter_openapi_schema["properties"]
     # pods bounded by the deployment's limit, as documented
     assert batch.global_concurrency_limit is not None
     assert batch.global_concurrency_limit.limit == _declared_limit("fit-batch")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.special import gammaln
 
-from misterp.mrp.cells import aggregate_cells, build_market_cells
 from misterp.config import PriorConfig, SamplerConfig, WaveConfig, parse_config
+from misterp.mrp.cells import aggregate_cells, build_market_cells
 from misterp.mrp.data import WaveData
-from misterp.mrp.model import BINOMIAL_KERNEL, _sample_nutpie, _shared_data_model, build_model
+from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, sample_nutpie
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec
 from misterp.mrp.wave import run_wave_inline
@@ -32,7 +32,7 @@ def test_a_region_without_respondents_is_predicted_from_the_group_distribution()
     counts = aggregate_cells(data, layouts, [spec])[spec.key]
     assert counts.n[layouts["DE"].frame["region"] == "central"].sum() == 0
 
-    idata = _sample_nutpie(
+    idata = sample_nutpie(
         spec, layouts["DE"], counts, PriorConfig(), SamplerConfig(draws=1000, tune=1000)
     )
 
@@ -65,7 +65,7 @@ def test_mrp_recovers_known_population_and_target_group_values(tmp_path: object)
         wave.truth, on=["market", "question_id", "option", "target_group"]
     )
     assert len(table) == len(outcome.estimates) == 12 * 4
-    assert outcome.status_counts["converged"] == 12
+    assert outcome.counts.converged == 12
     covered = ((table["q05"] <= table["true_value"]) & (table["true_value"] <= table["q95"])).mean()
     # 48 correlated 90% intervals: nominal 0.9; below 0.75 would be a real miscalibration.
     assert covered >= 0.75

@@ -223,8 +223,9 @@ def sample_pymc(
 
 
 #: Samples one spec with given settings; ``SamplerConfig.backend`` chooses one by name.
+#: The functions in the core take ``backends=`` to inject another; ``BACKENDS`` is the default.
 Backend = Callable[[ModelSpec, MarketCells, CellCounts, PriorConfig, SamplerConfig], Any]
-BACKENDS: Mapping[str, Backend] = {"nutpie": sample_nutpie, "pymc": sample_pymc}
+BACKENDS: dict[str, Backend] = {"nutpie": sample_nutpie, "pymc": sample_pymc}
 
 
 def cell_sampler(
