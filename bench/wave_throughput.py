@@ -470,7 +470,7 @@ def run_inline(config: dict[str, Any], monitor: RssMonitor) -> WaveRun:
     started = time.perf_counter()
     outcome = run_wave_inline(parse_config(config))
     seconds = time.perf_counter() - started
-    summary = {"counts": outcome.status_counts, "fitted": len(outcome.manifest["models"])}
+    summary = {"counts": outcome.counts.model_dump(), "fitted": len(outcome.manifest.models)}
     return WaveRun(
         seconds, 0.0, summary, memory=monitor.snapshot(), children_peak_kb=children_peak_kb()
     )
@@ -633,7 +633,11 @@ def naive_fit(
 ) -> NaiveFit:
     """Fit one model the naive way and compare its poststratified posterior with misterp's."""
     from misterp.diagnostics import check_convergence
-    from misterp.mrp.staging import read_fit
+    from misterp.fitstore import StoredFit, read_fit, read_fit_record
+
+    def stored(key: str) -> StoredFit | None:
+        record = read_fit_record(store, prepared.wave_id, key)
+        return read_fit(store, prepared.wave_id, record) if record is not None else None
 
     layout = prepared.layouts[spec.market]
     rows = respondent_rows(simulated, spec, layout)
@@ -657,21 +661,21 @@ def naive_fit(
     naive_p = np.asarray(predicted["posterior"]["p"], dtype=float)  # (chain, draw, cell)
     predict_seconds = time.perf_counter() - started
 
-    ours = read_fit(store, prepared.wave_id, spec)
+    ours = stored(spec.key)
     groups = list(layout.masks)
     weights = np.stack([layout.population * layout.masks[g] for g in groups]).astype(float)
     weighting = "census"
     if spec.base_key is not None:
-        base = read_fit(store, prepared.wave_id, prepared.spec(spec.base_key))
-        if base is not None and base.cell_draws is not None:
-            weights = weights * base.cell_draws.astype(float).mean(axis=0)
+        base = stored(spec.base_key)
+        if base is not None and base.draws is not None:
+            weights = weights * base.draws.astype(float).mean(axis=0)
             weighting = "census x base"
-    if ours is None or ours.cell_draws is None:
+    if ours is None or ours.draws is None:
         table = pd.DataFrame()
         table.attrs["max_cell_z"] = float("nan")
     else:
         chains = ours.report.chains if ours.report is not None else 1
-        misterp_p = _chains(ours.cell_draws.astype(float), chains)
+        misterp_p = _chains(ours.draws.astype(float), chains)
         table = agreement(naive_p, misterp_p, weights, groups, weighting)
     return NaiveFit(spec.key, len(rows), fit_seconds, predict_seconds, report, table)
 
