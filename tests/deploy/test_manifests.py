@@ -14,9 +14,11 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
-from unittest.mock import Mock
+from unittest.mock import AsyncMock, Mock, patch
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -25,9 +27,10 @@ from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.client.schemas.objects import Flow, FlowRun
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
 from prefect.utilities.schema_tools import validate as validate_job_variables
 from prefect.utilities.templating import apply_values, find_placeholders
-from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
+from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL_TEMPLATE = ROOT / "deployments" / "work-pools" / "kubernetes.json"
@@ -64,8 +67,10 @@ def _job_variables(name: str) -> dict[str, Any]:
     return apply_values(raw, os.environ, remove_notset=False)
 
 
-def _render(name: str, extra_job_variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The job manifest the worker would submit for a flow run of deployment ``name``."""
+def _configuration(
+    name: str, extra_job_variables: dict[str, Any] | None = None
+) -> KubernetesWorkerJobConfiguration:
+    """The job configuration the worker prepares for a flow run of deployment ``name``."""
     values = {**_job_variables(name), **(extra_job_variables or {})}
     # A client without attributes: rendering must not need the Prefect API (no block or
     # variable references in the template), and an attempt to use it fails loudly here.
@@ -80,7 +85,12 @@ def _render(name: str, extra_job_variables: dict[str, Any] | None = None) -> dic
         id=FLOW_RUN_ID, flow_id=flow.id, deployment_id=deployment.id, name="brave-okapi"
     )
     configuration.prepare_for_flow_run(flow_run=flow_run, deployment=deployment, flow=flow)
-    return configuration.job_manifest
+    return configuration
+
+
+def _render(name: str, extra_job_variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The job manifest the worker would submit for a flow run of deployment ``name``."""
+    return _configuration(name, extra_job_variables).job_manifest
 
 
 @pytest.fixture(scope="module")
@@ -376,6 +386,145 @@ def test_pool_template_defaults_match_the_k8s_objects() -> None:
     assert ("ServiceAccount", variables["service_account_name"]["default"]) in names
     example = yaml.safe_load((K8S_DIR / EXAMPLE_SECRET).read_text())
     assert variables["s3_secret_name"]["default"] == example["metadata"]["name"] == S3_SECRET
+
+
+def test_worker_hands_the_prefect_auth_string_to_flow_runs_as_a_secret_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker copies its Prefect settings into every flow-run Job; without the two
+    # PREFECT_INTEGRATIONS_* settings an auth string would sit in plain text in each manifest.
+    # Submit a job through the worker's own code with worker.yaml's environment and compare.
+    monkeypatch.setenv("MISTERP_IMAGE", IMAGE)
+    (worker,) = [d for _, d in _k8s_documents() if d["kind"] == "Deployment"]
+    worker_env = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    auth_ref = worker_env["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"]
+    assert auth_ref["optional"] is True  # a server without basic auth needs no Secret
+    for name, entry in worker_env.items():
+        if name.startswith("PREFECT_INTEGRATIONS_KUBERNETES_WORKER_"):
+            monkeypatch.setenv(name, entry["value"])
+    secret_value = "admin:not-in-any-manifest"
+    with temporary_settings(updates={PREFECT_API_AUTH_STRING: secret_value}):
+        configuration = _configuration("fit-batch")
+
+    with patch("prefect_kubernetes.worker.BatchV1Api") as batch_api:
+        batch_api.return_value.create_namespaced_job = AsyncMock()
+        worker_process = KubernetesWorker(work_pool_name=WORK_POOL)
+        asyncio.run(worker_process._create_job(configuration, client=Mock()))
+        namespace, submitted = batch_api.return_value.create_namespaced_job.call_args.args
+
+    assert namespace == NAMESPACE
+    assert secret_value not in json.dumps(submitted)
+    assert _env(submitted)["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"] == {
+        "name": auth_ref["name"],
+        "key": auth_ref["key"],
+    }
+
+
+# --- k8s/networkpolicy.yaml -------------------------------------------------------------------
+
+
+def _network_policy() -> dict[str, Any]:
+    (policy,) = [d for _, d in _k8s_documents() if d["kind"] == "NetworkPolicy"]
+    return policy
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector matches ``labels`` (the API server's semantics)."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        matches = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }
+        if not matches[operator]:
+            return False
+    return True
+
+
+def _egress_rules_for(protocol: str, port: int) -> list[dict[str, Any]]:
+    return [
+        rule
+        for rule in _network_policy()["spec"]["egress"]
+        if {"protocol": protocol, "port": port} in rule["ports"]
+    ]
+
+
+def _selects_namespace(peer: dict[str, Any], namespace: str) -> bool:
+    # Kubernetes labels every namespace with its name under this key.
+    selector = peer.get("namespaceSelector")
+    return selector is not None and _selects(selector, {"kubernetes.io/metadata.name": namespace})
+
+
+@pytest.mark.parametrize("name", DEPLOYMENTS)
+def test_network_policy_selects_the_flow_run_pods_of_every_deployment(
+    rendered: dict[str, dict[str, Any]], name: str
+) -> None:
+    pod_labels = rendered[name]["spec"]["template"]["metadata"]["labels"]
+    assert _selects(_network_policy()["spec"]["podSelector"], pod_labels)
+
+
+def test_network_policy_leaves_the_worker_alone() -> None:
+    # The worker needs the Kubernetes API, which the policy does not allow.
+    (worker,) = [d for _, d in _k8s_documents() if d["kind"] == "Deployment"]
+    worker_labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert not _selects(_network_policy()["spec"]["podSelector"], worker_labels)
+
+
+def test_network_policy_denies_all_ingress_and_restricts_egress() -> None:
+    spec = _network_policy()["spec"]
+    # Without "Ingress" in policyTypes an egress-only policy leaves ingress wide open.
+    assert {"Ingress", "Egress"} <= set(spec["policyTypes"])
+    assert spec.get("ingress", []) == []
+
+
+def test_every_egress_rule_names_its_destinations_and_ports() -> None:
+    # A rule without `to` allows every destination, one without `ports` every port.
+    for rule in _network_policy()["spec"]["egress"]:
+        assert rule.get("to"), rule
+        assert rule.get("ports"), rule
+        assert all(port.get("protocol") and port.get("port") for port in rule["ports"]), rule
+
+
+def test_flow_runs_can_resolve_names_through_the_cluster_dns() -> None:
+    for protocol in ("UDP", "TCP"):  # TCP for answers too large for UDP
+        (rule,) = _egress_rules_for(protocol, 53)
+        assert any(
+            _selects_namespace(peer, "kube-system")
+            and _selects(peer.get("podSelector", {}), {"k8s-app": "kube-dns"})
+            for peer in rule["to"]
+        )
+
+
+def test_flow_runs_can_reach_the_prefect_api_the_configmap_names() -> None:
+    (configmap,) = [d for _, d in _k8s_documents() if d["kind"] == "ConfigMap"]
+    url = urlsplit(configmap["data"]["PREFECT_API_URL"])
+    assert url.hostname is not None
+    port = url.port or {"http": 80, "https": 443}[url.scheme]
+    peers = [peer for rule in _egress_rules_for("TCP", port) for peer in rule["to"]]
+    if ".svc" in url.hostname:  # service.namespace.svc[.cluster.local]
+        namespace = url.hostname.split(".")[1]
+        assert any(_selects_namespace(peer, namespace) for peer in peers)
+    else:
+        assert any("ipBlock" in peer for peer in peers)
+
+
+def test_flow_runs_reach_s3_over_https_but_not_the_private_networks() -> None:
+    # The public 443 rule is for S3 (and Prefect Cloud); it must not double as a way into the
+    # cluster's pods, services or the Kubernetes API, which sit on private ranges.
+    private = [ip_network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+    blocks = [peer["ipBlock"] for rule in _egress_rules_for("TCP", 443) for peer in rule["to"]]
+    assert any(block["cidr"] == "0.0.0.0/0" for block in blocks)
+    for block in blocks:
+        cidr = ip_network(block["cidr"])
+        excepted = [ip_network(e) for e in block.get("except", [])]
+        for network in private:
+            if network.subnet_of(cidr):
+                assert any(network.subnet_of(e) for e in excepted), (block, network)
 
 
 # --- deployments/prefect.yaml -----------------------------------------------------------------
