@@ -1,52 +1,252 @@
-"""``misterp`` command line: run a wave from a config, or a synthetic demo wave end to end.
+"""The ``misterp`` command: run, re-run and validate tracking waves, a demo wave, alerts.
 
-The CLI is wiring like the flows, so it lives beside them; the core stays importable without
-Prefect.
+Wiring like the flows, so it lives beside them. Prefect is imported only by the commands that
+start a flow: ``misterp validate`` and ``misterp --version`` run without it. Every outcome has
+one exit code (:class:`ExitCode`) and one line on stderr, chosen in one place
+(:func:`exit_code_for`, :func:`failure_line`).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import yaml
+import typer
 
-from misterp.records import WaveRunSummary
+from flows.logs import configure_logging, hide_tracebacks_of, json_line
+from misterp import __version__
+
+if TYPE_CHECKING:
+    from misterp.config import WaveConfig
+    from misterp.records import WaveRunSummary
+
+__all__ = ["ExitCode", "app", "exit_code_for", "failure_line", "main", "summary_of"]
+
+logger = logging.getLogger("misterp.cli")
+
+#: Models per fit-batch flow run unless --batch-size says otherwise; equals
+#: ``flows.dispatch.DEFAULT_BATCH_SIZE`` (a test keeps them equal), repeated here so that
+#: ``--help`` can show it without importing Prefect.
+DEFAULT_BATCH_SIZE = 15
 
 
-def _run(args: argparse.Namespace) -> int:
-    from flows.wave import read_config, run_wave
+class ExitCode(IntEnum):
+    """How a ``misterp`` command ended; scripts and schedulers branch on these."""
+
+    #: Every model converged; for validate, demo and alerts: done as asked.
+    OK = 0
+    #: The wave was published, but some models failed, did not converge or are flagged by
+    #: their base; their estimates are flagged and health.md lists them.
+    FLAGGED = 1
+    #: Invalid input or config (also a missing or unreadable config file); nothing was written.
+    INVALID = 2
+    #: Crashed or infrastructure: store unreachable after retries, a lost lease, a bug.
+    CRASHED = 3
+    #: Another run holds the wave's lock.
+    LOCKED = 4
+
+
+#: One line per exit code, for --help and the README (a test keeps the README in step).
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "every model converged",
+    ExitCode.FLAGGED: "published, but some models failed, did not converge or are flagged by "
+    "their base (see OUTPUT/WAVE/health.md)",
+    ExitCode.INVALID: "invalid input or config, or a missing config file; nothing written",
+    ExitCode.CRASHED: "crashed or infrastructure (store unreachable, lost run); "
+    "re-run with misterp rerun",
+    ExitCode.LOCKED: "the wave is locked by another run (--force takes it over)",
+}
+
+
+def _invalid_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the input or config is wrong": the user fixes them, not a retry."""
     from misterp.config import ConfigError
     from misterp.mrp.specs import FormulaError
+    from misterp.mrp.staging import StagedWaveMissing
     from misterp.mrp.validation import InputValidationError
 
+    return (ConfigError, InputValidationError, FormulaError, StagedWaveMissing)
+
+
+def _locked_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "another run holds the wave": wait for it, or take over."""
+    from misterp.lease import WaveLocked
+
+    return (WaveLocked,)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code of a command that raised ``exc``: the one mapping from errors to codes.
+
+    ``WaveLocked`` -> 4; invalid config, input, formula or a wave never staged -> 2; anything
+    else (``LeaseLost``, a store that stayed unreachable, an interrupt, a bug) -> 3.
+    """
+    if isinstance(exc, _locked_errors()):
+        return ExitCode.LOCKED
+    if isinstance(exc, _invalid_errors()):
+        return ExitCode.INVALID
+    return ExitCode.CRASHED
+
+
+def _store_unavailable() -> type[BaseException]:
+    """``StoreUnavailable``: a store outage after retries, its message naming the store."""
+    from misterp.storage import StoreUnavailable
+
+    return StoreUnavailable
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    """An I/O error from the file system or the object store (S3 through fsspec/botocore)."""
+    module = type(exc).__module__.split(".")[0]
+    return isinstance(exc, (OSError, _store_unavailable())) or module in {
+        "botocore",
+        "aiobotocore",
+        "s3fs",
+        "aiohttp",
+    }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+@dataclass
+class Invocation:
+    """What a failure line needs to know about the command: its name, store and re-run.
+
+    A command fills in ``stores`` and ``rerun`` once it has read its config.
+    """
+
+    command: str
+    stores: tuple[str, ...] = ()
+    rerun: str | None = None
+
+    def failed_store(self, exc: BaseException) -> str:
+        """The store URI the error names, else every store of the command."""
+        text = str(exc)
+        named = [uri for uri in self.stores if uri.split("://", 1)[-1].rstrip("/") in text]
+        return " or ".join(named or self.stores)
+
+
+def failure_line(exc: BaseException, invocation: Invocation) -> str:
+    """The message a failed command prints on stderr; its exit code is :func:`exit_code_for`.
+
+    Invalid input and config print their own message (every problem, each with its fix). A
+    crash prints one line: what failed (the store URI for an I/O error) and the re-run command.
+    """
+    code = exit_code_for(exc)
+    if code is ExitCode.INVALID:
+        return str(exc)
+    if code is ExitCode.LOCKED:
+        text = str(exc)
+        if "--force" not in text:
+            text += "; if that run is dead, take the wave over with --force"
+        return text
+    if isinstance(exc, KeyboardInterrupt):
+        what = "interrupted"
+    elif isinstance(exc, _store_unavailable()):
+        what = _first_line(exc)  # names the store, the action and the cause
+    elif _is_store_error(exc) and invocation.stores:
+        what = (
+            f"store {invocation.failed_store(exc)} failed "
+            f"({type(exc).__name__}: {_first_line(exc)})"
+        )
+    else:
+        what = f"{type(exc).__name__}: {_first_line(exc)}".rstrip(": ")
+    line = f"misterp {invocation.command} crashed: {what}"
+    if invocation.rerun:
+        line += f"; re-run with: {invocation.rerun}"
+    return line
+
+
+def _conclude(invocation: Invocation, action: Callable[[], ExitCode]) -> NoReturn:
+    """Run a command's body and exit with its code; an error becomes its code and one line."""
     try:
-        # Check the config before Prefect starts, so a typo fails in a second, not a minute.
-        # Without --wave the flow takes the month of its (scheduled) start.
-        read_config(args.config).resolved(
-            wave=args.wave or "0000-00", input=args.input, output=args.output
-        )
-        summary = summary_of(
-            run_wave(
-                config=args.config,
-                input=args.input,
-                output=args.output,
-                wave=args.wave,
-                fit_deployment=args.fit_deployment,
-                batch_size=args.batch_size,
-                refit_all=args.refit_all,
-                return_state=True,
-            )
-        )
-    except (InputValidationError, ConfigError, FormulaError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    return _report(summary)
+        code = action()
+    except typer.Exit:
+        raise
+    except (Exception, KeyboardInterrupt) as exc:
+        code = exit_code_for(exc)
+        if code is ExitCode.CRASHED:
+            logger.debug("misterp %s crashed", invocation.command, exc_info=exc)
+        _quiet_prefect_shutdown()
+        _say(failure_line(exc, invocation), err=True, exit_code=code)
+    raise typer.Exit(int(code))
+
+
+def _quiet_prefect_shutdown() -> None:
+    """Keep the command's line last: the temporary Prefect server says goodbye at exit."""
+    if "prefect" in sys.modules:
+        prefect_logger = logging.getLogger("prefect")
+        prefect_logger.setLevel(max(prefect_logger.getEffectiveLevel(), logging.WARNING))
+
+
+@dataclass
+class _Output:
+    """How the command prints its own lines; set by the global options."""
+
+    json_lines: bool = False
+
+
+_output = _Output()
+
+
+def _say(text: str, *, err: bool = False, exit_code: ExitCode | None = None) -> None:
+    """Print one of the command's own lines: as is, or as a JSON object under --log-json."""
+    if _output.json_lines:
+        fields = {} if exit_code is None else {"exit_code": int(exit_code)}
+        text = json_line("ERROR" if err else "INFO", "misterp.cli", text, **fields)
+    typer.echo(text, err=err)
+
+
+def _read_config(path: str) -> WaveConfig:
+    """The config file, with a missing or unreadable file said as a config error."""
+    import yaml
+
+    from misterp.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a folder, not a YAML file: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"config file not readable (permission denied): {path}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
+
+
+def _rerun_command(wave: str | None, config: str | None, output: str | None = None) -> str:
+    parts = ["misterp rerun", f"--wave {wave or 'WAVE'}"]
+    if config:
+        parts.append(f"--config {config}")
+    elif output:
+        parts.append(f"--output {output}")
+    return " ".join(parts)
+
+
+def _traceback_helps(exc: BaseException) -> bool:
+    """Only a bug needs its traceback: invalid input, a lock or a store error says it all."""
+    return exit_code_for(exc) is ExitCode.CRASHED and not _is_store_error(exc)
+
+
+def _prefect_expected_errors() -> None:
+    """Prefect logs errors in runs without the tracebacks that do not help."""
+    hide_tracebacks_of(lambda exc: not _traceback_helps(exc))
 
 
 def summary_of(state: Any) -> WaveRunSummary:
@@ -54,6 +254,8 @@ def summary_of(state: Any) -> WaveRunSummary:
 
     A run that raised (invalid input, a missing staged wave) raises that exception here.
     """
+    from misterp.records import WaveRunSummary
+
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result
@@ -62,70 +264,372 @@ def summary_of(state: Any) -> WaveRunSummary:
     return result
 
 
-def _report(summary: WaveRunSummary) -> int:
-    """Print the outcome; exit 0 when every model converged, 1 when some need attention."""
-    print(
-        f"{summary.headline}; written to {summary.output} "
+def _report(summary: WaveRunSummary) -> ExitCode:
+    """Say where the wave went; the last line is its headline, on stderr when flagged."""
+    from misterp.health import HEALTH_FILE
+
+    _quiet_prefect_shutdown()
+    _say(
+        f"wave {summary.wave} written to {summary.output} "
         f"({summary.fitted} fitted, {summary.reused} reused)"
     )
-    if not summary.counts.healthy:
-        print(f"see {summary.output}/health.md", file=sys.stderr)
-        return 1
-    return 0
+    if summary.counts.healthy:
+        _say(summary.headline, exit_code=ExitCode.OK)
+        return ExitCode.OK
+    _say(
+        f"{summary.headline}; see {summary.output}/{HEALTH_FILE}",
+        err=True,
+        exit_code=ExitCode.FLAGGED,
+    )
+    return ExitCode.FLAGGED
 
 
-def _rerun(args: argparse.Namespace) -> int:
-    from flows.wave import rerun_wave, resolve_config
-    from misterp.config import ConfigError
-    from misterp.mrp.staging import StagedWaveMissing
+# -- the command tree ------------------------------------------------------------------------
 
-    try:
-        if args.output is None and args.config is None:
-            raise ConfigError("misterp rerun needs --output URI or --config FILE (for its output)")
-        if args.config is not None:  # check it before Prefect starts
-            resolve_config(args.config, output=args.output, wave=args.wave)
-        summary = summary_of(
-            rerun_wave(
-                output=args.output,
-                wave=args.wave,
-                config=args.config,
-                fit_deployment=args.fit_deployment,
-                batch_size=args.batch_size,
+_EXIT_CODES_HELP = "**Exit codes**\n\n" + "\n".join(
+    f"- {int(code)}: {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
+)
+
+app = typer.Typer(
+    name="misterp",
+    help="Bayesian brand tracking with MRP: run, re-run and validate tracking waves.\n\n"
+    "Logs go to stderr, results to the wave's output URI; the last line says how the wave "
+    "ended.\n\nExample: misterp run --config wave.yaml --wave 2026-11",
+    epilog=_EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+alerts_app = typer.Typer(
+    help="Alerts for fits and waves that need attention (on a Prefect server).",
+    no_args_is_help=True,
+)
+app.add_typer(alerts_app, name="alerts")
+# Room for more groups beside these: `misterp waves` (the catalog), `misterp report`,
+# `misterp mmm`, each a Typer added here the way `alerts` is.
+
+
+class LogLevel(StrEnum):
+    """Levels ``--log-level`` accepts."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"misterp {__version__}")
+        raise typer.Exit(int(ExitCode.OK))
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            "--log-level",
+            case_sensitive=False,
+            envvar="MISTERP_LOG_LEVEL",
+            help="Level of misterp's and Prefect's logs.",
+        ),
+    ] = LogLevel.INFO,
+    log_json: Annotated[
+        bool,
+        typer.Option(
+            "--log-json",
+            envvar="MISTERP_LOG_JSON",
+            help="Logs as one JSON object per line (for pods and log collectors).",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    # No docstring: Typer would show it as the top-level help instead of ``help=`` above.
+    _output.json_lines = log_json
+    configure_logging(log_level.value, log_json, console=ctx.invoked_subcommand == "validate")
+    # With no PREFECT_API_URL, Prefect starts a temporary local server; its first start
+    # (database migrations) takes longer than the 20 s default on a small machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+ConfigOption = Annotated[
+    str, typer.Option("--config", help="Path or URI of the wave's YAML config.", show_default=False)
+]
+FitDeploymentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--fit-deployment",
+        help="Run the fits as flow runs of this fit-batch deployment, e.g. fit-batch/fit-batch. "
+        "Default: worker processes of this run.",
+        show_default=False,
+    ),
+]
+BatchSizeOption = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Models per fit-batch flow run.")
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Take the wave over even if another run holds its lock (only when that run is "
+        "dead: two live runs of one wave overwrite each other's results).",
+    ),
+]
+
+
+@app.command(
+    epilog="Example: misterp run --config wave.yaml --wave 2026-11 "
+    "--fit-deployment fit-batch/fit-batch",
+)
+def run(
+    config: ConfigOption,
+    input: Annotated[
+        str | None,
+        typer.Option("--input", help="Override the config's input URI.", show_default=False),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", help="Override the config's output URI.", show_default=False),
+    ] = None,
+    wave: Annotated[
+        str | None,
+        typer.Option(
+            "--wave",
+            help="Wave id, substituted for {wave} in the URIs. Default: the config's 'wave', "
+            "else the current month (YYYY-MM).",
+            show_default=False,
+        ),
+    ] = None,
+    fit_deployment: FitDeploymentOption = None,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    refit_all: Annotated[
+        bool,
+        typer.Option("--refit-all", help="Refit converged models whose inputs did not change."),
+    ] = False,
+    force: ForceOption = False,
+) -> None:
+    """Run a wave from a YAML config: validate, plan, fit and publish.
+
+    Converged fits already in the store with the same spec, data and settings are reused, so
+    running a wave again refits only what is missing, failed or not converged.
+    """
+    invocation = Invocation("run", rerun=_rerun_command(wave, config, output))
+
+    def body() -> ExitCode:
+        from misterp.mrp.prepare import default_wave_id
+
+        # Check the config before Prefect starts, so a typo fails in a second, not a minute.
+        # Without --wave the flow takes the month it starts in, as default_wave_id does.
+        parsed = _read_config(config)
+        wave_id = wave or parsed.wave or default_wave_id()
+        resolved = parsed.resolved(wave=wave_id, input=input, output=output)
+        invocation.stores = (resolved.input, resolved.output)
+        invocation.rerun = _rerun_command(wave_id, config)
+        from flows.runtime import local_prefect_api
+        from flows.wave import run_wave  # Prefect: only now, after logging is configured
+
+        _prefect_expected_errors()
+        with local_prefect_api():  # a temporary API that dies with this process
+            state = run_wave(
+                config=config,
+                input=input,
+                output=output,
+                wave=wave,
+                fit_deployment=fit_deployment,
+                batch_size=batch_size,
+                refit_all=refit_all,
+                force=force,
                 return_state=True,
             )
+        return _report(summary_of(state))
+
+    _conclude(invocation, body)
+
+
+@app.command(
+    epilog="Example: misterp rerun --wave 2026-11 --config wave.yaml",
+)
+def rerun(
+    wave: Annotated[str, typer.Option("--wave", help="Wave id to re-run.", show_default=False)],
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help="The wave's YAML config (for its output and storage options).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", help="Results root URI the wave was written to.", show_default=False
+        ),
+    ] = None,
+    fit_deployment: FitDeploymentOption = None,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    force: ForceOption = False,
+) -> None:
+    """Refit only the missing, failed and not converged models of a wave, then publish it.
+
+    Works from what the first run staged in the output; the raw input is not read again.
+    Needs --config or --output.
+    """
+    invocation = Invocation(
+        "rerun", stores=(output,) if output else (), rerun=_rerun_command(wave, config, output)
+    )
+
+    def body() -> ExitCode:
+        from misterp.config import ConfigError, check_wave_id
+
+        if output is None and config is None:
+            raise ConfigError("misterp rerun needs --output URI or --config FILE (for its output)")
+        check_wave_id(wave)
+        if config is not None:  # check it before Prefect starts
+            resolved = _read_config(config).resolved(wave=wave, output=output)
+            invocation.stores = (resolved.output,)
+        from flows.runtime import local_prefect_api
+        from flows.wave import rerun_wave
+
+        _prefect_expected_errors()
+        with local_prefect_api():  # a temporary API that dies with this process
+            state = rerun_wave(
+                wave=wave,
+                output=output,
+                config=config,
+                fit_deployment=fit_deployment,
+                batch_size=batch_size,
+                force=force,
+                return_state=True,
+            )
+        return _report(summary_of(state))
+
+    _conclude(invocation, body)
+
+
+@app.command(
+    epilog="Example: misterp validate --config wave.yaml --wave 2026-11",
+)
+def validate(
+    config: ConfigOption,
+    wave: Annotated[
+        str | None,
+        typer.Option(
+            "--wave",
+            help="Wave id, substituted for {wave} in the input URI. Default: the config's "
+            "'wave', else the current month (YYYY-MM).",
+            show_default=False,
+        ),
+    ] = None,
+    input: Annotated[
+        str | None,
+        typer.Option("--input", help="Override the config's input URI.", show_default=False),
+    ] = None,
+) -> None:
+    """Check a wave's config and input files without fitting anything (and without Prefect).
+
+    Reads and validates every input file, plans the models and aggregates their cells, as a run
+    would before its first fit. Exit 0 with a summary, or 2 with every problem and its fix.
+    """
+    invocation = Invocation("validate", rerun=f"misterp validate --config {config}")
+
+    def body() -> ExitCode:
+        from misterp.mrp.prepare import default_wave_id, prepare_wave
+
+        parsed = _read_config(config)
+        resolved = parsed.resolved(wave=wave or parsed.wave or default_wave_id(), input=input)
+        invocation.stores = (resolved.input,)
+        prepared = prepare_wave(resolved)
+        groups = ", ".join(["all", *resolved.target_groups])
+        respondents = (
+            f"{_count(prepared.n_respondents, 'respondent')}, "
+            if prepared.n_respondents is not None
+            else ""
         )
-    except (ConfigError, StagedWaveMissing) as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    return _report(summary)
+        _say(
+            f"wave {prepared.wave_id} is valid: {respondents}"
+            f"{_count(len(prepared.layouts), 'market')} ({', '.join(prepared.layouts)}), "
+            f"{_count(len(prepared.specs), 'model')} planned, target groups: {groups}",
+            exit_code=ExitCode.OK,
+        )
+        return ExitCode.OK
+
+    _conclude(invocation, body)
 
 
-def _demo(args: argparse.Namespace) -> int:
+@app.command(
+    epilog="Example: misterp demo --output demo-results --markets DE,FR --brands 3",
+)
+def demo(
+    output: Annotated[
+        Path, typer.Option("--output", help="Folder for the input and the results.")
+    ] = Path("demo-results"),
+    markets: Annotated[
+        str, typer.Option("--markets", help="Comma-separated market codes.")
+    ] = "DE,FR",
+    brands: Annotated[
+        int, typer.Option("--brands", min=1, help="Number of brands per market.")
+    ] = 3,
+    respondents: Annotated[
+        int, typer.Option("--respondents", min=1, help="Respondents per market.")
+    ] = 1500,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated wave.")] = 7,
+) -> None:
+    """Simulate a wave with known truth, run it end to end and compare estimates with it.
+
+    Needs no cluster and no Prefect server (Prefect starts a temporary local API). Exits 1 only
+    when a fit failed: on simulated data a not converged fit is part of what the demo shows.
+    """
+    root = output.resolve()
+    invocation = Invocation(
+        "demo",
+        stores=(str(root / "results"),),
+        rerun=_rerun_command("demo", str(root / "demo-config.yaml")),
+    )
+    _conclude(invocation, lambda: _demo(root, markets, brands, respondents, seed))
+
+
+def _demo(output: Path, markets: str, brands: int, respondents: int, seed: int) -> ExitCode:
     import pandas as pd
+    import yaml
 
-    from flows.wave import run_wave
     from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
     from misterp.storage import ResultStore
 
-    output = Path(args.output).resolve()
     wave_id = "demo"
-    brands = tuple(f"brand{i:02d}" for i in range(1, args.brands + 1))
+    brand_names = tuple(f"brand{i:02d}" for i in range(1, brands + 1))
     spec = WaveTruthSpec(
-        markets=tuple(args.markets.split(",")),
-        brands=brands,
-        n_respondents=args.respondents,
-        rare_brand=brands[-1],  # the last brand is the small, rarely known one
+        markets=tuple(markets.split(",")),
+        brands=brand_names,
+        n_respondents=respondents,
+        rare_brand=brand_names[-1],  # the last brand is the small, rarely known one
     )
-    simulated = simulate_wave(args.seed, spec)
+    simulated = simulate_wave(seed, spec)
     input_uri = str(output / "input" / wave_id)
     simulated.write(input_uri, include_truth=True)
     config = simulated.config(input_uri, str(output / "results"))
     config["wave"] = wave_id
     config_path = output / "demo-config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    print(f"demo wave: {len(simulated.respondents)} respondents, config {config_path}")
+    _say(f"demo wave: {len(simulated.respondents)} respondents, config {config_path}")
+
+    from flows.runtime import local_prefect_api
+    from flows.wave import run_wave
+
+    _prefect_expected_errors()
     started = time.perf_counter()
-    summary = summary_of(run_wave(config=str(config_path), return_state=True))
+    with local_prefect_api():  # a temporary API that dies with this process
+        summary = summary_of(run_wave(config=str(config_path), return_state=True))
     seconds = time.perf_counter() - started
     estimates = ResultStore(str(output / "results")).read_parquet(f"{wave_id}/estimates.parquet")
     table = estimates.merge(
@@ -135,106 +639,79 @@ def _demo(args: argparse.Namespace) -> int:
     columns = ["market", "question_id", "option", "target_group", "true_value", "mean", "q05"]
     columns += ["q95", "raw_mean", "raked_mean", "n", "status"]
     with pd.option_context("display.width", 200, "display.max_rows", 400):
-        print(shown[columns].round(3).to_string(index=False))
+        _say(shown[columns].round(3).to_string(index=False))
     inside = ((table["q05"] <= table["true_value"]) & (table["true_value"] <= table["q95"])).mean()
     mrp_error = (table["mean"] - table["true_value"]).abs().mean()
     raw_error = (table["raw_mean"] - table["true_value"]).abs().mean()
-    print(
-        f"\n{summary.counts.models} models in {seconds:.0f} s: {summary.counts.sentence()}; "
-        f"90% intervals cover the truth in {inside:.0%} of {len(table)} estimates; "
-        f"mean abs error MRP {mrp_error:.3f} vs raw sample share {raw_error:.3f}"
+    _say(
+        f"\n{summary.counts.models} models in {seconds:.0f} s; 90% intervals cover the truth in "
+        f"{inside:.0%} of {len(table)} estimates; mean abs error MRP {mrp_error:.3f} vs raw "
+        f"sample share {raw_error:.3f}; results: {summary.output}"
     )
-    print(f"results: {summary.output}")
-    return 0 if summary.counts.failed == 0 else 1
+    if summary.counts.failed:
+        _say(summary.headline, err=True, exit_code=ExitCode.FLAGGED)
+        return ExitCode.FLAGGED
+    _say(summary.headline, exit_code=ExitCode.OK)
+    return ExitCode.OK
 
 
-def _alerts_install(args: argparse.Namespace) -> int:
-    from prefect.settings import PREFECT_API_URL
+@alerts_app.command(
+    "install",
+    epilog="Example: PREFECT_API_URL=http://prefect:4200/api misterp alerts install "
+    "--webhook https://hooks.slack.com/services/T000/B000/XXXX",
+)
+def alerts_install(
+    webhook: Annotated[
+        str,
+        typer.Option(
+            "--webhook",
+            help="URL to POST alerts to (Slack incoming webhooks work).",
+            show_default=False,
+        ),
+    ],
+    per_fit: Annotated[
+        bool,
+        typer.Option(
+            "--per-fit/--no-per-fit",
+            help="Also alert for every fit that needs attention, not only once per wave.",
+        ),
+    ] = True,
+) -> None:
+    """Create the webhook block and the automations on the Prefect server (PREFECT_API_URL).
 
-    from flows.alerts import FIT_AUTOMATION, WAVE_AUTOMATION, install_alerts
+    Running it again replaces them.
+    """
 
-    if not PREFECT_API_URL.value():
-        print(
-            "PREFECT_API_URL is not set: alerts live on a Prefect server; point the CLI at it "
-            "(export PREFECT_API_URL=http://HOST:4200/api) and run this again",
-            file=sys.stderr,
-        )
-        return 2
-    ids = install_alerts(args.webhook, per_fit=args.per_fit)
-    names = [FIT_AUTOMATION, WAVE_AUTOMATION] if args.per_fit else [WAVE_AUTOMATION]
-    print(f"installed on {PREFECT_API_URL.value()}: automations {', '.join(names)}")
-    print(f"webhook block misterp-alerts ({ids['webhook_block']}) -> {args.webhook}")
-    return 0
+    def body() -> ExitCode:
+        from prefect.settings import PREFECT_API_URL
 
+        from flows.alerts import FIT_AUTOMATION, WAVE_AUTOMATION, install_alerts
+        from misterp.config import ConfigError
 
-def _add_dispatch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--fit-deployment",
-        help="run fits as flow runs of this fit-batch deployment (e.g. fit-batch/fit-batch); "
-        "default: local worker processes",
-    )
-    parser.add_argument("--batch-size", type=int, default=15, help="models per fit-batch run")
+        if not PREFECT_API_URL.value():
+            raise ConfigError(
+                "PREFECT_API_URL is not set: alerts live on a Prefect server; point the CLI at "
+                "it (export PREFECT_API_URL=http://HOST:4200/api) and run this again"
+            )
+        ids = install_alerts(webhook, per_fit=per_fit)
+        names = [FIT_AUTOMATION, WAVE_AUTOMATION] if per_fit else [WAVE_AUTOMATION]
+        _say(f"installed on {PREFECT_API_URL.value()}: automations {', '.join(names)}")
+        _say(f"webhook block misterp-alerts ({ids['webhook_block']}) -> {webhook}")
+        return ExitCode.OK
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``misterp`` argument parser."""
-    parser = argparse.ArgumentParser(prog="misterp", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a wave from a YAML config")
-    run.add_argument("--config", required=True, help="path or URI of the YAML config")
-    run.add_argument("--input", help="override the config's input URI")
-    run.add_argument("--output", help="override the config's output URI")
-    run.add_argument("--wave", help="wave id (substituted for {wave}); default: current month")
-    _add_dispatch_options(run)
-    run.add_argument(
-        "--refit-all", action="store_true", help="refit converged unchanged models too"
-    )
-    run.set_defaults(handler=_run)
-    rerun = sub.add_parser(
-        "rerun", help="refit only the missing, failed and not converged models of a wave"
-    )
-    rerun.add_argument("--wave", required=True, help="wave id to re-run")
-    rerun.add_argument("--config", help="the wave's YAML config (for output and storage options)")
-    rerun.add_argument("--output", help="results root URI the wave was written to")
-    _add_dispatch_options(rerun)
-    rerun.set_defaults(handler=_rerun)
-    demo = sub.add_parser("demo", help="simulate a wave with known truth and run it end to end")
-    demo.add_argument("--output", default="demo-results", help="folder for input and results")
-    demo.add_argument("--markets", default="DE,FR", help="comma-separated market codes")
-    demo.add_argument("--brands", type=int, default=3, help="number of brands per market")
-    demo.add_argument("--respondents", type=int, default=1500, help="respondents per market")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.set_defaults(handler=_demo)
-    alerts = sub.add_parser("alerts", help="alerts for fits and waves that need attention")
-    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
-    install = alerts_sub.add_parser(
-        "install",
-        help="create the webhook block and automations on the Prefect server (PREFECT_API_URL)",
-    )
-    install.add_argument(
-        "--webhook", required=True, help="URL to POST alerts to (Slack incoming webhooks work)"
-    )
-    install.add_argument(
-        "--no-per-fit",
-        dest="per_fit",
-        action="store_false",
-        help="alert once per wave only, not for every fit that needs attention",
-    )
-    install.set_defaults(handler=_alerts_install)
-    return parser
+    _conclude(Invocation("alerts install"), body)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``misterp`` command."""
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "misterp")
-    # With no PREFECT_API_URL, Prefect starts a temporary local server; its first start
-    # (database migrations) takes longer than the 20 s default on a small machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    logging.getLogger("misterp").setLevel(logging.INFO)
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    """Entry point of the ``misterp`` command; returns the exit code."""
+    try:
+        app(args=argv, prog_name="misterp")
+    except SystemExit as exc:
+        if exc.code is None:
+            return int(ExitCode.OK)
+        return exc.code if isinstance(exc.code, int) else int(ExitCode.INVALID)
+    return int(ExitCode.OK)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

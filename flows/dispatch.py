@@ -4,45 +4,69 @@ Two ways, one contract: each fit reads its staged wave from the store and writes
 back. ``fit_in_processes`` runs one Prefect task per key in a pool of worker processes (the
 default, and what a ``fit-batch`` pod runs inside); ``fit_on_deployment`` turns batches of keys
 into flow runs of a ``fit-batch`` deployment (a Kubernetes pod each in production).
+
+A worker process that dies (the kernel's OOM killer, ``kill -9``) is an outcome of the fit it
+was running, not of the wave: that fit is retried once, alone in a fresh process, and recorded
+as failed if its worker dies again; every other fit carries on.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect import get_run_logger
-from prefect.futures import as_completed
+from prefect import Task, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-from flows.tasks import fit_model
+from flows.runtime import init_fit_worker, mark_started
+from flows.tasks import fit_model, record_lost
 from misterp.progress import FitProgress
 from misterp.records import FitSummary
 from misterp.status import FitStatus
 from misterp.storage import without_credentials
 
-__all__ = ["DEFAULT_BATCH_SIZE", "fit_in_processes", "fit_on_deployment", "pool_size"]
-
-#: Thread pools inside one fit process would fight the other processes for the same cores.
-SINGLE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1",
-}
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "WORKER_LOST",
+    "WORKER_LOST_TWICE",
+    "WorkersFailToStart",
+    "batch_parameters",
+    "fit_in_processes",
+    "fit_on_deployment",
+    "pool_size",
+]
 
 #: Models per ``fit-batch`` flow run: a 1,000-model wave becomes about 67 pods.
 DEFAULT_BATCH_SIZE = 15
 #: Final flow-run states of a batch (a crashed pod ends ``CRASHED``).
 _FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: Said of a fit whose worker process died under it. The pool reports only that a process
+#: ended abruptly, not how; SIGKILL (the OOM killer, ``kill -9``) is by far the usual way.
+WORKER_LOST = "worker process died (signal 9?)"
+#: The error recorded for a fit whose worker died under it on its retry too.
+WORKER_LOST_TWICE = (
+    f"{WORKER_LOST} twice; most often the machine ran out of memory: fewer parallel fits "
+    "(config 'workers') leave each more"
+)
+
+#: ``fit(output=, wave=, key=, storage_options=, cores=, run_id=)``: a Prefect task that fits
+#: one model, writes its record and returns its summary (``flows.tasks.fit_model`` for MRP).
+FitTask = Task[..., FitSummary]
+#: ``record(output=, wave=, key=, storage_options=, reason=, run_id=)``: records a fit that
+#: could not be run as failed with ``reason`` and returns its summary.
+RecordLost = Callable[..., FitSummary]
 
 
-def limit_threads() -> None:
-    """Process-pool initializer: one BLAS/numba thread per fit process."""
-    os.environ.update(SINGLE_THREAD_ENV)
+class WorkersFailToStart(RuntimeError):
+    """Fit worker processes die before any fit starts: the machine, not a model, is at fault."""
 
 
 def pool_size(workers: int | None) -> tuple[int, int]:
@@ -78,6 +102,93 @@ def share_api_with_workers() -> None:
     os.environ["PREFECT_API_URL"] = str(get_client().api_url).rstrip("/")
 
 
+class _Report:
+    """Progress and warnings of a fan-out, one fit at a time, as the fits finish."""
+
+    def __init__(self, total: int) -> None:
+        self.logger = get_run_logger()
+        self.progress = FitProgress(total=total, started=time.perf_counter())
+        self.every = max(1, total // 20)
+        self.summaries: list[FitSummary] = []
+
+    def done(self, summary: FitSummary) -> None:
+        self.summaries.append(summary)
+        self.progress.done_at(summary, time.perf_counter())
+        if summary.status is not FitStatus.CONVERGED:
+            self.logger.warning(
+                "fit %s ended %s after %d attempts%s",
+                summary.key,
+                summary.status.value,
+                summary.attempts,
+                f": {summary.error}" if summary.error else "",
+            )
+        if self.progress.done % self.every == 0 or self.progress.done == self.progress.total:
+            self.logger.info(self.progress.line(time.perf_counter()))
+
+
+def _mark_crashed(futures: Sequence[PrefectFuture[Any]], message: str) -> None:
+    """Set the task runs of fits whose worker died to Crashed, not Running forever in the UI.
+
+    Best effort: the API may not have recorded a run that died at once.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        for future in futures:
+            try:
+                client.set_task_run_state(future.task_run_id, Crashed(message=message), force=True)
+            except Exception:
+                get_run_logger().debug("task run %s not marked crashed", future.task_run_id)
+
+
+class _Pools:
+    """Runs fits in pools of worker processes and sorts out what a dead worker took along.
+
+    When one worker dies, the pool fails every unfinished future alike (and stops the other
+    workers). ``mark_started`` tells the fits that were running from those still queued.
+    """
+
+    def __init__(
+        self,
+        fit: FitTask,
+        parameters: Callable[[str], dict[str, Any]],
+        marks: str,
+        report: _Report,
+    ) -> None:
+        self.fit = fit.with_options(
+            on_running=[*fit.on_running_hooks, functools.partial(mark_started, marks)]
+        )
+        self.parameters = parameters
+        self.marks = marks
+        self.report = report
+
+    def run(self, keys: Sequence[str], processes: int) -> tuple[int, list[str], list[str]]:
+        """Fit ``keys`` in one fresh pool: how many finished, which never started, which died.
+
+        The last two are empty when the pool survived. Finished fits are reported at once.
+        """
+        runner = ProcessPoolTaskRunner(
+            max_workers=processes, initializer=init_fit_worker, initargs=(os.getpid(),)
+        )
+        broken: dict[PrefectFuture[Any], str] = {}
+        finished = 0
+        with runner:
+            futures = {runner.submit(self.fit, parameters=self.parameters(k)): k for k in keys}
+            for future in as_completed(list(futures)):
+                try:
+                    summary: FitSummary = future.result()
+                except BrokenProcessPool:
+                    broken[future] = futures[future]
+                    continue
+                finished += 1
+                self.report.done(summary)
+        died = [f for f in broken if Path(self.marks, str(f.task_run_id)).exists()]
+        if died:
+            _mark_crashed(died, WORKER_LOST)
+        return finished, [k for f, k in broken.items() if f not in died], [broken[f] for f in died]
+
+
 def fit_in_processes(
     output: str,
     wave: str,
@@ -85,54 +196,141 @@ def fit_in_processes(
     storage_options: Mapping[str, Any],
     workers: int | None,
     run_id: str | None = None,
+    *,
+    fit: FitTask = fit_model,
+    record: RecordLost = record_lost,
 ) -> list[FitSummary]:
     """Fit ``keys`` as one task each in a pool of worker processes, logging progress.
 
     With one process to run, the fits run in this one: a second interpreter would only add its
     imports and compiles (about 15 s) to every batch.
+
+    A fit whose worker process dies is retried once, after the other fits, alone in a fresh
+    process (alone: the usual killer is memory); if that worker dies too, ``record`` writes it
+    as failed with ``WORKER_LOST_TWICE``. The fits that died with it only because the pool
+    went down, and those still queued, run again in a fresh pool without counting it.
+
+    Parameters
+    ----------
+    output, wave, keys
+        The staged wave and the model keys to fit.
+    storage_options
+        fsspec options of the store, passed to every fit.
+    workers
+        Parallel fit processes; default ``pool_size``.
+    run_id
+        The run holding the wave's lease, passed to every fit.
+    fit, record
+        The family's fit task and its lost-fit recorder (MRP: ``fit_model``, ``record_lost``).
+
+    Raises
+    ------
+    WorkersFailToStart
+        When a fresh pool's workers die before any fit starts.
     """
-    logger = get_run_logger()
-    summaries: list[FitSummary] = []
-    progress = FitProgress(total=len(keys), started=time.perf_counter())
-    every = max(1, len(keys) // 20)
+    report = _Report(len(keys))
     processes, cores_per_fit = pool_size(workers)
     processes = min(processes, max(1, len(keys)))
-    runner: ProcessPoolTaskRunner | ThreadPoolTaskRunner
+
+    def parameters(key: str) -> dict[str, Any]:
+        return {
+            "output": output,
+            "wave": wave,
+            "key": key,
+            "storage_options": dict(storage_options),
+            "cores": cores_per_fit,
+            "run_id": run_id,
+        }
+
     if processes == 1:
-        runner = ThreadPoolTaskRunner(max_workers=1)
-    else:
-        share_api_with_workers()
-        runner = ProcessPoolTaskRunner(max_workers=processes, initializer=limit_threads)
-    with runner:
-        futures = [
-            runner.submit(
-                fit_model,
-                parameters={
-                    "output": output,
-                    "wave": wave,
-                    "key": key,
-                    "storage_options": dict(storage_options),
-                    "cores": cores_per_fit,
-                    "run_id": run_id,
-                },
-            )
-            for key in keys
-        ]
-        for future in as_completed(futures):
-            summary: FitSummary = future.result()
-            summaries.append(summary)
-            progress.done_at(summary, time.perf_counter())
-            if summary.status is not FitStatus.CONVERGED:
-                logger.warning(
-                    "fit %s ended %s after %d attempts%s",
-                    summary.key,
-                    summary.status.value,
-                    summary.attempts,
-                    f": {summary.error}" if summary.error else "",
+        with ThreadPoolTaskRunner(max_workers=1) as runner:
+            futures = [runner.submit(fit, parameters=parameters(key)) for key in keys]
+            for future in as_completed(futures):
+                report.done(future.result())
+        return report.summaries
+
+    share_api_with_workers()
+    lost_twice: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="misterp-fits-started-") as marks:
+        pools = _Pools(fit, parameters, marks, report)
+        pending, lost = list(keys), []
+        while pending:
+            finished, unstarted, died = pools.run(pending, min(processes, len(pending)))
+            if unstarted and not finished and not died:
+                if not report.summaries:  # not one fit ran: the machine, not a model
+                    raise WorkersFailToStart(
+                        f"fit worker processes died before starting any of {len(pending)} "
+                        "fits; check that a worker can start here (memory, imports), then "
+                        "run again"
+                    )
+                # A worker died before its fit left a mark: each remaining fit gets its retry.
+                died, unstarted = unstarted, []
+            pending = unstarted
+            if died:
+                lost += died
+                report.logger.warning(
+                    "%s while fitting %s; retrying %s alone in a fresh process after the "
+                    "other fits; %d fits continue in a fresh pool",
+                    WORKER_LOST,
+                    ", ".join(died),
+                    "it" if len(died) == 1 else "each",
+                    len(pending),
                 )
-            if progress.done % every == 0 or progress.done == progress.total:
-                logger.info(progress.line(time.perf_counter()))
-    return summaries
+        for key in lost:  # one at a time: a fit killed for memory gets the machine to itself
+            finished, _, _ = pools.run([key], 1)
+            if not finished:
+                lost_twice.append(key)
+                report.done(
+                    record(
+                        output=output,
+                        wave=wave,
+                        key=key,
+                        storage_options=dict(storage_options),
+                        reason=WORKER_LOST_TWICE,
+                        run_id=run_id,
+                    )
+                )
+    if lost_twice:
+        report.logger.warning(
+            "wave %s: %d fits recorded as failed because their worker process died twice "
+            "(%s); once the cause is fixed, refit only the failed and missing fits with: "
+            "misterp rerun --wave %s --output %s",
+            wave,
+            len(lost_twice),
+            ", ".join(lost_twice),
+            wave,
+            output,
+        )
+    return report.summaries
+
+
+def batch_parameters(
+    output: str,
+    wave: str,
+    keys: Sequence[str],
+    storage_options: Mapping[str, Any],
+    workers: int | None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """The parameters of one ``fit-batch`` flow run, as stored in Prefect's database.
+
+    Everyone who can read the Prefect UI or API can read run parameters, so the storage
+    options go without credentials: each pod gets those from its own environment (a
+    Kubernetes Secret, an instance role).
+
+    >>> batch_parameters("s3://b/r", "2026-10", ["DE/q/o"], {"key": "AKIA", "secret": "x",
+    ...                  "client_kwargs": {"endpoint_url": "http://s3"}}, 2)["storage_options"]
+    {'client_kwargs': {'endpoint_url': 'http://s3'}}
+    """
+    return {
+        "output": output,
+        "wave": wave,
+        "keys": list(keys),
+        "storage_options": without_credentials(storage_options),
+        "workers": workers,
+        # The wave's lease holder: each fit checks it still holds the wave before writing.
+        "run_id": run_id,
+    }
 
 
 def fit_on_deployment(
@@ -144,6 +342,7 @@ def fit_on_deployment(
     workers: int | None,
     batch_size: int,
     poll_seconds: float = 5.0,
+    run_id: str | None = None,
 ) -> dict[str, str]:
     """Run ``keys`` as ``fit-batch`` flow runs of ``deployment`` and wait for all of them.
 
@@ -160,14 +359,7 @@ def fit_on_deployment(
     for number, batch in enumerate(batches, start=1):
         flow_run = run_deployment(
             name=deployment,
-            parameters={
-                "output": output,
-                "wave": wave,
-                "keys": batch,
-                # Run parameters are stored on the Prefect server: no credentials in them.
-                "storage_options": without_credentials(storage_options),
-                "workers": workers,
-            },
+            parameters=batch_parameters(output, wave, batch, storage_options, workers, run_id),
             flow_run_name=f"fit-batch {wave} {number}/{len(batches)}",
             timeout=0,  # create them all now; the pool's limits decide how many run at once
         )

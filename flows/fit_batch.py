@@ -22,6 +22,7 @@ def fit_batch(
     keys: list[str],
     storage_options: dict[str, Any] | None = None,
     workers: int | None = None,
+    run_id: str | None = None,
 ) -> dict[str, int]:
     """Fit ``keys`` of the wave staged in ``output``; returns models per status.
 
@@ -37,8 +38,10 @@ def fit_batch(
         fsspec options for the store without credentials (those come from the environment).
     workers
         Parallel fit processes in this pod; default: all CPUs the process sees.
+    run_id
+        The run holding the wave's lease; a fit whose run lost the wave writes nothing.
     """
-    summaries = fit_in_processes(output, wave, keys, storage_options or {}, workers)
+    summaries = fit_in_processes(output, wave, keys, storage_options or {}, workers, run_id)
     counts = Counter(summary.status.value for summary in summaries)
     get_run_logger().info("batch of %d models: %s", len(keys), dict(counts))
     return dict(counts)

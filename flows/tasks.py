@@ -15,15 +15,24 @@ from flows.alerts import emit_fit_event, emit_wave_event
 from misterp.config import ConfigError, WaveConfig
 from misterp.fitstore import RefitPlan, plan_refits, read_current_fits
 from misterp.health import WaveHealth
+from misterp.lease import LeaseLost, WaveLocked
 from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.specs import FormulaError
 from misterp.mrp.staging import open_staged_wave, stage_wave
 from misterp.mrp.validation import InputValidationError
-from misterp.mrp.wave import WaveOutcome, fit_staged, publish_wave
+from misterp.mrp.wave import WaveOutcome, fit_staged, publish_wave, record_lost_fit
 from misterp.records import FitSummary, RecordError
-from misterp.storage import ResultStore
+from misterp.storage import ResultStore, UnsafePathError
 
-__all__ = ["fit_model", "open_staged", "prepare", "publish", "report_health", "stage"]
+__all__ = [
+    "fit_model",
+    "open_staged",
+    "prepare",
+    "publish",
+    "record_lost",
+    "report_health",
+    "stage",
+]
 
 
 def fit_task_name() -> str:
@@ -37,7 +46,16 @@ def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
     """Retry an S3 timeout or a lost connection, never input that is simply wrong."""
     try:
         state.result()
-    except (InputValidationError, ConfigError, FormulaError, RecordError, FileNotFoundError):
+    except (
+        InputValidationError,
+        ConfigError,
+        FormulaError,
+        RecordError,
+        FileNotFoundError,
+        LeaseLost,
+        WaveLocked,
+        UnsafePathError,
+    ):
         return False
     except Exception:
         return True
@@ -86,6 +104,26 @@ def fit_model(
 ) -> FitSummary:
     """Fit one model of a staged wave, record it in the store, alert if it did not converge."""
     summary = fit_staged(output, wave, key, storage_options, cores=cores, run_id=run_id)
+    emit_fit_event(wave, summary)
+    return summary
+
+
+@task(
+    task_run_name="record lost {key}",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_infrastructure_only,
+)
+def record_lost(
+    output: str,
+    wave: str,
+    key: str,
+    storage_options: dict[str, Any],
+    reason: str,
+    run_id: str | None = None,
+) -> FitSummary:
+    """Record a fit whose worker process died as failed, so the wave's health explains it."""
+    summary = record_lost_fit(output, wave, key, reason, storage_options, run_id=run_id)
     emit_fit_event(wave, summary)
     return summary
 

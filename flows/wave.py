@@ -16,21 +16,29 @@ from prefect.states import Failed
 
 from flows.dispatch import DEFAULT_BATCH_SIZE, fit_in_processes, fit_on_deployment
 from flows.tasks import open_staged, prepare, publish, report_health, stage
-from misterp.config import ConfigError, WaveConfig, load_config, parse_config
+from misterp.config import ConfigError, WaveConfig, check_wave_id, load_config, parse_config
 from misterp.fitstore import RefitPlan, plan_refits
 from misterp.health import WaveHealth
+from misterp.lease import WaveLease, acquire_lease
 from misterp.mrp.prepare import PreparedWave
 from misterp.mrp.wave import WaveOutcome
 from misterp.records import WaveRunSummary
-from misterp.storage import ResultStore
+from misterp.storage import ResultStore, credential_options, without_credentials
 
 __all__ = ["DEFAULT_BATCH_SIZE", "read_config", "rerun_wave", "resolve_config", "run_wave"]
 
 
 def fit_planned(
-    prepared: PreparedWave, plan: RefitPlan, fit_deployment: str | None, batch_size: int
+    prepared: PreparedWave,
+    plan: RefitPlan,
+    fit_deployment: str | None,
+    batch_size: int,
+    run_id: str | None = None,
 ) -> None:
-    """Run the planned fits locally or on the ``fit-batch`` deployment."""
+    """Run the planned fits locally or on the ``fit-batch`` deployment.
+
+    ``run_id``: the run holding the wave's lease; every fit checks it before writing.
+    """
     if not plan.to_fit:
         return
     config = prepared.config
@@ -43,11 +51,64 @@ def fit_planned(
             config.storage_options,
             config.workers,
             batch_size,
+            run_id=run_id,
         )
     else:
         fit_in_processes(
-            config.output, prepared.wave_id, plan.to_fit, config.storage_options, config.workers
+            config.output,
+            prepared.wave_id,
+            plan.to_fit,
+            config.storage_options,
+            config.workers,
+            run_id=run_id,
         )
+
+
+def take_wave_lease(store: ResultStore, wave: str, force: bool) -> WaveLease:
+    """Take the wave's lease for this flow run; ``WaveLocked`` while another run holds it.
+
+    The lease names the flow run, so whoever finds the wave locked can look that run up.
+    """
+    from prefect.runtime import flow_run
+
+    note = f"prefect flow run {flow_run.name} ({flow_run.id})" if flow_run.id else None
+    lease = acquire_lease(store, wave, force=force, note=note)
+    get_run_logger().info("wave %s: lease taken, run id %s", wave, lease.run_id)
+    return lease
+
+
+def refuse_credentials_in_parameters(config: str | dict[str, Any]) -> None:
+    """Stop a run whose config, passed as a mapping, carries storage credentials.
+
+    Run parameters are stored in Prefect's database, where everyone with the UI or the API
+    reads them. By the time the flow runs they are stored already, so this run's copy is
+    overwritten without the credentials before it stops. A config passed as a path is fine:
+    only the path is a parameter.
+    """
+    if not isinstance(config, dict):
+        return
+    found = credential_options(config.get("storage_options") or {})
+    if not found:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if flow_run.id:
+        with get_client(sync_client=True) as client:
+            stored = dict(client.read_flow_run(flow_run.id).parameters)
+            if isinstance(stored.get("config"), dict):
+                options = stored["config"].get("storage_options") or {}
+                stored["config"] = stored["config"] | {
+                    "storage_options": without_credentials(options)
+                }
+            client.update_flow_run(flow_run.id, parameters=stored)
+    raise ConfigError(
+        f"config storage_options hold credentials ({', '.join(found)}), and a config passed "
+        "as a mapping is a run parameter, stored in Prefect's database for anyone with the UI "
+        "to read (this run's copy was removed). Put credentials in the environment "
+        "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a Kubernetes Secret), not in the "
+        "config passed as a run parameter; or pass the config as a file path"
+    )
 
 
 def read_config(config: str | dict[str, Any] | WaveConfig) -> WaveConfig:
@@ -112,6 +173,7 @@ def run_wave(
     batch_size: int = DEFAULT_BATCH_SIZE,
     refit_all: bool = False,
     wave_lag_months: int = 0,
+    force: bool = False,
 ) -> WaveRunSummary | State:
     """Run one tracking wave end to end and return its summary.
 
@@ -136,23 +198,30 @@ def run_wave(
         Fit every model again, even converged ones whose inputs did not change.
     wave_lag_months
         For scheduled runs: how many months before the scheduled start the wave is.
+    force
+        Take the wave's lease over from another run that looks alive (it is dead, but its
+        lease is not stale yet); that run's later writes are refused.
     """
+    refuse_credentials_in_parameters(config)
     logger = get_run_logger()
     started = time.perf_counter()
     parsed = read_config(config)
     if wave is None and parsed.wave is None:
         wave = scheduled_wave_id(wave_lag_months)
     prepared = prepare(parsed.resolved(wave=wave, input=input, output=output))
-    plan = stage(prepared, refit_all)
-    logger.info(
-        "wave %s: %d models over %d markets; %s",
-        prepared.wave_id,
-        len(prepared.specs),
-        len(prepared.layouts),
-        plan.summary(),
-    )
-    fit_planned(prepared, plan, fit_deployment, batch_size)
-    outcome = publish(prepared, started)
+    store = ResultStore(prepared.config.output, prepared.config.storage_options)
+    # Validation writes nothing, so the lease is taken once the input is known to be good.
+    with take_wave_lease(store, prepared.wave_id, force) as lease:
+        plan = stage(prepared, refit_all)
+        logger.info(
+            "wave %s: %d models over %d markets; %s",
+            prepared.wave_id,
+            len(prepared.specs),
+            len(prepared.layouts),
+            plan.summary(),
+        )
+        fit_planned(prepared, plan, fit_deployment, batch_size, lease.run_id)
+        outcome = publish(prepared, started, lease.run_id)
     return _finish(outcome, plan, report_health(outcome))
 
 
@@ -163,6 +232,7 @@ def rerun_wave(
     config: str | None = None,
     fit_deployment: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    force: bool = False,
 ) -> WaveRunSummary | State:
     """Refit only the models of a staged wave that are missing, failed or not converged.
 
@@ -179,7 +249,7 @@ def rerun_wave(
         Path or URI of the wave's YAML config, read for its output and storage options. Run
         parameters are stored in Prefect's database, so storage options never travel as one;
         credentials come from the environment (``AWS_*``) or the config file.
-    fit_deployment, batch_size
+    fit_deployment, batch_size, force
         As for ``run-wave``.
     """
     logger = get_run_logger()
@@ -190,10 +260,12 @@ def rerun_wave(
         output, storage_options = resolved.output, dict(resolved.storage_options)
     if not output:
         raise ConfigError("rerun-wave needs output (the results root URI) or config")
+    check_wave_id(wave)
     prepared = open_staged(output, wave, storage_options)
     store = ResultStore(output, storage_options)
-    plan = plan_refits(store, wave, prepared.planned_fits(), prepared.settings_hash)
-    logger.info("re-run of wave %s: %s", wave, plan.summary())
-    fit_planned(prepared, plan, fit_deployment, batch_size)
-    outcome = publish(prepared, started)
+    with take_wave_lease(store, wave, force) as lease:
+        plan = plan_refits(store, wave, prepared.planned_fits(), prepared.settings_hash)
+        logger.info("re-run of wave %s: %s", wave, plan.summary())
+        fit_planned(prepared, plan, fit_deployment, batch_size, lease.run_id)
+        outcome = publish(prepared, started, lease.run_id)
     return _finish(outcome, plan, report_health(outcome))

@@ -21,6 +21,10 @@ os.environ.setdefault("PREFECT_HOME", str(Path(__file__).parent.parent / ".cache
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "misterp")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Store credentials for the local S3 endpoint (moto accepts any), from the environment as a
+# pod gets them from its Secret: never in storage options that become run parameters.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,14 +76,14 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def s3_bucket(s3_endpoint: str) -> tuple[str, dict[str, object]]:
-    """A fresh bucket on the local S3 endpoint, and the fsspec storage options to reach it."""
+    """A fresh bucket on the local S3 endpoint, and the fsspec storage options to reach it.
+
+    As in production, the options name the endpoint only; credentials come from the
+    environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, set for the whole session).
+    """
     import s3fs
 
-    options: dict[str, object] = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": s3_endpoint},
-    }
+    options: dict[str, object] = {"client_kwargs": {"endpoint_url": s3_endpoint}}
     fs = s3fs.S3FileSystem(**options)
     name = f"misterp-{uuid.uuid4().hex[:16]}"
     fs.mkdir(name)

@@ -16,6 +16,8 @@ import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from misterp.ids import ID_RULE, id_problem, shown
+
 __all__ = [
     "ConfigError",
     "ConvergenceThresholds",
@@ -24,6 +26,7 @@ __all__ = [
     "RetryPolicy",
     "SamplerConfig",
     "WaveConfig",
+    "check_wave_id",
     "load_config",
     "parse_config",
 ]
@@ -118,6 +121,11 @@ class WaveConfig(_Frozen):
         default_factory=dict, description="passed to fsspec/s3fs, e.g. endpoint_url"
     )
 
+    @field_validator("wave")
+    @classmethod
+    def _safe_wave(cls, value: str | None) -> str | None:
+        return None if value is None else check_wave_id(value)
+
     @field_validator("target_groups")
     @classmethod
     def _no_reserved_group(
@@ -154,7 +162,7 @@ class WaveConfig(_Frozen):
         output: str | None = None,
     ) -> WaveConfig:
         """Apply command-line overrides and substitute ``{wave}`` in the URIs."""
-        wave_id = wave or self.wave
+        wave_id = check_wave_id(wave) if wave else self.wave
         input_uri = input or self.input
         output_uri = output or self.output
         for name, uri in (("input", input_uri), ("output", output_uri)):
@@ -168,6 +176,25 @@ class WaveConfig(_Frozen):
 
 class ConfigError(ValueError):
     """A config file that cannot be used, with every problem and its fix."""
+
+
+def check_wave_id(wave: str) -> str:
+    """Return ``wave`` if it can name the wave's folder, else raise ``ConfigError`` saying why.
+
+    The wave id becomes ``OUTPUT/WAVE/`` and is substituted for ``{wave}`` in the input and
+    output URIs, so ``../w0`` or ``a/b`` would read or write another wave's files.
+
+    >>> check_wave_id("2026-10")
+    '2026-10'
+    """
+    problem = id_problem(wave)
+    if problem is not None:
+        raise ConfigError(
+            f"wave id {shown(wave)} {problem}; the wave id (config 'wave', --wave) becomes the "
+            f"wave's folder in the output and replaces {{wave}} in input/output, so use "
+            f"{ID_RULE}, e.g. 2026-10"
+        )
+    return wave
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:

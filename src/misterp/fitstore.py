@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from misterp.fitting import FitResult
+from misterp.lease import taken_over_runs
 from misterp.records import ConvergenceReport, FitRecord, RecordError
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
 __all__ = [
     "FITS",
+    "TAKEN_OVER",
     "PlannedFit",
     "RefitPlan",
     "StoredFit",
@@ -145,10 +147,22 @@ class RefitPlan:
         )
 
 
+#: Why a record is not reused when the run that wrote it lost the wave's lease.
+TAKEN_OVER = "written by a run that was taken over"
+
+
 def _current_record(
-    store: ResultStore, wave: str, planned: PlannedFit, settings_hash: str
+    store: ResultStore,
+    wave: str,
+    planned: PlannedFit,
+    settings_hash: str,
+    void_runs: frozenset[str] = frozenset(),
 ) -> tuple[FitRecord | None, str | None]:
-    """The stored record if it is current, else None and why not."""
+    """The stored record if it is current, else None and why not.
+
+    ``void_runs``: runs that lost the wave's lease; a record of theirs may have been written
+    over a newer run's draws, so it is never current.
+    """
     try:
         record = read_fit_record(store, wave, planned.key)
     except RecordError as exc:
@@ -156,6 +170,8 @@ def _current_record(
         return None, "unreadable record"
     if record is None:
         return None, "missing"
+    if record.run_id is not None and record.run_id in void_runs:
+        return None, TAKEN_OVER
     stale = record.staleness(planned.spec_hash, planned.data_hash, settings_hash)
     return (None, stale) if stale else (record, None)
 
@@ -170,15 +186,17 @@ def plan_refits(
 ) -> RefitPlan:
     """Compare the planned models with the stored fit records.
 
-    A converged fit is reused only if it is current (same spec, data and fit settings);
-    anything else (missing, failed, not converged, changed, unreadable) is fitted again.
+    A converged fit is reused only if it is current (same spec, data and fit settings, and
+    written by a run that was not taken over); anything else (missing, failed, not converged,
+    changed, unreadable) is fitted again.
     """
     plan = RefitPlan(to_fit=[])
+    void_runs = frozenset() if refit_all else taken_over_runs(store, wave)
     for model in planned:
         if refit_all:
             reason: str | None = "forced"
         else:
-            record, reason = _current_record(store, wave, model, settings_hash)
+            record, reason = _current_record(store, wave, model, settings_hash, void_runs)
             if record is not None and record.status is not FitStatus.CONVERGED:
                 reason = record.status.value
         if reason is None:
@@ -195,11 +213,13 @@ def read_current_fits(
     """The stored fit of every planned model that is current, with its draws.
 
     A record left over from an earlier run with other data is ignored, so a fit whose refit
-    was lost (a killed pod) counts as missing rather than silently reusing stale draws.
+    was lost (a killed pod) counts as missing rather than silently reusing stale draws; so is
+    a record written by a run whose lease of the wave was taken over.
     """
     fits: dict[str, StoredFit] = {}
+    void_runs = taken_over_runs(store, wave)
     for model in planned:
-        record, _ = _current_record(store, wave, model, settings_hash)
+        record, _ = _current_record(store, wave, model, settings_hash, void_runs)
         if record is not None:
             fits[model.key] = read_fit(store, wave, record)
     return fits

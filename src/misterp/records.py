@@ -10,6 +10,7 @@ in one place: the ``MaybeFloat`` type.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import uuid
@@ -34,6 +35,7 @@ __all__ = [
     "StatusCounts",
     "VersionedRecord",
     "WaveRunSummary",
+    "check_estimates",
     "utc_now",
 ]
 
@@ -319,6 +321,34 @@ class Manifest(VersionedRecord):
     models: tuple[ManifestModel, ...]
     healthy: bool
     run_id: str | None = None
+
+    def describes_estimates(self, estimates: bytes) -> bool:
+        """True when ``estimates`` are the bytes of the ``estimates.parquet`` published with it.
+
+        Two runs publishing one wave could leave one's manifest beside the other's estimates;
+        a reader checks this before trusting either.
+        """
+        return hashlib.sha256(estimates).hexdigest() == self.estimates_sha256
+
+
+def check_estimates(manifest: Manifest, estimates: bytes, source: str) -> None:
+    """Raise ``RecordError`` naming ``source`` unless the estimates belong to the manifest.
+
+    >>> sha = hashlib.sha256(b"x").hexdigest()
+    >>> manifest = Manifest.model_construct(wave="2026-10", estimates_sha256=sha)
+    >>> check_estimates(manifest, b"x", "estimates.parquet")
+    >>> check_estimates(manifest, b"y", "estimates.parquet")
+    Traceback (most recent call last):
+    ...
+    misterp.records.RecordError: estimates.parquet does not belong to the manifest of wave ...
+    """
+    if not manifest.describes_estimates(estimates):
+        raise RecordError(
+            f"{source} does not belong to the manifest of wave {manifest.wave} "
+            f"(its sha256 is {hashlib.sha256(estimates).hexdigest()[:12]}..., the manifest "
+            f"published {manifest.estimates_sha256[:12]}...): another run wrote one of them; "
+            "publish the wave again (misterp rerun) before reading it"
+        )
 
 
 class FitSummary(Record):

@@ -7,23 +7,135 @@ or failed run for a result.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
+import posixpath
+import re
+import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import fsspec
 import numpy as np
 import pandas as pd
 
-__all__ = ["MANIFEST", "ResultStore"]
+__all__ = [
+    "MANIFEST",
+    "ResultStore",
+    "StoreUnavailable",
+    "UnsafePathError",
+    "as_store_unavailable",
+    "credential_options",
+    "path_problem",
+]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+class StoreUnavailable(RuntimeError):
+    """A store that cannot be reached or used: the network, the endpoint, its permissions.
+
+    Raised after the file system's own retries, naming the store, so a run that stops on it
+    says in one line which store and why instead of a library's traceback. Not an
+    ``OSError``: a caller's ``except OSError`` (a file that cannot be parsed) does not swallow
+    it. A missing file is an answer, not an outage: ``FileNotFoundError`` passes through.
+    """
+
+    def __init__(self, uri: str, action: str, cause: BaseException) -> None:
+        self.uri = uri
+        self.cause = cause
+        detail = " ".join(str(cause).split()) or "no detail"
+        super().__init__(
+            f"store {uri} is unavailable: {action} failed with {type(cause).__name__}: "
+            f"{detail}; check the endpoint, the network and the credentials in the environment"
+        )
+
+
+#: Errors that answer the question asked (no such file), not outages.
+_ANSWERS = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True for a connection or timeout error, also as botocore and aiohttp spell them."""
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    with contextlib.suppress(ImportError):
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+
+        if isinstance(exc, BotoConnectionError | HTTPClientError):
+            return True
+    with contextlib.suppress(ImportError):
+        from aiohttp import ClientConnectionError
+
+        if isinstance(exc, ClientConnectionError):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def as_store_unavailable(
+    uri: str, action: str = "access", *, any_os_error: bool = True
+) -> Iterator[None]:
+    """Raise ``StoreUnavailable`` naming ``uri`` for an error of the store, not of the data.
+
+    ``any_os_error``: every ``OSError`` but a missing file or folder counts (the result store:
+    misterp writes it and parses nothing). Pass False where an ``OSError`` may be about the
+    file's contents (a damaged parquet file raises one): then only connection and timeout
+    errors count. The full error is logged at DEBUG.
+    """
+    try:
+        yield
+    except Exception as exc:
+        outage = _unreachable(exc) or (
+            any_os_error and isinstance(exc, OSError) and not isinstance(exc, _ANSWERS)
+        )
+        if not outage:
+            raise
+        logger.debug("%s of %s failed", action, uri, exc_info=True)
+        raise StoreUnavailable(uri, action, exc) from None
+
+
+class UnsafePathError(ValueError):
+    """A path that could leave the results root; refused before anything is read or written."""
+
+
+def path_problem(relative: str) -> str | None:
+    r"""Why ``relative`` is not a plain path inside the root, or None if it is.
+
+    Paths are built from ids (wave, market, question, option). Validation rejects unsafe ids
+    at the input; this is the last line, so that an id that slipped past it still cannot read
+    or write outside ``OUTPUT``. One trailing ``/`` (a folder) is allowed.
+
+    >>> path_problem("2026-10/draws/DE/aware_b1/yes.parquet") is None
+    True
+    >>> [path_problem(p) for p in ("/etc/passwd", "w/../../x", "w//x", "w\\x")]
+    ['it is absolute', "it has a '..' segment", 'it has an empty segment', "it contains '\\'"]
+    """
+    if not relative:
+        return "it is empty"
+    if relative.startswith("/") or _DRIVE.match(relative):
+        return "it is absolute"
+    if "\\" in relative:  # a separator on Windows folders
+        return "it contains '\\'"
+    if any(not character.isprintable() for character in relative):
+        return "it contains a control character"
+    segments = relative.removesuffix("/").split("/")
+    if "" in segments:
+        return "it has an empty segment"
+    if ".." in segments:
+        return "it has a '..' segment"
+    if "." in segments:
+        return "it has a '.' segment"
+    return None
 
 
 class ResultStore:
@@ -44,51 +156,79 @@ class ResultStore:
     def __repr__(self) -> str:
         return f"ResultStore({self.root_uri!r})"
 
+    def _checked(self, relative: str) -> str:
+        """``relative`` without a trailing ``/``; ``UnsafePathError`` if it could leave the root."""
+        problem = path_problem(relative)
+        if problem is not None:
+            raise UnsafePathError(
+                f"refusing path {relative!r} under {self.root_uri}: {problem}, so it could "
+                "reach outside the results root. Paths are built from the wave id, markets, "
+                "question ids and options; rename the id (validation should have rejected it, "
+                "see misterp.ids)"
+            )
+        return relative.removesuffix("/")
+
     def _path(self, relative: str) -> str:
-        return f"{self.root_path}/{relative.lstrip('/')}"
+        path = f"{self.root_path}/{self._checked(relative)}"
+        # Unreachable after the segment checks; kept so that a future loosening of them
+        # cannot quietly let a path escape.
+        if not posixpath.normpath(path).startswith(self.root_path.rstrip("/") + "/"):
+            raise UnsafePathError(f"refusing path {relative!r}: it leaves {self.root_uri}")
+        return path
 
     def uri(self, relative: str) -> str:
-        """The full URI of a path under the root."""
-        return f"{self.root_uri}/{relative.lstrip('/')}"
+        """The full URI of a path under the root (a leading ``/`` means the root, as before).
+
+        It only names a path, so it keeps the old leniency for a leading ``/``; reads and
+        writes refuse one.
+        """
+        return f"{self.root_uri}/{self._checked(relative.lstrip('/'))}"
 
     # -- bytes -------------------------------------------------------------------------------
     def write_bytes(self, relative: str, data: bytes) -> None:
         """Write a file atomically."""
         path = self._path(relative)
-        if self._local:
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}")
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        else:
-            self.fs.pipe_file(path, data)
+        with as_store_unavailable(self.root_uri, f"writing {relative}"):
+            if self._local:
+                directory = os.path.dirname(path)
+                os.makedirs(directory, exist_ok=True)
+                temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}")
+                with open(temporary, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            else:
+                self.fs.pipe_file(path, data)
 
     def read_bytes(self, relative: str) -> bytes:
         """Read a whole file."""
-        data: bytes = self.fs.cat_file(self._path(relative))
+        path = self._path(relative)
+        with as_store_unavailable(self.root_uri, f"reading {relative}"):
+            data: bytes = self.fs.cat_file(path)
         return data
 
     def exists(self, relative: str) -> bool:
         """True if the file exists."""
-        return bool(self.fs.exists(self._path(relative)))
+        path = self._path(relative)
+        with as_store_unavailable(self.root_uri, f"looking for {relative}"):
+            return bool(self.fs.exists(path))
 
     def remove(self, relative: str) -> None:
         """Delete a file if it exists."""
         path = self._path(relative)
-        if self.fs.exists(path):
-            self.fs.rm_file(path)
+        with as_store_unavailable(self.root_uri, f"removing {relative}"):
+            if self.fs.exists(path):
+                self.fs.rm_file(path)
 
     def list(self, relative: str) -> list[str]:
         """Relative paths of all files below a folder (empty if it does not exist)."""
         base = self._path(relative).rstrip("/")
-        if not self.fs.exists(base):
-            return []
+        with as_store_unavailable(self.root_uri, f"listing {relative}"):
+            if not self.fs.exists(base):
+                return []
+            found = self.fs.find(base)
         prefix = self.root_path.rstrip("/") + "/"
-        found = self.fs.find(base)
         return sorted(str(p)[len(prefix) :] if str(p).startswith(prefix) else str(p) for p in found)
 
     # -- typed helpers -----------------------------------------------------------------------
@@ -170,6 +310,22 @@ def is_credential_option(name: str) -> bool:
     if lowered in _NOT_CREDENTIALS:
         return False
     return any(word in lowered.split("_") or lowered.endswith(word) for word in _CREDENTIAL_WORDS)
+
+
+def credential_options(options: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The names of the options that hold credentials, nested ones dotted.
+
+    >>> credential_options({"key": "AKIA", "client_kwargs": {"endpoint_url": "http://s3",
+    ...                     "aws_secret_access_key": "x"}})
+    ['key', 'client_kwargs.aws_secret_access_key']
+    """
+    found: list[str] = []
+    for name, value in options.items():
+        if is_credential_option(str(name)):
+            found.append(f"{prefix}{name}")
+        elif isinstance(value, Mapping):
+            found += credential_options(value, f"{prefix}{name}.")
+    return found
 
 
 def without_credentials(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,21 +16,6 @@ from misterp.storage import MANIFEST, ResultStore
 
 # Plumbing, not statistics: tiny draw counts; recovery is tested in tests/model.
 PLUMBING_SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    import os
-
-    from prefect.testing.utilities import prefect_test_harness
-
-    saved = os.environ.get("PREFECT_API_URL")  # the wave flow shares its API with its workers
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-    if saved is None:
-        os.environ.pop("PREFECT_API_URL", None)
-    else:
-        os.environ["PREFECT_API_URL"] = saved
 
 
 def _artifact(key: str) -> list[dict[str, object]]:

@@ -62,6 +62,8 @@ class PreparedWave:
     input_hashes: dict[str, str]
     #: Set when staged: which staging of the wave this is (fit workers cache by it).
     stage_id: str | None = None
+    #: Respondents in the input; None when read back from the store (only cells are staged).
+    n_respondents: int | None = None
 
     def spec(self, key: str) -> ModelSpec:
         """The planned spec with this key."""
@@ -115,7 +117,9 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         len(layouts),
         len(specs),
     )
-    return PreparedWave(config, wave_id, specs, layouts, counts, shares, hashes)
+    return PreparedWave(
+        config, wave_id, specs, layouts, counts, shares, hashes, n_respondents=len(data.respondents)
+    )
 
 
 def check_target_groups(config: WaveConfig, data: WaveData) -> None:

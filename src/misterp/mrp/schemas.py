@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import pandera.pandas as pa
 
+from misterp.ids import ID_RULE, is_safe_id
+
 #: Column names of the contract itself; a demographic may not reuse them.
 RESERVED_COLUMNS: frozenset[str] = frozenset(
     {
@@ -41,6 +43,12 @@ BUILTIN_FIXES: dict[str, str] = {
 
 UNEXPECTED_DEMOGRAPHIC_FIX = "remove it, or add it to demographics in the config"
 
+#: Why ids are restricted, for every fix that asks to rename one (see :mod:`misterp.ids`).
+ID_FIX = (
+    "ids become file and folder names of the results "
+    "(OUTPUT/WAVE/draws/MARKET/QUESTION/OPTION.parquet)"
+)
+
 
 def parse_base(base: str) -> tuple[str, str] | None:
     """Split a base ``"question=option"`` into its parts; None if it is malformed.
@@ -59,6 +67,21 @@ def _check(
 ) -> pa.Check:
     """A check with its message and fix side by side (the fix is kept in ``description``)."""
     return pa.Check(fn, error=error, description=fix, element_wise=element_wise)
+
+
+def _safe_id(what: str) -> pa.Check:
+    """Values must be safe ids (:mod:`misterp.ids`); blank cells are reported apart."""
+    return _check(
+        lambda s: s.map(is_safe_id),
+        error=f"not a safe id ({ID_RULE})",
+        fix=f"rename the {what}, in every file that uses it; {ID_FIX}",
+    )
+
+
+def _safe_base(base: object) -> bool:
+    """A base's question and option must be safe ids; a malformed base is reported apart."""
+    parsed = parse_base(str(base))
+    return parsed is None or (is_safe_id(parsed[0]) and is_safe_id(parsed[1]))
 
 
 def _text(
@@ -107,7 +130,7 @@ def respondents_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {
             "respondent_id": respondent_id,
-            "market": _text("add the market column"),
+            "market": _text("add the market column", checks=[_safe_id("market")]),
             **_demographic_columns(demographics),
         },
         strict=True,
@@ -136,8 +159,11 @@ def answers_schema() -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {
             "respondent_id": _text("add the respondent_id column"),
-            "question_id": _text("add the question_id column"),
-            "option": _text("add the option column (e.g. 'yes' for a yes/no question)"),
+            "question_id": _text("add the question_id column", checks=[_safe_id("question")]),
+            "option": _text(
+                "add the option column (e.g. 'yes' for a yes/no question)",
+                checks=[_safe_id("option")],
+            ),
             "selected": selected,
         },
         checks=[
@@ -173,7 +199,7 @@ def poststrat_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
     )
     return pa.DataFrameSchema(
         {
-            "market": _text("add the market column"),
+            "market": _text("add the market column", checks=[_safe_id("market")]),
             **_demographic_columns(demographics),
             "population": population,
         },
@@ -210,13 +236,19 @@ def questions_schema() -> pa.DataFrameSchema:
                 error="malformed base, expected question=option",
                 fix="write the base as question_id=option (e.g. aware_brand03=yes), or leave empty",
                 element_wise=True,
-            )
+            ),
+            _check(
+                _safe_base,
+                error=f"base names a question or option that is not a safe id ({ID_RULE})",
+                fix=f"rename the question or option, in every file that uses it; {ID_FIX}",
+                element_wise=True,
+            ),
         ],
     )
     return pa.DataFrameSchema(
         {
-            "question_id": _text("add the question_id column"),
-            "market": _text("add the market column"),
+            "question_id": _text("add the question_id column", checks=[_safe_id("question")]),
+            "market": _text("add the market column", checks=[_safe_id("market")]),
             "brand": _text("add the brand column (may be empty)", nullable=True),
             "kind": kind,
             "base": base,

@@ -20,6 +20,7 @@ import fsspec
 import pandas as pd
 import pandera.pandas as pa
 
+from misterp.ids import shown
 from misterp.mrp.data import WAVE_FILES, WaveData
 from misterp.mrp.schemas import (
     BUILTIN_FIXES,
@@ -29,6 +30,7 @@ from misterp.mrp.schemas import (
     questions_schema,
     respondents_schema,
 )
+from misterp.storage import as_store_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +112,12 @@ def _join(items: Iterable[str], limit: int = VALUE_LIMIT) -> str:
 
 
 def _values(values: Iterable[Any]) -> str:
-    """Quoted values (quotes make stray whitespace visible); tuples as ``(a, b)``."""
+    """Quoted values (quotes make stray whitespace visible); tuples as ``(a, b)``.
+
+    A long value is cut: a 300-character id in full would bury the rest of the message.
+    """
     return _join(
-        "(" + ", ".join(map(str, v)) + ")" if isinstance(v, tuple) else f"'{v}'" for v in values
+        "(" + ", ".join(map(str, v)) + ")" if isinstance(v, tuple) else shown(v) for v in values
     )
 
 
@@ -187,7 +192,9 @@ def _load(
 ) -> _Table | None:
     """Find and read ``role``.csv or ``role``.parquet; record why it cannot be used."""
     folder = fs.unstrip_protocol(root).removeprefix("file://")
-    found = [f"{role}.{ext}" for ext in ("csv", "parquet") if fs.exists(f"{root}/{role}.{ext}")]
+    # An unreachable store is not a problem of the file: it stops the run, naming the store.
+    with as_store_unavailable(folder, f"looking for {role}", any_os_error=False):
+        found = [f"{role}.{ext}" for ext in ("csv", "parquet") if fs.exists(f"{root}/{role}.{ext}")]
     either = f"{role}.{{csv,parquet}}"
     if len(found) == 2:
         problems.append(
@@ -198,7 +205,8 @@ def _load(
     if len(found) != 1:
         return None
     try:
-        frame, first_row = _read(fs, f"{root}/{found[0]}")
+        with as_store_unavailable(folder, f"reading {found[0]}", any_os_error=False):
+            frame, first_row = _read(fs, f"{root}/{found[0]}")
     except (OSError, ValueError, TypeError) as exc:  # parser, decoding, IO and arrow errors
         fix = "export it again as UTF-8 csv or parquet"
         problems.append(ValidationProblem(found[0], None, [], f"cannot be read: {exc}", fix))

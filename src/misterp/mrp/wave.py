@@ -24,12 +24,14 @@ from misterp.config import SamplerConfig, WaveConfig
 from misterp.fitstore import StoredFit, plan_refits, read_current_fits, read_fit_record, write_fit
 from misterp.fitting import FitResult, fit_with_policy, resume_settings
 from misterp.health import HEALTH_FILE, WaveHealth, wave_health
+from misterp.lease import DEFAULT_STALE_AFTER, acquire_lease, check_holder
 from misterp.mrp.model import BACKENDS, Backend, cell_sampler, extract_cell_draws
 from misterp.mrp.poststratify import SUMMARY_COLUMNS, draws_frame, poststratify, summarise
 from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.specs import ModelSpec
 from misterp.mrp.staging import open_staged_wave, stage_wave
 from misterp.records import (
+    Attempt,
     FitRecord,
     FitSummary,
     Manifest,
@@ -49,6 +51,7 @@ __all__ = [
     "fit_prepared",
     "fit_staged",
     "publish_wave",
+    "record_lost_fit",
     "run_wave_inline",
 ]
 
@@ -130,9 +133,13 @@ def fit_and_record(
 
     A model that did not converge last time continues its retry ladder where it stopped, and
     its record keeps every attempt across runs. ``cores``: CPUs this fit's chains may use.
+    ``run_id``: the run holding the wave's lease; the lease is checked before the fit and
+    again before the record is written (``LeaseLost`` if another run took the wave over).
     """
     planned = prepared.planned(spec)
     config = prepared.config
+    if run_id is not None:  # a run that lost its wave does not spend the CPU
+        check_holder(store, prepared.wave_id, run_id)
     try:
         previous = read_fit_record(store, prepared.wave_id, spec.key)
     except RecordError as exc:
@@ -155,6 +162,8 @@ def fit_and_record(
         logger.info(
             "fit %s continued its retry ladder after %d attempts", spec.key, len(previous.attempts)
         )
+    if run_id is not None:  # fencing: the record of a run that lost the lease is refused
+        check_holder(store, prepared.wave_id, run_id)
     return write_fit(
         store,
         prepared.wave_id,
@@ -180,6 +189,42 @@ def fit_staged(
     prepared = open_staged_wave(output, wave, storage_options)
     store = ResultStore(output, storage_options)
     record = fit_and_record(prepared, prepared.spec(key), store, cores=cores, run_id=run_id)
+    return FitSummary.from_record(record)
+
+
+def record_lost_fit(
+    output: str,
+    wave: str,
+    key: str,
+    reason: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    run_id: str | None = None,
+) -> FitSummary:
+    """Record a fit whose worker process died as failed, with ``reason`` as its error.
+
+    A killed process writes nothing, so without this record the model would be published as
+    failed with no cause ("no fit result"); with it, the health report says what happened and
+    a re-run refits it like any failed fit.
+    """
+    prepared = open_staged_wave(output, wave, storage_options)
+    store = ResultStore(output, storage_options)
+    spec = prepared.spec(key)
+    if run_id is not None:  # fencing, as for a fit: a run that lost the wave writes nothing
+        check_holder(store, prepared.wave_id, run_id)
+    lost = Attempt(
+        sampler=prepared.config.sampler, report=None, status=FitStatus.FAILED, error=reason
+    )
+    record = write_fit(
+        store,
+        prepared.wave_id,
+        FitResult(key=key, status=FitStatus.FAILED, attempts=[lost], draws=None, seconds=0.0),
+        spec=spec.to_dict(),
+        planned=prepared.planned(spec),
+        settings_hash=prepared.settings_hash,
+        n_respondents=int(prepared.counts[key].n.sum()),
+        run_id=run_id,
+    )
     return FitSummary.from_record(record)
 
 
@@ -289,10 +334,14 @@ def publish_wave(
 
     The manifest is retracted before anything is written and published last, so an
     interrupted run never looks complete. Draws of models that left the plan are removed.
+    With ``run_id`` (the run holding the wave's lease) the lease is checked before the first
+    and before the last write, so a run that was taken over publishes nothing.
     """
     config = prepared.config
     store = ResultStore(config.output, config.storage_options)
     wave = prepared.wave_id
+    if run_id is not None:
+        check_holder(store, wave, run_id)
     store.retract(wave)
     estimates, draws = assemble_estimates(prepared, fits)
     written = set()
@@ -346,6 +395,8 @@ def publish_wave(
     )
     health = wave_health(manifest)
     store.write_bytes(f"{wave}/{HEALTH_FILE}", health.to_markdown().encode())
+    if run_id is not None:
+        check_holder(store, wave, run_id)
     store.publish(wave, manifest.to_json())
     return WaveOutcome(wave, store.uri(wave), estimates, manifest)
 
@@ -356,24 +407,32 @@ def run_wave_inline(
     *,
     refit_all: bool = False,
     backends: Mapping[str, Backend] = BACKENDS,
+    force: bool = False,
+    stale_after: float = DEFAULT_STALE_AFTER,
 ) -> WaveOutcome:
     """Run a whole wave in this process, one fit after another, with no orchestrator.
 
     Like the flow, it stages the wave and reuses stored converged fits whose spec, data and
-    settings are unchanged; ``refit_all`` fits every model again.
+    settings are unchanged; ``refit_all`` fits every model again. The wave's lease is taken
+    after validation and before staging, and released after publishing or on failure;
+    ``force`` takes it over from a run that looks alive (``WaveLocked`` otherwise);
+    ``stale_after``: seconds without a heartbeat after which another run may take it over.
     """
     started = time.perf_counter()
     prepared = prepare_wave(config)
     store = ResultStore(config.output, config.storage_options)
-    stage_wave(prepared, store)
-    planned = prepared.planned_fits()
-    plan = plan_refits(
-        store, prepared.wave_id, planned, prepared.settings_hash, refit_all=refit_all
-    )
-    logger.info("wave %s: %s", prepared.wave_id, plan.summary())
-    for number, key in enumerate(plan.to_fit, start=1):
-        record = fit_and_record(prepared, prepared.spec(key), store, backends=backends)
-        if progress is not None:
-            progress(record, number, len(plan.to_fit))
-    fits = read_current_fits(store, prepared.wave_id, planned, prepared.settings_hash)
-    return publish_wave(prepared, fits, started_at=started)
+    with acquire_lease(store, prepared.wave_id, force=force, stale_after=stale_after) as lease:
+        stage_wave(prepared, store)
+        planned = prepared.planned_fits()
+        plan = plan_refits(
+            store, prepared.wave_id, planned, prepared.settings_hash, refit_all=refit_all
+        )
+        logger.info("wave %s: %s", prepared.wave_id, plan.summary())
+        for number, key in enumerate(plan.to_fit, start=1):
+            record = fit_and_record(
+                prepared, prepared.spec(key), store, backends=backends, run_id=lease.run_id
+            )
+            if progress is not None:
+                progress(record, number, len(plan.to_fit))
+        fits = read_current_fits(store, prepared.wave_id, planned, prepared.settings_hash)
+        return publish_wave(prepared, fits, started_at=started, run_id=lease.run_id)

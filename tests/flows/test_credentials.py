@@ -1,0 +1,151 @@
+"""Storage credentials never reach Prefect's database: not as run parameters, logs or events."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+import time
+from typing import Any
+from uuid import UUID
+
+from prefect import flow
+
+from flows.dispatch import fit_on_deployment
+from flows.wave import rerun_wave, run_wave
+from misterp.config import ConfigError
+
+#: Secret-looking values planted in storage options; none may appear anywhere in the API.
+SECRETS = ("AKIAPLANTEDKEYID0000", "planted/secret+value/0000", "planted-session-token")
+PLANTED_OPTIONS: dict[str, Any] = {
+    "key": SECRETS[0],
+    "secret": SECRETS[1],
+    "token": SECRETS[2],
+    "client_kwargs": {"endpoint_url": "http://127.0.0.1:1", "aws_secret_access_key": SECRETS[1]},
+}
+
+
+def _everything_the_api_stores() -> str:
+    """Every flow run, task run, log and event the API holds, as one JSON text."""
+    from prefect.client.orchestration import get_client
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        stored = [run.model_dump(mode="json") for run in client.read_flow_runs(limit=200)]
+        stored += [run.model_dump(mode="json") for run in client.read_task_runs(limit=200)]
+        stored += [log.model_dump(mode="json") for log in client.read_logs(limit=200)]
+        page = client.read_events(limit=50)
+        stored += [event.model_dump(mode="json") for event in page.events]
+        while page.next_page:
+            page = client.read_events_page(page.next_page)
+            stored += [event.model_dump(mode="json") for event in page.events]
+    return json.dumps(stored)
+
+
+def _assert_no_secrets(stored: str) -> None:
+    for secret in SECRETS:
+        assert secret not in stored
+        assert json.dumps(secret)[1:-1] not in stored  # also as escaped in JSON text
+
+
+def test_rerun_wave_takes_no_storage_options() -> None:
+    parameters = inspect.signature(rerun_wave.fn).parameters
+
+    assert "storage_options" not in parameters
+    assert parameters["config"].annotation in ("str | None", str | None)
+
+
+def test_a_run_with_credentials_in_its_config_mapping_stops_and_stores_none(
+    prefect_api: None,
+) -> None:
+    config = {
+        "input": "s3://bucket/input/{wave}",
+        "output": "s3://bucket/results",
+        "demographics": ["age_band"],
+        "storage_options": PLANTED_OPTIONS,
+    }
+
+    state = run_wave(config=config, wave="2026-10", return_state=True)
+
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ConfigError)
+    assert "put credentials in the environment" in str(error).lower()
+    assert "not in the config passed as a run parameter" in str(error)
+    _assert_no_secrets(_everything_the_api_stores())
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        stored = client.read_flow_run(state.state_details.flow_run_id).parameters
+    assert stored["config"]["storage_options"] == {
+        "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}
+    }
+
+
+def _complete_batches(deployment_id: UUID, expected: int, stop: threading.Event) -> None:
+    """Play the worker: end every batch flow run of the deployment Completed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.states import Completed
+
+    done: set[UUID] = set()
+    with get_client(sync_client=True) as client:
+        while len(done) < expected and not stop.is_set():
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
+            for run in runs:
+                if run.id not in done:
+                    client.set_flow_run_state(run.id, Completed(), force=True)
+                    done.add(run.id)
+            time.sleep(0.2)
+
+
+def test_fit_batch_runs_dispatched_by_a_wave_store_no_credentials(prefect_api: None) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.fit_batch import fit_batch
+
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(fit_batch)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name="credentials-test", entrypoint="flows/fit_batch.py:fit_batch"
+        )
+    keys = [f"DE/q{number}/yes" for number in range(5)]
+
+    @flow
+    def wave_dispatch() -> dict[str, str]:  # no parameters: the options live in the closure
+        return fit_on_deployment(
+            "fit-batch/credentials-test",
+            "s3://bucket/results",
+            "2026-10",
+            keys,
+            PLANTED_OPTIONS,
+            workers=2,
+            batch_size=2,
+            poll_seconds=0.2,
+        )
+
+    stop = threading.Event()
+    worker = threading.Thread(target=_complete_batches, args=(deployment_id, 3, stop))
+    worker.start()
+    try:
+        states = wave_dispatch()
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+    assert list(states.values()) == ["COMPLETED"] * 3  # ceil(5 / 2) batches
+    stored = _everything_the_api_stores()
+    _assert_no_secrets(stored)
+    with get_client(sync_client=True) as client:
+        batches = [
+            run for run in client.read_flow_runs(limit=200) if run.deployment_id == deployment_id
+        ]
+    assert len(batches) == 3
+    assert all(
+        run.parameters["storage_options"]
+        == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
+        for run in batches
+    )

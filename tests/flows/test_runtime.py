@@ -1,0 +1,177 @@
+"""Processes a run starts die with it: after ``kill -9`` of the run, no worker or server is left."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Seconds a child may take to go after its parent was killed: the kernel signals it at once;
+#: the slack is for a loaded CI machine.
+GONE_WITHIN = 10.0
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only"
+)
+
+
+@pytest.fixture
+def parents() -> Iterator[list[subprocess.Popen[str]]]:
+    """Parent processes started by a test, with their children killed after it, pass or fail."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for parent in started:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(parent.pid).children(recursive=True):
+                child.kill()
+        parent.kill()
+        parent.wait(timeout=10)
+
+
+def _start_parent(
+    tmp_path: Path, body: str, parents: list[subprocess.Popen[str]]
+) -> tuple[subprocess.Popen[str], list[int]]:
+    """Run ``body`` in a parent process; it prints the pids of its children on one line."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(body))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PREFECT_API_URL", "PREFECT_PROFILE"}
+    }
+    env |= {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONPATH": str(ROOT),
+    }
+    parent = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    parents.append(parent)
+    assert parent.stdout is not None
+    line = parent.stdout.readline()  # blocks until the children are up
+    assert line.strip(), f"parent exited with {parent.wait()} before starting its children"
+    return parent, [int(pid) for pid in line.split()]
+
+
+def _seconds_until_gone(pids: list[int], limit: float) -> float:
+    """Seconds until none of ``pids`` runs (a zombie waiting for its reaper counts as gone)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    for pid in pids:  # do not leave them behind either
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"processes {pids} still run {limit:.0f} s after their parent died")
+
+
+@linux_only
+def test_a_fit_worker_dies_within_seconds_of_its_killed_parent(
+    tmp_path: Path, parents: list[subprocess.Popen[str]]
+) -> None:
+    parent, workers = _start_parent(
+        tmp_path,
+        """
+        import multiprocessing, os, time
+        from concurrent.futures import ProcessPoolExecutor
+        import psutil
+        from flows.runtime import init_fit_worker
+
+        def workers():
+            children = psutil.Process().children()
+            return [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
+
+        if __name__ == "__main__":  # spawned workers import this module too
+            pool = ProcessPoolExecutor(
+                max_workers=2,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_fit_worker,
+                initargs=(os.getpid(),),
+            )
+            busy = [pool.submit(time.sleep, 600) for _ in range(2)]
+            while len(workers()) < 2:
+                time.sleep(0.05)
+            time.sleep(2)  # let the workers pass their initializer and start sleeping
+            print(*workers(), flush=True)
+            time.sleep(600)
+        """,
+        parents,
+    )
+    assert len(workers) == 2
+
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    seconds = _seconds_until_gone(workers, GONE_WITHIN)
+
+    print(f"fit workers gone {seconds:.2f} s after kill -9 of their parent")
+
+
+@linux_only
+def test_the_temporary_prefect_server_dies_with_its_killed_parent(
+    tmp_path: Path, parents: list[subprocess.Popen[str]]
+) -> None:
+    parent, children = _start_parent(
+        tmp_path,
+        """
+        import threading, time
+        import psutil
+        from prefect.events import emit_event
+        from flows.runtime import local_prefect_api
+
+        def emit() -> None:
+            emit_event(event="misterp.test", resource={"prefect.resource.id": "misterp.test"})
+
+        with local_prefect_api(startup_timeout=240) as url:
+            assert url.startswith("http://127.0.0.1:"), url
+            # An event from a new thread (as the process pool's message forwarder sends its
+            # workers' events) goes to this server too instead of starting Prefect's own.
+            sender = threading.Thread(target=emit)
+            sender.start()
+            sender.join()
+            time.sleep(1)
+            print(*(c.pid for c in psutil.Process().children()), flush=True)
+            time.sleep(600)
+        """,
+        parents,
+    )
+    (server,) = children  # Prefect started no server of its own
+    assert "uvicorn" in psutil.Process(server).cmdline()
+
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    seconds = _seconds_until_gone([server], GONE_WITHIN)
+
+    print(f"temporary Prefect server gone {seconds:.2f} s after kill -9 of its parent")
+
+
+@linux_only
+def test_a_child_whose_parent_already_died_kills_itself() -> None:
+    # the race die_with_parent closes: the parent died before the child asked to follow it
+    code = "import sys; from flows.runtime import die_with_parent; die_with_parent(1)"
+    child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False, timeout=60)
+
+    assert child.returncode == -signal.SIGKILL
