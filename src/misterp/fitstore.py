@@ -8,6 +8,7 @@ missing, failed, not converged or whose spec, data or settings changed.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -147,8 +148,8 @@ class RefitPlan:
         )
 
 
-#: Why a record is not reused when the run that wrote it lost the wave's lease.
-TAKEN_OVER = "written by a run that was taken over"
+#: Why a record is not reused when its run wrote it after losing the wave's lease.
+TAKEN_OVER = "written after its run was taken over"
 
 
 def _current_record(
@@ -156,12 +157,12 @@ def _current_record(
     wave: str,
     planned: PlannedFit,
     settings_hash: str,
-    void_runs: frozenset[str] = frozenset(),
+    taken_over: Mapping[str, dt.datetime] | None = None,
 ) -> tuple[FitRecord | None, str | None]:
     """The stored record if it is current, else None and why not.
 
-    ``void_runs``: runs that lost the wave's lease; a record of theirs may have been written
-    over a newer run's draws, so it is never current.
+    ``taken_over``: runs that lost the wave's lease and when; a record one of them wrote after
+    that moment may have been written over a newer run's draws, so it is never current.
     """
     try:
         record = read_fit_record(store, wave, planned.key)
@@ -170,7 +171,8 @@ def _current_record(
         return None, "unreadable record"
     if record is None:
         return None, "missing"
-    if record.run_id is not None and record.run_id in void_runs:
+    lost_at = (taken_over or {}).get(record.run_id or "")
+    if lost_at is not None and dt.datetime.fromisoformat(record.fitted_at) >= lost_at:
         return None, TAKEN_OVER
     stale = record.staleness(planned.spec_hash, planned.data_hash, settings_hash)
     return (None, stale) if stale else (record, None)
@@ -191,12 +193,12 @@ def plan_refits(
     changed, unreadable) is fitted again.
     """
     plan = RefitPlan(to_fit=[])
-    void_runs = frozenset() if refit_all else taken_over_runs(store, wave)
+    taken_over = {} if refit_all else taken_over_runs(store, wave)
     for model in planned:
         if refit_all:
             reason: str | None = "forced"
         else:
-            record, reason = _current_record(store, wave, model, settings_hash, void_runs)
+            record, reason = _current_record(store, wave, model, settings_hash, taken_over)
             if record is not None and record.status is not FitStatus.CONVERGED:
                 reason = record.status.value
         if reason is None:
@@ -217,9 +219,9 @@ def read_current_fits(
     a record written by a run whose lease of the wave was taken over.
     """
     fits: dict[str, StoredFit] = {}
-    void_runs = taken_over_runs(store, wave)
+    taken_over = taken_over_runs(store, wave)
     for model in planned:
-        record, _ = _current_record(store, wave, model, settings_hash, void_runs)
+        record, _ = _current_record(store, wave, model, settings_hash, taken_over)
         if record is not None:
             fits[model.key] = read_fit(store, wave, record)
     return fits

@@ -6,8 +6,9 @@ describing estimates another run wrote. A run takes the wave's lease before it s
 it back after it publishes, also when it fails; a second run is refused with who holds it. The
 holder writes a heartbeat from a background thread; a run that died keeps its lease until no
 heartbeat came for ``stale_after`` seconds, when the next run takes it over (a person can pass
-``--force`` sooner). A lease that was taken over records the run it took over, and that run's
-fit records are never read as current again.
+``--force`` sooner). A lease that was taken over records the run it took over and when: the
+fits that run finished before are kept (a killed run's work is not redone), anything it wrote
+after is never read as current.
 
 Object stores offer no compare-and-swap through fsspec, so taking the lease follows Fischer's
 timed mutual exclusion: read the lease, write ours, wait ``settle`` seconds, read it back, and
@@ -36,7 +37,7 @@ from typing import ClassVar
 
 from pydantic import AwareDatetime, Field
 
-from misterp.records import RecordError, VersionedRecord
+from misterp.records import Record, RecordError, VersionedRecord
 from misterp.storage import ResultStore
 
 __all__ = [
@@ -87,6 +88,13 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+class TakenOver(Record):
+    """A run whose lease of the wave was taken over, and when: what it wrote later is void."""
+
+    run_id: str
+    at: AwareDatetime
+
+
 class LeaseRecord(VersionedRecord):
     """``OUTPUT/WAVE/lease.json``: which run holds the wave, since when, and its last heartbeat.
 
@@ -104,9 +112,15 @@ class LeaseRecord(VersionedRecord):
     started_at: AwareDatetime
     heartbeat_at: AwareDatetime
     stale_after: float = Field(gt=0)
-    #: Runs whose lease was taken over (stale or forced), oldest first: their records are void.
-    taken_over: tuple[str, ...] = ()
+    #: Runs whose lease was taken over (stale or forced), oldest first: what they wrote after
+    #: the takeover is void; what they finished before it stays a result.
+    taken_over: tuple[TakenOver, ...] = ()
     released_at: AwareDatetime | None = None
+
+    @property
+    def taken_over_ids(self) -> tuple[str, ...]:
+        """The run ids of ``taken_over``, oldest first."""
+        return tuple(entry.run_id for entry in self.taken_over)
 
     @property
     def held(self) -> bool:
@@ -223,7 +237,7 @@ def acquire_lease(
             ) from exc
         logger.warning("replacing the unreadable lease of wave %s (--force): %s", wave, exc)
         current = None
-    taken_over: tuple[str, ...] = ()
+    taken_over: tuple[TakenOver, ...] = ()
     if current is not None:
         taken_over = current.taken_over
         if current.held and current.run_id != run_id:
@@ -236,7 +250,7 @@ def acquire_lease(
                 current.describe(),
                 _when(current.heartbeat_at),
             )
-            taken_over = (*taken_over, current.run_id)
+            taken_over = (*taken_over, TakenOver(run_id=current.run_id, at=now))
     record = LeaseRecord(
         wave=wave,
         run_id=run_id,
@@ -310,17 +324,22 @@ def check_holder(store: ResultStore, wave: str, run_id: str) -> LeaseRecord:
     return current
 
 
-def taken_over_runs(store: ResultStore, wave: str) -> frozenset[str]:
-    """Run ids whose lease of the wave was taken over: their fit records are not results.
+def taken_over_runs(store: ResultStore, wave: str) -> dict[str, dt.datetime]:
+    """Runs whose lease of the wave was taken over, and when: later records of theirs are void.
 
-    An unreadable lease is logged and treated as naming none, as an unreadable fit record is.
+    A record such a run wrote before the takeover is a finished fit and stays a result (a
+    killed run's work is kept); one written after it could only come from an orphan that
+    missed the fence, and is never read. An unreadable lease is logged and treated as naming
+    none, as an unreadable fit record is.
     """
     try:
         current = read_lease(store, wave)
     except RecordError as exc:
         logger.warning("%s", exc)
-        return frozenset()
-    return frozenset(current.taken_over) if current is not None else frozenset()
+        return {}
+    if current is None:
+        return {}
+    return {entry.run_id: entry.at for entry in current.taken_over}
 
 
 class WaveLease:

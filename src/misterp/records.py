@@ -194,7 +194,8 @@ class FitRecord(VersionedRecord):
     n_respondents: int
     has_draws: bool
     fit_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    fitted_at: str = Field(default_factory=utc_now)
+    #: When the record was written, to the microsecond (compared with lease takeovers).
+    fitted_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
     #: The run (its lease) that wrote the record; None when written without a lease.
     run_id: str | None = None
 

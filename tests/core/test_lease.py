@@ -18,10 +18,18 @@ from typing import Any
 import pytest
 
 from misterp.config import WaveConfig, parse_config
-from misterp.fitstore import TAKEN_OVER, fit_path, plan_refits, read_current_fits, read_fit_record
+from misterp.fitstore import (
+    TAKEN_OVER,
+    fit_path,
+    plan_refits,
+    read_current_fits,
+    read_fit_record,
+    write_fit,
+)
 from misterp.lease import (
     LeaseLost,
     LeaseRecord,
+    TakenOver,
     WaveLease,
     WaveLocked,
     acquire_lease,
@@ -30,7 +38,7 @@ from misterp.lease import (
     read_lease,
 )
 from misterp.mrp.prepare import PreparedWave, prepare_wave
-from misterp.mrp.wave import fit_and_record, publish_wave, run_wave_inline
+from misterp.mrp.wave import fit_and_record, fit_prepared, publish_wave, run_wave_inline
 from misterp.storage import ResultStore
 from support import PLUMBING, WAVE, no_mcmc_backends, small_wave_config
 
@@ -103,7 +111,7 @@ def test_a_stale_lease_is_taken_over_and_the_dead_run_is_recorded(store: ResultS
         started_at=an_hour_ago,
         heartbeat_at=an_hour_ago,
         stale_after=300,
-        taken_over=("older-run",),
+        taken_over=(TakenOver(run_id="older-run", at=an_hour_ago),),
     )
     store.write_bytes(lease_path(WAVE), dead.to_json())
 
@@ -112,7 +120,7 @@ def test_a_stale_lease_is_taken_over_and_the_dead_run_is_recorded(store: ResultS
     again = read_lease(store, WAVE)
     assert again == lease.record
     assert again.run_id == "run-b"
-    assert again.taken_over == ("older-run", "dead-run")
+    assert again.taken_over_ids == ("older-run", "dead-run")
     assert again.held
 
 
@@ -121,7 +129,7 @@ def test_force_takes_over_a_live_lease_and_the_old_holder_loses_it(store: Result
 
     new = _lease(store, "run-b", force=True)
 
-    assert new.record.taken_over == ("run-a",)
+    assert new.record.taken_over_ids == ("run-a",)
     with pytest.raises(LeaseLost, match=r"run run-a lost wave 2026-10 to run run-b on host"):
         old.check()
     with pytest.raises(LeaseLost):
@@ -148,7 +156,7 @@ def test_a_released_wave_is_free_and_keeps_the_list_of_runs_taken_over(
 
     later = _lease(store, "run-c")  # no force needed
 
-    assert later.record.taken_over == ("run-a",)
+    assert later.record.taken_over_ids == ("run-a",)
 
 
 def test_two_runs_starting_at_the_same_moment_do_not_both_get_the_wave(
@@ -268,36 +276,37 @@ def test_a_run_that_lost_the_wave_neither_fits_nor_publishes(
     assert store.list(WAVE) == [lease_path(WAVE)]
 
 
-def test_records_of_a_run_that_was_taken_over_are_not_read_as_current(
+def test_a_taken_over_run_keeps_what_it_finished_but_nothing_it_wrote_later(
     prepared: PreparedWave, store: ResultStore
 ) -> None:
     backends = no_mcmc_backends()
     first, second = prepared.specs[0], prepared.specs[1]
     _lease(store, "run-a")
-    for spec in (first, second):
-        fit_and_record(prepared, spec, store, backends=backends, run_id="run-a")
+    fit_and_record(prepared, first, store, backends=backends, run_id="run-a")
     planned = prepared.planned_fits()
-    assert {first.key, second.key} <= set(
-        plan_refits(store, WAVE, planned, prepared.settings_hash).reused
-    )
 
     with _lease(store, "run-b", force=True):
+        # run-a finished `first` before it lost the wave: a result, reused (a killed run's
+        # work is kept). An orphan of run-a that slips past the fence and writes `second`
+        # after the takeover writes nothing anyone reads.
+        result = fit_prepared(prepared, second, backends=backends)
+        write_fit(
+            store, WAVE, result, spec=second.to_dict(), planned=prepared.planned(second),
+            settings_hash=prepared.settings_hash, n_respondents=1, run_id="run-a",
+        )  # fmt: skip
         plan = plan_refits(store, WAVE, planned, prepared.settings_hash)
-        assert plan.reasons[first.key] == TAKEN_OVER
+        assert first.key in plan.reused
         assert plan.reasons[second.key] == TAKEN_OVER
-        assert not {first.key, second.key} & set(
-            read_current_fits(store, WAVE, planned, prepared.settings_hash)
-        )
-        fit_and_record(prepared, first, store, backends=backends, run_id="run-b")
+        current = read_current_fits(store, WAVE, planned, prepared.settings_hash)
+        assert first.key in current
+        assert second.key not in current
+        fit_and_record(prepared, second, store, backends=backends, run_id="run-b")
 
-    # after run-b released the wave, run-a's record is still void; run-b's is current
+    # after run-b released the wave, its own record of `second` is current
     later = _lease(store, "run-c")
     current = read_current_fits(store, WAVE, planned, prepared.settings_hash)
-    assert current[first.key].record.run_id == "run-b"
-    assert second.key not in current
-    record = read_fit_record(store, WAVE, second.key)
-    assert record is not None
-    assert record.run_id == "run-a"  # still there, just never read as a result
+    assert current[second.key].record.run_id == "run-b"
+    assert current[first.key].record.run_id == "run-a"
     later.release()
 
 
@@ -315,7 +324,7 @@ def test_the_lease_works_on_an_object_store(s3_bucket: tuple[str, dict[str, obje
     with pytest.raises(LeaseLost, match="to run run-c"):
         first.check()
     assert taker.release() is True
-    assert _lease(store, "run-b", settle=0.1).record.taken_over == ("run-a",)
+    assert _lease(store, "run-b", settle=0.1).record.taken_over_ids == ("run-a",)
 
 
 # -- the whole wave -------------------------------------------------------------------------
@@ -358,7 +367,7 @@ def test_an_inline_wave_is_refused_while_another_run_holds_it_and_force_takes_it
     assert store.is_complete(WAVE)
     lease = read_lease(store, WAVE)
     assert lease is not None
-    assert lease.taken_over == ("other-run",)
+    assert lease.taken_over_ids == ("other-run",)
     assert outcome.manifest.run_id == lease.run_id != "other-run"
     with pytest.raises(LeaseLost):
         other.check()
