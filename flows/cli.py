@@ -307,8 +307,8 @@ alerts_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(alerts_app, name="alerts")
-# Room for more groups beside these: `misterp waves` (the catalog), `misterp report`,
-# `misterp mmm`, each a Typer added here the way `alerts` is.
+# Room for more groups beside these: `misterp report`, `misterp mmm`, each a Typer added
+# here the way `alerts` is. `misterp waves` (the catalog) is a plain command below.
 
 
 class LogLevel(StrEnum):
@@ -653,6 +653,41 @@ def _demo(output: Path, markets: str, brands: int, respondents: int, seed: int) 
         return ExitCode.FLAGGED
     _say(summary.headline, exit_code=ExitCode.OK)
     return ExitCode.OK
+
+
+@app.command(
+    epilog="Example: misterp waves --output s3://brand-tracker/misterp",
+)
+def waves(
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", help="Results root URI the waves are written to.", show_default=False
+        ),
+    ],
+) -> None:
+    """List the waves under a results root in period order, one line each (without Prefect).
+
+    A complete wave (its manifest published) shows its model count and health; an incomplete
+    one is named as such: it is running or stopped, and changes and trends never use it.
+    """
+    invocation = Invocation("waves", stores=(output,))
+
+    def body() -> ExitCode:
+        from misterp.storage import ResultStore
+        from misterp.tracking.catalog import list_waves
+
+        entries = list_waves(ResultStore(output))
+        if not entries:
+            _say(f"no waves in {output}")
+        for entry in entries:
+            _say(entry.line())
+        complete = sum(entry.complete for entry in entries)
+        if entries:
+            _say(f"{complete} of {_count(len(entries), 'wave')} complete in {output}")
+        return ExitCode.OK
+
+    _conclude(invocation, body)
 
 
 @alerts_app.command(

@@ -23,6 +23,7 @@ from misterp.mrp.validation import InputValidationError
 from misterp.mrp.wave import WaveOutcome, fit_staged, publish_wave, record_lost_fit
 from misterp.records import FitSummary, RecordError
 from misterp.storage import ResultStore, UnsafePathError
+from misterp.tracking.update import TrackingOutcome, update_tracking
 
 __all__ = [
     "fit_model",
@@ -32,6 +33,7 @@ __all__ = [
     "record_lost",
     "report_health",
     "stage",
+    "track",
 ]
 
 
@@ -136,6 +138,17 @@ def publish(prepared: PreparedWave, started: float, run_id: str | None = None) -
         store, prepared.wave_id, prepared.planned_fits(), prepared.settings_hash
     )
     return publish_wave(prepared, fits, started_at=started, run_id=run_id)
+
+
+@task(task_run_name="track {wave}")
+def track(output: str, wave: str, storage_options: dict[str, Any]) -> TrackingOutcome:
+    """Compute the wave's changes.parquet and refresh the trend table, after publication.
+
+    No retries and no failure: ``update_tracking`` never raises, it logs and records a
+    problem in ``OUTPUT/WAVE/tracking.json``, and the published wave stays complete (a re-run
+    of the wave recomputes both).
+    """
+    return update_tracking(ResultStore(output, storage_options), wave)
 
 
 @task

@@ -7,6 +7,7 @@ is worse than an error at 2 a.m.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,14 @@ from typing import Any, Literal
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from misterp.ids import ID_RULE, id_problem, shown
 
@@ -23,8 +31,10 @@ __all__ = [
     "ConvergenceThresholds",
     "ModelConfig",
     "PriorConfig",
+    "ReportingConfig",
     "RetryPolicy",
     "SamplerConfig",
+    "TrackingConfig",
     "WaveConfig",
     "check_wave_id",
     "load_config",
@@ -78,6 +88,49 @@ class RetryPolicy(_Frozen):
     draws_factor: float = Field(2.0, ge=1.0)
 
 
+class ReportingConfig(_Frozen):
+    """How estimates are reported: the interval level, the base thresholds and the funnel.
+
+    None of this changes a fit, so it is left out of the fit settings hash: changing it
+    republishes a wave without refitting it.
+    """
+
+    interval: float = Field(
+        0.90,
+        gt=0.5,
+        lt=0.999,
+        description="level of the credible interval behind lower, upper and moe (e.g. 0.95)",
+    )
+    low_base: int = Field(50, ge=1, description="base_flag low_base when n is below this")
+    very_low_base: int = Field(30, ge=1, description="base_flag very_low_base when n is below this")
+    funnel: list[str] | None = Field(
+        None,
+        description="funnel stages in order, as question-id prefixes (the part before "
+        "_BRAND), e.g. [aware, consider]; None: derived from the questions' bases",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> ReportingConfig:
+        if self.very_low_base > self.low_base:
+            raise ValueError(
+                f"very_low_base ({self.very_low_base}) is above low_base ({self.low_base}); "
+                "a very low base must also be low: lower very_low_base or raise low_base"
+            )
+        return self
+
+    @field_validator("funnel")
+    @classmethod
+    def _stages_distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            repeated = sorted({s for s in value if value.count(s) > 1})
+            if repeated or len(value) < 2:
+                raise ValueError(
+                    "funnel needs at least two distinct stages in order, e.g. "
+                    f"[aware, consider]; got {value}"
+                )
+        return value
+
+
 class PriorConfig(_Frozen):
     """Weakly informative priors on the logit scale (as in the Latana MRP model).
 
@@ -104,6 +157,41 @@ class ModelConfig(_Frozen):
     priors: PriorConfig = PriorConfig()
 
 
+class TrackingConfig(_Frozen):
+    """How waves follow one another: their period, and when a change counts as one.
+
+    Wave ids are periods that sort (``2026-11``, ``2026-W45``, ``2026-Q4``, ``2026-11-03``),
+    so "the previous wave" and "the same period last year" need no lookup table.
+    """
+
+    period: Literal["month", "week", "quarter", "date"] = Field(
+        "month",
+        description="what a wave id names: month YYYY-MM, week YYYY-Www (ISO), quarter "
+        "YYYY-Qn, date YYYY-MM-DD",
+    )
+    change_probability: float = Field(
+        0.95, gt=0.5, lt=1.0, description="P(up) or P(down) at which a change is flagged"
+    )
+    interval: float = Field(0.90, gt=0.0, lt=1.0, description="level of the change intervals")
+    rolling_waves: int = Field(3, ge=1, description="waves per window of the rolling view")
+    fieldwork: dict[str, tuple[dt.date, dt.date]] = Field(
+        default_factory=dict, description="per wave id: first and last day of fieldwork"
+    )
+
+    @field_validator("fieldwork")
+    @classmethod
+    def _fieldwork_in_order(
+        cls, value: dict[str, tuple[dt.date, dt.date]]
+    ) -> dict[str, tuple[dt.date, dt.date]]:
+        for wave, (start, end) in value.items():
+            if end < start:
+                raise ValueError(
+                    f"fieldwork of wave '{wave}' ends ({end}) before it starts ({start}); "
+                    "give [first day, last day]"
+                )
+        return value
+
+
 class WaveConfig(_Frozen):
     """A wave: where the input is, where results go, and how to model it."""
 
@@ -116,6 +204,8 @@ class WaveConfig(_Frozen):
     sampler: SamplerConfig = SamplerConfig()
     convergence: ConvergenceThresholds = ConvergenceThresholds()
     retry: RetryPolicy = RetryPolicy()
+    reporting: ReportingConfig = ReportingConfig()
+    tracking: TrackingConfig = TrackingConfig()
     workers: int | None = Field(None, ge=1, description="parallel fit processes; None: all cores")
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="passed to fsspec/s3fs, e.g. endpoint_url"
@@ -171,7 +261,28 @@ class WaveConfig(_Frozen):
         if wave_id is not None:
             input_uri = input_uri.replace("{wave}", wave_id)
             output_uri = output_uri.replace("{wave}", wave_id)
-        return self.model_copy(update={"wave": wave_id, "input": input_uri, "output": output_uri})
+        resolved = self.model_copy(
+            update={"wave": wave_id, "input": input_uri, "output": output_uri}
+        )
+        resolved._check_tracked_wave()
+        return resolved
+
+    @model_validator(mode="after")
+    def _wave_is_a_period(self) -> WaveConfig:
+        self._check_tracked_wave()
+        return self
+
+    def _check_tracked_wave(self) -> None:
+        """With a ``tracking`` section, the wave id must be a period of its kind.
+
+        Without one, an id that is no period (the demo's ``demo``) is only skipped by the
+        tracking step, so configs from before tracking keep working.
+        """
+        if self.wave is None or "tracking" not in self.model_fields_set:
+            return
+        from misterp.tracking.periods import parse_period  # imports this module
+
+        parse_period(self.wave, self.tracking.period)
 
 
 class ConfigError(ValueError):

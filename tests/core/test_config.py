@@ -114,3 +114,60 @@ def test_load_config_rejects_a_yaml_file_that_is_not_a_mapping(tmp_path: Path) -
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(path)
+
+
+def test_reporting_defaults_are_a_90_percent_interval_and_bases_of_50_and_30() -> None:
+    reporting = parse_config(MINIMAL).reporting
+    assert (reporting.interval, reporting.low_base, reporting.very_low_base) == (0.9, 50, 30)
+    assert reporting.funnel is None
+
+
+def test_reporting_accepts_a_95_percent_interval_and_a_funnel() -> None:
+    raw = {**MINIMAL, "reporting": {"interval": 0.95, "funnel": ["aware", "consider"]}}
+    reporting = parse_config(raw).reporting
+    assert reporting.interval == 0.95
+    assert reporting.funnel == ["aware", "consider"]
+
+
+@pytest.mark.parametrize("interval", [0.5, 0.999, 95])
+def test_reporting_interval_outside_its_range_is_rejected(interval: float) -> None:
+    with pytest.raises(ConfigError, match=r"reporting\.interval"):
+        parse_config({**MINIMAL, "reporting": {"interval": interval}})
+
+
+def test_a_very_low_base_above_the_low_base_is_rejected_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match="lower very_low_base or raise low_base"):
+        parse_config({**MINIMAL, "reporting": {"low_base": 20, "very_low_base": 30}})
+
+
+def test_a_funnel_of_one_stage_or_a_repeated_stage_is_rejected() -> None:
+    for funnel in (["aware"], ["aware", "aware"]):
+        with pytest.raises(ConfigError, match="at least two distinct stages"):
+            parse_config({**MINIMAL, "reporting": {"funnel": funnel}})
+
+
+def test_unknown_reporting_key_is_rejected_with_did_you_mean() -> None:
+    with pytest.raises(ConfigError, match=r"'reporting\.intervl' \(did you mean 'interval'\?\)"):
+        parse_config({**MINIMAL, "reporting": {"intervl": 0.95}})
+
+
+def test_reporting_settings_do_not_change_the_fit_settings_hash() -> None:
+    # Reporting is applied at publication: changing it must republish, never refit.
+    from misterp.mrp.prepare import fit_settings_hash
+
+    default = parse_config(MINIMAL)
+    changed = parse_config(
+        {
+            **MINIMAL,
+            "reporting": {
+                "interval": 0.95,
+                "low_base": 100,
+                "very_low_base": 10,
+                "funnel": ["aware", "consider"],
+            },
+        }
+    )
+    assert fit_settings_hash(changed) == fit_settings_hash(default)
+    assert fit_settings_hash(parse_config({**MINIMAL, "sampler": {"draws": 10}})) != (
+        fit_settings_hash(default)
+    )

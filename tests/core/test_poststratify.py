@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from misterp.mrp.poststratify import SUMMARY_COLUMNS, poststratify, summarise
+from misterp.mrp.poststratify import (
+    SUMMARY_COLUMNS,
+    draws_by_group,
+    draws_frame,
+    interval_quantiles,
+    poststratify,
+    summarise,
+)
 
 ALL2 = {"all": np.array([True, True])}
 
@@ -105,16 +112,66 @@ def test_summarise_known_sample() -> None:
     assert s["q95"] == pytest.approx(4.8)
 
 
-def test_summarise_single_draw_has_zero_sd() -> None:
+def test_summarise_single_draw_has_zero_sd_and_zero_moe() -> None:
     s = summarise(np.array([0.3]))
-    assert s == pytest.approx({"mean": 0.3, "sd": 0.0, "q05": 0.3, "q50": 0.3, "q95": 0.3})
+    assert s == pytest.approx(
+        {
+            "mean": 0.3,
+            "sd": 0.0,
+            "q05": 0.3,
+            "q50": 0.3,
+            "q95": 0.3,
+            "interval": 0.9,
+            "lower": 0.3,
+            "upper": 0.3,
+            "moe": 0.0,
+        }
+    )
 
 
-def test_summarise_with_a_nan_draw_is_all_nan() -> None:
-    s = summarise(np.array([0.1, np.nan, 0.3]))
-    assert all(math.isnan(s[c]) for c in SUMMARY_COLUMNS)
+def test_summarise_with_a_nan_draw_is_all_nan_but_keeps_its_interval_level() -> None:
+    s = summarise(np.array([0.1, np.nan, 0.3]), interval=0.95)
+    assert all(math.isnan(s[c]) for c in SUMMARY_COLUMNS if c != "interval")
+    assert s["interval"] == 0.95
 
 
-def test_summarise_empty_sample_is_all_nan() -> None:
+def test_summarise_empty_sample_is_all_nan_but_keeps_its_interval_level() -> None:
     s = summarise(np.array([]))
-    assert all(math.isnan(s[c]) for c in SUMMARY_COLUMNS)
+    assert all(math.isnan(s[c]) for c in SUMMARY_COLUMNS if c != "interval")
+    assert s["interval"] == 0.9
+
+
+def test_the_default_90_percent_interval_is_exactly_q05_to_q95() -> None:
+    draws = np.random.default_rng(20250601).beta(2.0, 5.0, size=1000)
+    s = summarise(draws)
+    assert (s["lower"], s["upper"]) == (s["q05"], s["q95"])
+    assert s["moe"] == (s["q95"] - s["q05"]) / 2
+
+
+def test_a_95_percent_interval_on_201_draws_runs_from_the_6th_to_the_196th() -> None:
+    # 0, 1, ..., 200: the 2.5% quantile sits exactly on draw 5 (0.025 x 200), the 97.5% on 195
+    s = summarise(np.arange(201.0), interval=0.95)
+    assert (s["interval"], s["lower"], s["upper"], s["moe"]) == (0.95, 5.0, 195.0, 95.0)
+    assert (s["q05"], s["q95"]) == (10.0, 190.0)  # the fixed quantiles do not move
+
+
+def test_moe_is_half_the_interval_even_when_it_is_not_symmetric_around_the_mean() -> None:
+    # 21 draws: 0 x 19, then 10, 20; 90% interval: 5% quantile at index 1, 95% at index 19
+    s = summarise(np.array([0.0] * 19 + [10.0, 20.0]))
+    assert (s["lower"], s["upper"], s["moe"]) == (0.0, 10.0, 5.0)
+    assert s["mean"] == pytest.approx(30 / 21)
+
+
+def test_interval_quantiles_reject_a_level_outside_0_1() -> None:
+    assert interval_quantiles(0.5) == (0.25, 0.75)
+    with pytest.raises(ValueError, match=r"between 0 and 1 \(e.g. 0.9 or 0.95\)"):
+        interval_quantiles(90)
+
+
+def test_draws_by_group_inverts_draws_frame_whatever_the_row_order() -> None:
+    estimates = {"all": np.array([0.5, 0.25, 0.125]), "g": np.array([1.0, 0.0, 0.5])}
+    shuffled = draws_frame(estimates).sample(frac=1.0, random_state=1)
+    back = draws_by_group(shuffled)
+    assert sorted(back) == ["all", "g"]
+    assert back["all"].tolist() == [0.5, 0.25, 0.125]
+    assert back["g"].tolist() == [1.0, 0.0, 0.5]

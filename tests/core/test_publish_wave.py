@@ -5,15 +5,25 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from misterp.config import parse_config
 from misterp.fitstore import read_current_fits
 from misterp.mrp.prepare import PreparedWave, prepare_wave
-from misterp.mrp.wave import WaveOutcome, draws_path, fit_and_record, publish_wave
+from misterp.mrp.wave import (
+    ESTIMATE_COLUMNS,
+    WaveOutcome,
+    draws_path,
+    fit_and_record,
+    publish_wave,
+    run_wave_inline,
+)
 from misterp.records import Manifest, RecordError, check_estimates
 from misterp.storage import MANIFEST, ResultStore
+from misterp.tracking.competitors import COMPETITOR_COLUMNS, COMPETITORS_FILE, build_competitors
+from misterp.tracking.funnel import FUNNEL_COLUMNS, FUNNEL_FILE, build_funnel
 from support import PLUMBING, WAVE, no_mcmc_backends, small_wave_config
 
 
@@ -77,3 +87,87 @@ def test_estimates_are_checked_against_the_hash_their_manifest_published(
     with pytest.raises(RecordError, match="publish the wave again"):
         check_estimates(manifest, store.read_bytes(path), path)
     pd.testing.assert_frame_equal(store.read_parquet(path), other)
+
+
+def test_a_published_wave_has_its_funnel_and_competitor_tables_listed_in_the_manifest(
+    tmp_path: Path,
+) -> None:
+    # Two brands in one market; the funnel is configured, since consideration may be asked to
+    # everyone (then it is checked for coherence) or among the aware (then multiplied).
+    raw = small_wave_config(
+        tmp_path,
+        spec={"markets": ("DE",), "brands": ("brand01", "brand02")},
+        **PLUMBING,
+        reporting={"interval": 0.95, "funnel": ["aware", "consider"]},
+    )
+    config = parse_config(raw)
+    outcome = run_wave_inline(config, backends=no_mcmc_backends())
+    store = ResultStore(config.output)
+    groups = set(outcome.estimates["target_group"])
+
+    assert outcome.manifest.files["funnel"] == FUNNEL_FILE
+    assert outcome.manifest.files["competitors"] == COMPETITORS_FILE
+    funnel = store.read_parquet(f"{WAVE}/{FUNNEL_FILE}")
+    assert list(funnel.columns) == list(FUNNEL_COLUMNS)
+    # per brand x group: aware (stage 1) and consider (stage 2), asked to everyone
+    assert len(funnel) == 2 * len(groups) * 2
+    assert set(funnel["funnel"]) == {"aware > consider"}
+    assert set(zip(funnel["stage"], funnel["stage_name"], strict=True)) == {
+        (1, "aware"),
+        (2, "consider"),
+    }
+    bases = {m.spec["question_id"]: m.spec["base_question"] for m in outcome.manifest.models}
+    conditional = bases["consider_brand01"] == "aware_brand01"
+    assert funnel["conditional"].tolist() == [conditional and s == 2 for s in funnel["stage"]]
+    assert set(funnel["interval"]) == {0.95}
+    second = funnel.query("stage == 2")
+    assert second["coherent"].tolist() == (~(second["p_above_previous"] > 0.5)).tolist()
+
+    competitors = store.read_parquet(f"{WAVE}/{COMPETITORS_FILE}")
+    assert list(competitors.columns) == list(COMPETITOR_COLUMNS)
+    # aware, consider and the association option, each with both brands in every group
+    assert set(zip(competitors["family"], competitors["option"], strict=True)) == {
+        ("aware", "yes"),
+        ("consider", "yes"),
+        ("assoc", "innovative"),
+    }
+    assert len(competitors) == 3 * len(groups) * 2
+    shares = competitors.groupby(["family", "option", "target_group"])["share_of_total_mean"]
+    np.testing.assert_allclose(shares.sum().to_numpy(), 1.0, atol=1e-6)
+    p_first = competitors.groupby(["family", "option", "target_group"])["p_rank_1"].sum()
+    np.testing.assert_allclose(p_first.to_numpy(), 1.0, atol=1e-12)
+
+    # the same tables again from the stored draws, for a wave published before they existed
+    pd.testing.assert_frame_equal(build_funnel(store, WAVE), funnel)
+    pd.testing.assert_frame_equal(build_competitors(store, WAVE), competitors)
+
+
+def test_every_estimate_row_carries_its_interval_moe_and_base_flag(tmp_path: Path) -> None:
+    raw = small_wave_config(
+        tmp_path,
+        spec={"markets": ("DE",)},
+        **PLUMBING,
+        reporting={"interval": 0.95, "low_base": 200, "very_low_base": 100},
+    )
+    outcome = run_wave_inline(parse_config(raw), backends=no_mcmc_backends())
+    estimates = outcome.estimates
+    assert list(estimates.columns) == list(ESTIMATE_COLUMNS)
+    assert set(estimates["interval"]) == {0.95}
+    np.testing.assert_allclose(estimates["moe"], (estimates["upper"] - estimates["lower"]) / 2)
+    assert (estimates["lower"] <= estimates["q05"]).all()
+    assert (estimates["upper"] >= estimates["q95"]).all()
+    expected = [
+        "modelled_only"
+        if n == 0
+        else "very_low_base"
+        if n < 100
+        else "low_base"
+        if n < 200
+        else "ok"
+        for n in estimates["n"]
+    ]
+    assert estimates["base_flag"].tolist() == expected
+    assert {"ok", "very_low_base"} <= set(estimates["base_flag"])  # 300 respondents in "all"
+    # Kish: between 1 and n wherever there is a base
+    based = estimates[estimates["n"] > 0]
+    assert ((based["raked_ess"] >= 1 - 1e-9) & (based["raked_ess"] <= based["n"] + 1e-9)).all()

@@ -11,10 +11,34 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["SUMMARY_COLUMNS", "poststratify", "summarise"]
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "SUMMARY_COLUMNS",
+    "draws_by_group",
+    "draws_frame",
+    "interval_quantiles",
+    "poststratify",
+    "summarise",
+]
 
-#: Summary statistics of a posterior, in output order.
-SUMMARY_COLUMNS: tuple[str, ...] = ("mean", "sd", "q05", "q50", "q95")
+#: Summary statistics of a posterior, in output order. ``q05``/``q50``/``q95`` are fixed
+#: quantiles (stable for readers of earlier waves); ``lower``/``upper`` bound the equal-tailed
+#: credible interval at level ``interval`` (``ReportingConfig.interval``) and ``moe`` is its
+#: half-width.
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "mean",
+    "sd",
+    "q05",
+    "q50",
+    "q95",
+    "interval",
+    "lower",
+    "upper",
+    "moe",
+)
+
+#: The interval level when none is configured.
+DEFAULT_INTERVAL = 0.90
 
 
 def poststratify(
@@ -83,25 +107,59 @@ def poststratify(
     return {name: estimates[:, i] for i, name in enumerate(names)}
 
 
-def summarise(draws: np.ndarray) -> dict[str, float]:
-    """Mean, sd and the 5/50/95% quantiles of a posterior sample.
+def interval_quantiles(interval: float) -> tuple[float, float]:
+    """Lower and upper quantile of the equal-tailed credible interval at level ``interval``.
+
+    Rounded so that a 90% interval uses exactly the quantiles behind ``q05`` and ``q95``
+    (``(1 - 0.9) / 2`` is 0.04999... in floating point).
+
+    >>> interval_quantiles(0.9), interval_quantiles(0.95)
+    ((0.05, 0.95), (0.025, 0.975))
+    """
+    if not 0.0 < interval < 1.0:
+        raise ValueError(f"interval must be between 0 and 1 (e.g. 0.9 or 0.95), got {interval}")
+    tail = round((1.0 - interval) / 2.0, 12)
+    return tail, round(1.0 - tail, 12)
+
+
+def summarise(draws: np.ndarray, interval: float = DEFAULT_INTERVAL) -> dict[str, float]:
+    """Mean, sd, the 5/50/95% quantiles and the credible interval at ``interval``.
+
+    ``moe`` is half the interval's width, the "plus or minus" a reader expects; the interval
+    itself is equal-tailed, so it need not be symmetric around the mean. An empty or non-finite
+    sample gives NaN everywhere except ``interval``, so every row still says its level.
 
     Examples
     --------
     >>> s = summarise(np.array([0.0, 0.25, 0.5, 0.75, 1.0]))
     >>> s["mean"], s["q50"]
     (0.5, 0.5)
+
+    Forty-one draws 0, 1, ..., 40: the 90% interval runs from the 2nd to the 38th, the 95%
+    interval from the 1st to the 39th.
+
+    >>> s = summarise(np.arange(41.0))
+    >>> s["lower"], s["upper"], s["moe"], s["lower"] == s["q05"]
+    (2.0, 38.0, 18.0, True)
+    >>> s = summarise(np.arange(41.0), interval=0.95)
+    >>> s["interval"], s["lower"], s["upper"], s["moe"]
+    (0.95, 1.0, 39.0, 19.0)
     """
+    lower_q, upper_q = interval_quantiles(interval)
     values = np.asarray(draws, dtype=float)
     if values.size == 0 or not np.isfinite(values).all():
-        return dict.fromkeys(SUMMARY_COLUMNS, float("nan"))
-    q05, q50, q95 = np.quantile(values, [0.05, 0.5, 0.95])
+        return dict.fromkeys(SUMMARY_COLUMNS, float("nan")) | {"interval": float(interval)}
+    q05, q50, q95, lower, upper = np.quantile(values, [0.05, 0.5, 0.95, lower_q, upper_q])
     return {
         "mean": float(values.mean()),
         "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0,
         "q05": float(q05),
         "q50": float(q50),
         "q95": float(q95),
+        "interval": float(interval),
+        "lower": float(lower),
+        "upper": float(upper),
+        "moe": float((upper - lower) / 2.0),
     }
 
 
@@ -118,3 +176,17 @@ def draws_frame(estimates: Mapping[str, np.ndarray]) -> pd.DataFrame:
         for name, values in estimates.items()
     ]
     return pd.concat(parts, ignore_index=True)
+
+
+def draws_by_group(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Inverse of ``draws_frame``: target group to its ``(draws,)`` values, in draw order.
+
+    >>> frame = draws_frame({"all": np.array([0.5, 0.25]), "g": np.array([1.0, 0.0])})
+    >>> {k: v.tolist() for k, v in draws_by_group(frame).items()}
+    {'all': [0.5, 0.25], 'g': [1.0, 0.0]}
+    """
+    ordered = frame.sort_values(["target_group", "draw"], kind="stable")
+    return {
+        str(group): part["value"].to_numpy(dtype=float)
+        for group, part in ordered.groupby("target_group", sort=False, observed=True)
+    }

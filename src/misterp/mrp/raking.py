@@ -16,7 +16,7 @@ import pandas as pd
 
 from misterp.mrp.data import WaveData
 
-__all__ = ["rake_weights", "sample_shares"]
+__all__ = ["kish_ess", "rake_weights", "sample_shares"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,15 +86,31 @@ def rake_weights(wave: WaveData) -> pd.Series:
     return pd.concat(parts)
 
 
+def kish_ess(weights: np.ndarray) -> float:
+    """Kish's effective sample size of weighted respondents: ``(sum w)^2 / sum w^2``.
+
+    Raking buys lower bias with variance; the effective sample size says how many
+    equally weighted respondents the raked share is worth. NaN for no respondents.
+
+    >>> kish_ess(np.array([1.0, 1.0, 1.0, 1.0]))
+    4.0
+    >>> kish_ess(np.array([3.0, 1.0]))  # 16 / 10
+    1.6
+    """
+    w = np.asarray(weights, dtype=float)
+    denominator = float((w**2).sum())
+    return float(w.sum()) ** 2 / denominator if denominator > 0 else float("nan")
+
+
 def sample_shares(
     wave: WaveData,
     weights: pd.Series,
     target_groups: Mapping[str, Mapping[str, Sequence[str]]],
 ) -> pd.DataFrame:
-    """Respondents, raw share and raked share per market x question x option x group.
+    """Respondents, raw share, raked share and its Kish ESS per market x question x option x group.
 
     ``n`` counts respondents who were shown the option (for a conditional question: those in
-    the base) and belong to the group.
+    the base) and belong to the group; ``raked_ess`` is ``kish_ess`` of their raking weights.
 
     Examples
     --------
@@ -105,8 +121,8 @@ def sample_shares(
     >>> wave = WaveData(people, answers, pd.DataFrame(), pd.DataFrame(), ("g",))
     >>> w = pd.Series([3.0, 1.0, 1.0], index=["a", "b", "c"])
     >>> out = sample_shares(wave, w, {"women": {"g": ["f"]}})
-    >>> out[["target_group", "n", "raw_mean", "raked_mean"]].to_dict("records")[1]
-    {'target_group': 'women', 'n': 2, 'raw_mean': 0.5, 'raked_mean': 0.75}
+    >>> out[["target_group", "n", "raw_mean", "raked_mean", "raked_ess"]].to_dict("records")[1]
+    {'target_group': 'women', 'n': 2, 'raw_mean': 0.5, 'raked_mean': 0.75, 'raked_ess': 1.6}
     """
     people = wave.respondents.set_index("respondent_id")
     frame = wave.answers[["respondent_id", "question_id", "option", "selected"]].copy()
@@ -114,6 +130,7 @@ def sample_shares(
     frame["market"] = people["market"].reindex(ids).to_numpy()
     frame["weight"] = weights.reindex(ids).to_numpy(dtype=float)
     frame["weighted"] = frame["weight"] * frame["selected"]
+    frame["weight_sq"] = frame["weight"] ** 2
     groups: dict[str, np.ndarray] = {"all": np.ones(len(frame), dtype=bool)}
     for name, definition in target_groups.items():
         member = np.ones(len(frame), dtype=bool)
@@ -130,9 +147,12 @@ def sample_shares(
             selected=("selected", "sum"),
             weighted=("weighted", "sum"),
             weight=("weight", "sum"),
+            weight_sq=("weight_sq", "sum"),
         )
         agg["raw_mean"] = agg["selected"] / agg["n"]
         agg["raked_mean"] = agg["weighted"] / agg["weight"]
+        agg["raked_ess"] = agg["weight"] ** 2 / agg["weight_sq"]  # kish_ess, vectorised
         parts.append(agg.assign(target_group=name).reset_index())
     out = pd.concat(parts, ignore_index=True)
-    return out[[*keys, "target_group", "n", "raw_mean", "raked_mean"]].astype({"n": "int64"})
+    columns = [*keys, "target_group", "n", "raw_mean", "raked_mean", "raked_ess"]
+    return out[columns].astype({"n": "int64"})

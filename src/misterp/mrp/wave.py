@@ -26,8 +26,15 @@ from misterp.fitting import FitResult, fit_with_policy, resume_settings
 from misterp.health import HEALTH_FILE, WaveHealth, wave_health
 from misterp.lease import DEFAULT_STALE_AFTER, acquire_lease, check_holder
 from misterp.mrp.model import BACKENDS, Backend, cell_sampler, extract_cell_draws
-from misterp.mrp.poststratify import SUMMARY_COLUMNS, draws_frame, poststratify, summarise
+from misterp.mrp.poststratify import (
+    SUMMARY_COLUMNS,
+    draws_by_group,
+    draws_frame,
+    poststratify,
+    summarise,
+)
 from misterp.mrp.prepare import PreparedWave, prepare_wave
+from misterp.mrp.reliability import base_flag
 from misterp.mrp.specs import ModelSpec
 from misterp.mrp.staging import open_staged_wave, stage_wave
 from misterp.records import (
@@ -41,6 +48,9 @@ from misterp.records import (
 )
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
+from misterp.tracking.competitors import COMPETITORS_FILE, competitor_table
+from misterp.tracking.funnel import FUNNEL_FILE, funnel_table, plan_funnels
+from misterp.tracking.update import TrackingOutcome, update_tracking
 
 __all__ = [
     "ESTIMATE_COLUMNS",
@@ -68,8 +78,10 @@ ESTIMATE_COLUMNS: tuple[str, ...] = (
     "target_group",
     *SUMMARY_COLUMNS,
     "n",
+    "base_flag",
     "raw_mean",
     "raked_mean",
+    "raked_ess",
     "status",
     "r_hat_max",
     "ess_bulk_min",
@@ -88,6 +100,8 @@ class WaveOutcome:
     output_uri: str
     estimates: pd.DataFrame
     manifest: Manifest
+    #: How the changes and trends step ended (None until it has run).
+    tracking: TrackingOutcome | None = None
 
     @property
     def health(self) -> WaveHealth:
@@ -244,8 +258,10 @@ def assemble_estimates(
     """Poststratify every fit into the estimates table and per-model draws.
 
     A conditional question is weighted by its base model's draws; its status is the worse of
-    its own and its base's, because a bad base makes the weights bad.
+    its own and its base's, because a bad base makes the weights bad. Every row carries its
+    interval (``config.reporting``), its base ``n`` and ``base_flag``.
     """
+    reporting = prepared.config.reporting
     shares: dict[tuple[str, str, str, str], dict[Any, Any]] = {
         (r["market"], r["question_id"], r["option"], r["target_group"]): r
         for r in prepared.shares.to_dict("records")
@@ -274,12 +290,9 @@ def assemble_estimates(
             all_draws[spec.key] = draws_frame(estimates)
         report = fit.report if fit is not None else None
         for group in layout.masks:
-            summary = (
-                summarise(estimates[group])
-                if group in estimates
-                else dict.fromkeys(SUMMARY_COLUMNS, np.nan)
-            )
+            summary = summarise(estimates.get(group, np.empty(0)), reporting.interval)
             share = shares.get((spec.market, spec.question_id, spec.option, group))
+            n = int(share["n"]) if share is not None else 0
             rows.append(
                 {
                     "wave": prepared.wave_id,
@@ -292,9 +305,14 @@ def assemble_estimates(
                     else None,
                     "target_group": group,
                     **summary,
-                    "n": int(share["n"]) if share is not None else 0,
+                    "n": n,
+                    "base_flag": base_flag(n, reporting.low_base, reporting.very_low_base).value,
                     "raw_mean": float(share["raw_mean"]) if share is not None else np.nan,
                     "raked_mean": float(share["raked_mean"]) if share is not None else np.nan,
+                    # shares staged before raked_ess existed have none
+                    "raked_ess": float(share.get("raked_ess", np.nan))
+                    if share is not None
+                    else np.nan,
                     "status": status.value,
                     "r_hat_max": report.r_hat_max if report else np.nan,
                     "ess_bulk_min": report.ess_bulk_min if report else np.nan,
@@ -356,6 +374,18 @@ def publish_wave(
         f"{r.market}/{r.question_id}/{r.option}": FitStatus(str(r.status))
         for r in estimates.drop_duplicates(["market", "question_id", "option"]).itertuples()
     }
+    # Funnel and competitor views from the draws in memory (no re-read), before the manifest,
+    # so a complete wave always has them.
+    grouped = {key: draws_by_group(frame) for key, frame in draws.items()}
+    interval = config.reporting.interval
+    funnels = plan_funnels(prepared.specs, config.reporting.funnel)
+    store.write_parquet(
+        f"{wave}/{FUNNEL_FILE}", funnel_table(wave, funnels, grouped, interval, published)
+    )
+    store.write_parquet(
+        f"{wave}/{COMPETITORS_FILE}",
+        competitor_table(wave, prepared.specs, grouped, interval, published),
+    )
     own = {
         spec.key: fits[spec.key].status if spec.key in fits else FitStatus.FAILED
         for spec in prepared.specs
@@ -387,7 +417,13 @@ def publish_wave(
         config=config.model_dump(mode="json", exclude={"storage_options"}),
         counts=counts,
         wall_seconds=time.perf_counter() - started_at if started_at else None,
-        files={"estimates": "estimates.parquet", "draws": "draws/", "health": HEALTH_FILE},
+        files={
+            "estimates": "estimates.parquet",
+            "draws": "draws/",
+            "funnel": FUNNEL_FILE,
+            "competitors": COMPETITORS_FILE,
+            "health": HEALTH_FILE,
+        },
         estimates_sha256=hashlib.sha256(estimates_bytes).hexdigest(),
         models=tuple(models),
         healthy=counts.healthy,
@@ -413,7 +449,8 @@ def run_wave_inline(
     """Run a whole wave in this process, one fit after another, with no orchestrator.
 
     Like the flow, it stages the wave and reuses stored converged fits whose spec, data and
-    settings are unchanged; ``refit_all`` fits every model again. The wave's lease is taken
+    settings are unchanged; ``refit_all`` fits every model again. After publishing, the wave's
+    changes and the trend table are updated (``misterp.tracking.update``). The wave's lease is taken
     after validation and before staging, and released after publishing or on failure;
     ``force`` takes it over from a run that looks alive (``WaveLocked`` otherwise);
     ``stale_after``: seconds without a heartbeat after which another run may take it over.
@@ -435,4 +472,8 @@ def run_wave_inline(
             if progress is not None:
                 progress(record, number, len(plan.to_fit))
         fits = read_current_fits(store, prepared.wave_id, planned, prepared.settings_hash)
-        return publish_wave(prepared, fits, started_at=started, run_id=lease.run_id)
+        outcome = publish_wave(prepared, fits, started_at=started, run_id=lease.run_id)
+        # After publication and still under the lease: changes.parquet sits in the wave's
+        # folder. It never raises, so the published wave stays complete whatever happens.
+        outcome.tracking = update_tracking(store, prepared.wave_id, config.tracking)
+        return outcome

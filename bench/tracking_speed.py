@@ -1,0 +1,176 @@
+"""Speed and memory of the tracking step: changes.parquet and the trend table of one wave.
+
+The issue asks for a 1,000-model wave with 12 prior waves in under a minute on 2 cores, with
+memory that does not grow with the number of waves beyond the trend table. This script writes
+``--prior-waves`` + 1 synthetic published waves (manifests, per-model draws, estimates; no
+fitting) to a temporary folder, builds the trend table of the prior waves, and then times
+``misterp.tracking.update.update_tracking`` on the last wave in a fresh process pinned to
+``--cores`` CPUs: the previous, year-ago and rolling changes of every model and target group,
+and the incremental trend update. It prints one machine-readable last line::
+
+    models=N prior_waves=W draws=D groups=G change_rows=R seconds=S peak_rss_mb=P
+
+``seconds`` is the wall time of the step, ``peak_rss_mb`` the peak resident set of the process
+that ran it (imports included). Setup (writing the waves) is not timed.
+
+Run from the repository root: ``.venv/bin/python bench/tracking_speed.py --models 1000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _month(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: int) -> list[str]:
+    """Publish ``prior_waves + 1`` synthetic monthly waves ending 2026-11; returns their ids."""
+    from misterp.records import Manifest, ManifestModel, StatusCounts
+    from misterp.status import FitStatus
+    from misterp.storage import ResultStore
+
+    store = ResultStore(root)
+    target_groups = {f"group{g}": {"age": [f"band{g}"]} for g in range(groups)}
+    names = ["all", *target_groups]
+    end = 2026 * 12 + 10
+    waves = [_month(end - k) for k in range(prior_waves, -1, -1)]
+    rng = np.random.default_rng(20261130)
+    keys = [f"M{i % 2}/q{i // 2:04d}/yes" for i in range(models)]
+    for wave in waves:
+        manifest_models, rows = [], []
+        for key in keys:
+            market, question, option = key.split("/")
+            values = rng.beta(20, 30, size=(len(names), draws)).astype(np.float32)
+            frame = pd.DataFrame(
+                {
+                    "target_group": np.repeat(names, draws),
+                    "draw": np.tile(np.arange(draws, dtype=np.int32), len(names)),
+                    "value": values.ravel(),
+                }
+            )
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            store.write_bytes(f"{wave}/draws/{key}.parquet", buffer.getvalue())
+            spec = {
+                "market": market,
+                "question_id": question,
+                "option": option,
+                "formula": "p(yes, n) ~ 1 + (1|age)",
+                "brand": question,
+                "base_question": None,
+                "base_option": None,
+            }
+            manifest_models.append(
+                ManifestModel(
+                    key=key,
+                    spec=spec,
+                    spec_hash="s",
+                    data_hash="d",
+                    status=FitStatus.CONVERGED,
+                    estimate_status=FitStatus.CONVERGED,
+                    attempts=(),
+                    seconds=1.0,
+                    fit_id=None,
+                    n_respondents=1000,
+                    draws=f"draws/{key}.parquet",
+                )
+            )
+            for name, row in zip(names, values, strict=True):
+                rows.append(
+                    {
+                        "wave": wave,
+                        "market": market,
+                        "question_id": question,
+                        "option": option,
+                        "brand": question,
+                        "target_group": name,
+                        "mean": float(row.mean()),
+                        "q05": float(np.quantile(row, 0.05)),
+                        "q95": float(np.quantile(row, 0.95)),
+                        "n": 1000,
+                        "status": "converged",
+                    }
+                )
+        estimates = store.write_parquet(f"{wave}/estimates.parquet", pd.DataFrame(rows))
+        own = dict.fromkeys(keys, FitStatus.CONVERGED)
+        counts = StatusCounts.count(own, own)
+        manifest = Manifest(
+            wave=wave,
+            input=None,
+            input_hashes={"poststrat": "census"},
+            versions={},
+            config={"target_groups": target_groups},
+            counts=counts,
+            wall_seconds=None,
+            files={},
+            estimates_sha256=hashlib.sha256(estimates).hexdigest(),
+            models=tuple(manifest_models),
+            healthy=True,
+        )
+        store.publish(wave, manifest.to_json())
+    return waves
+
+
+def _timed(root: str, wave: str, cores: int, queue: Any) -> None:
+    """In a fresh process: pin to ``cores`` CPUs, run the step, report time and peak RSS."""
+    if hasattr(os, "sched_setaffinity"):
+        available = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, available[:cores])
+    from misterp.storage import ResultStore
+    from misterp.tracking.update import update_tracking
+
+    started = time.perf_counter()
+    outcome = update_tracking(ResultStore(root), wave)
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put((outcome.status, outcome.message, outcome.change_rows, seconds, peak_mb))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the waves, time the step, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--prior-waves", type=int, default=12)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--groups", type=int, default=4, help="target groups besides 'all'")
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="misterp-tracking-") as root:
+        started = time.perf_counter()
+        waves = write_waves(root, args.models, args.prior_waves, args.draws, args.groups)
+        from misterp.storage import ResultStore
+        from misterp.tracking.trends import rebuild_trends
+
+        rebuild_trends(ResultStore(root))  # the table as the prior waves left it
+        print(f"setup: {len(waves)} waves written in {time.perf_counter() - started:.0f} s")
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        process = context.Process(target=_timed, args=(root, waves[-1], args.cores, queue))
+        process.start()
+        status, message, rows, seconds, peak_mb = queue.get()
+        process.join()
+    print(f"tracking step: {status} ({message})")
+    print(
+        f"models={args.models} prior_waves={args.prior_waves} draws={args.draws} "
+        f"groups={args.groups + 1} change_rows={rows} seconds={seconds:.2f} "
+        f"peak_rss_mb={peak_mb:.0f}"
+    )
+    return 0 if status == "updated" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

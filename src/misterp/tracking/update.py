@@ -1,0 +1,99 @@
+"""After a wave is published: its changes and the trend table, without risking the wave.
+
+The wave is complete once its manifest is written; changes and trends are derived from what
+was published. So this step runs after publication, and a failure in it (a reference wave
+with an unreadable manifest, a store hiccup) is logged and recorded in
+``OUTPUT/WAVE/tracking.json`` but never unpublishes the wave: the estimates are right, only
+the comparison is missing, and publishing the wave again (``misterp rerun``) recomputes it.
+A stale ``changes.parquet`` from an earlier run is removed first, so a failure never leaves
+old changes beside new estimates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+from misterp.config import ConfigError, TrackingConfig
+from misterp.records import Record, utc_now
+from misterp.storage import ResultStore
+from misterp.tracking.catalog import read_manifest
+from misterp.tracking.changes import CHANGES_FILE, tracking_of, wave_changes, write_changes
+from misterp.tracking.periods import parse_period
+from misterp.tracking.trends import update_trends
+
+__all__ = ["TRACKING_FILE", "TrackingOutcome", "update_tracking"]
+
+logger = logging.getLogger(__name__)
+
+#: The record of the last tracking step of a wave, relative to the wave folder.
+TRACKING_FILE = "tracking.json"
+
+
+class TrackingOutcome(Record):
+    """How the tracking step of one wave ended (also stored as ``tracking.json``)."""
+
+    wave: str
+    status: Literal["updated", "skipped", "failed"]
+    message: str
+    change_rows: int = 0
+    trend_rows: int = 0
+    seconds: float = 0.0
+    at: str = ""
+
+
+def update_tracking(
+    store: ResultStore, wave: str, tracking: TrackingConfig | None = None
+) -> TrackingOutcome:
+    """Compute ``changes.parquet`` for ``wave`` and refresh ``OUTPUT/trends.parquet``.
+
+    Never raises for a problem of the data or the store: the outcome says ``failed`` (or
+    ``skipped`` for a wave id that is not a period, e.g. the demo's ``demo``) with the reason,
+    and the same is written to ``OUTPUT/WAVE/tracking.json``.
+    """
+    started = time.perf_counter()
+    outcome: TrackingOutcome
+    try:
+        store.remove(f"{wave}/{CHANGES_FILE}")
+        manifest = read_manifest(store, wave)
+        if manifest is None:
+            raise ConfigError(f"wave '{wave}' is not complete; nothing to track")
+        settings = tracking or tracking_of(manifest)
+        try:
+            parse_period(wave, settings.period)
+        except ConfigError as exc:
+            logger.warning("changes and trends skipped: %s", exc)
+            outcome = TrackingOutcome(wave=wave, status="skipped", message=str(exc))
+        else:
+            changes = wave_changes(store, wave, settings)
+            write_changes(store, wave, changes)
+            table = update_trends(store, wave)
+            outcome = TrackingOutcome(
+                wave=wave,
+                status="updated",
+                message=f"{len(changes)} change rows, trends over {table['wave'].nunique()} waves",
+                change_rows=len(changes),
+                trend_rows=len(table),
+            )
+            logger.info("wave %s: %s", wave, outcome.message)
+    except Exception as exc:  # the wave stays published whatever happens here
+        logger.warning(
+            "wave %s is published, but its changes and trends failed: %s: %s; publish it "
+            "again (misterp rerun) to recompute them",
+            wave,
+            type(exc).__name__,
+            exc,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )
+        outcome = TrackingOutcome(
+            wave=wave, status="failed", message=f"{type(exc).__name__}: {exc}"
+        )
+    outcome = outcome.model_copy(
+        update={"seconds": round(time.perf_counter() - started, 3), "at": utc_now()}
+    )
+    try:
+        store.write_bytes(f"{wave}/{TRACKING_FILE}", outcome.model_dump_json(indent=2).encode())
+    except Exception:
+        logger.warning("could not record %s of wave %s", TRACKING_FILE, wave, exc_info=True)
+    return outcome

@@ -1,0 +1,154 @@
+"""The trend table, kept incrementally, and the tracking step that runs after publication."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from misterp.config import parse_config
+from misterp.mrp.wave import run_wave_inline
+from misterp.storage import ResultStore
+from misterp.tracking.trends import TREND_COLUMNS, rebuild_trends, update_trends
+from misterp.tracking.update import update_tracking
+from support import PLUMBING, no_mcmc_backends, small_wave_config
+from tracking_support import publish_fake_wave
+
+KEY = "DE/aware_b1/yes"
+
+
+def _wave(value: float) -> dict[str, dict[str, np.ndarray]]:
+    return {KEY: {"all": np.full(8, value), "women": np.full(8, value / 2)}}
+
+
+def test_publishing_adds_a_waves_rows_sorted_by_period(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    fieldwork = {"fieldwork": {"2026-11": ["2026-11-03", "2026-11-17"]}}
+    publish_fake_wave(store, "2026-11", _wave(0.5), tracking=fieldwork)
+    publish_fake_wave(store, "2026-10", _wave(0.25))
+
+    update_trends(store, "2026-11")
+    table = update_trends(store, "2026-10")
+
+    assert list(table.columns) == list(TREND_COLUMNS)
+    assert list(table["wave"]) == ["2026-10", "2026-10", "2026-11", "2026-11"]
+    assert list(table["mean"]) == [0.25, 0.125, 0.5, 0.25]
+    november = table[table["wave"] == "2026-11"].iloc[0]
+    assert november["period_start"] == pd.Timestamp("2026-11-01")
+    assert november["period_end"] == pd.Timestamp("2026-11-30")
+    assert november["fieldwork_start"] == pd.Timestamp("2026-11-03")
+    assert pd.isna(table.iloc[0]["fieldwork_start"])
+    pd.testing.assert_frame_equal(store.read_parquet("trends.parquet"), table)
+
+
+def test_publishing_a_wave_again_replaces_its_rows(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "2026-10", _wave(0.25))
+    publish_fake_wave(store, "2026-11", _wave(0.5))
+    update_trends(store, "2026-10")
+    update_trends(store, "2026-11")
+
+    publish_fake_wave(store, "2026-11", _wave(0.75))
+    table = update_trends(store, "2026-11")
+
+    assert len(table) == 4
+    assert list(table.loc[table["wave"] == "2026-11", "mean"]) == [0.75, 0.375]
+
+
+def test_rows_of_a_wave_that_is_no_longer_complete_are_dropped(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "2026-10", _wave(0.25))
+    publish_fake_wave(store, "2026-11", _wave(0.5))
+    update_trends(store, "2026-10")
+    update_trends(store, "2026-11")
+
+    store.retract("2026-10")  # a re-run of October has started
+    table = update_trends(store, "2026-11")
+
+    assert set(table["wave"]) == {"2026-11"}
+
+
+def test_the_update_reads_no_other_waves_estimates(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "2026-10", _wave(0.25))
+    update_trends(store, "2026-10")
+    store.write_bytes("2026-10/estimates.parquet", b"damaged: must not be read")
+    publish_fake_wave(store, "2026-11", _wave(0.5))
+
+    table = update_trends(store, "2026-11")
+
+    assert list(table["wave"].unique()) == ["2026-10", "2026-11"]
+
+
+def test_rebuild_reads_every_complete_wave(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "2026-10", _wave(0.25))
+    publish_fake_wave(store, "2026-11", _wave(0.5))
+    publish_fake_wave(store, "2026-12", _wave(0.5), complete=False)
+
+    assert list(rebuild_trends(store)["wave"].unique()) == ["2026-10", "2026-11"]
+
+
+def test_update_tracking_skips_a_wave_id_that_is_no_period(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "demo", _wave(0.5))
+
+    outcome = update_tracking(store, "demo")
+
+    assert outcome.status == "skipped"
+    assert "rename the wave" in outcome.message
+    assert not store.exists("trends.parquet")
+    assert not store.exists("demo/changes.parquet")
+    assert json.loads(store.read_bytes("demo/tracking.json"))["status"] == "skipped"
+    assert sum("changes and trends skipped" in r.message for r in caplog.records) == 1
+
+
+def test_a_failing_tracking_step_leaves_the_wave_published(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "2026-10", _wave(0.25))
+    publish_fake_wave(store, "2026-11", _wave(0.5))
+    store.write_bytes("2026-11/changes.parquet", b"stale")
+    store.write_bytes("2026-10/draws/DE/aware_b1/yes.parquet", b"damaged")
+
+    outcome = update_tracking(store, "2026-11")
+
+    assert outcome.status == "failed"
+    assert store.is_complete("2026-11")
+    assert not store.exists("2026-11/changes.parquet")  # nothing stale left behind
+    assert json.loads(store.read_bytes("2026-11/tracking.json"))["status"] == "failed"
+
+
+def test_run_wave_inline_writes_changes_and_trends_for_each_wave(tmp_path: Path) -> None:
+    outcomes = []
+    for wave in ("2026-10", "2026-11"):
+        raw = small_wave_config(tmp_path, wave=wave, spec={"markets": ("DE",)}, **PLUMBING)
+        raw["input"] = str(tmp_path / "input")
+        outcomes.append(run_wave_inline(parse_config(raw), backends=no_mcmc_backends()))
+    store = ResultStore(str(tmp_path / "results"))
+
+    changes = store.read_parquet("2026-11/changes.parquet")
+    trends = store.read_parquet("trends.parquet")
+
+    assert outcomes[1].tracking is not None
+    assert outcomes[1].tracking.status == "updated"
+    assert set(changes["reference"]) == {"previous"}
+    assert changes["comparable"].all()  # same input, census, groups and formulas
+    assert len(changes) == len(outcomes[1].estimates)
+    assert list(trends["wave"].unique()) == ["2026-10", "2026-11"]
+    assert len(trends) == 2 * len(outcomes[1].estimates)
+
+
+def test_the_first_update_builds_the_table_from_every_complete_wave(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "2026-09", _wave(0.25))  # published before tracking existed
+    publish_fake_wave(store, "2026-10", _wave(0.25), complete=False)
+    publish_fake_wave(store, "2026-11", _wave(0.5))
+
+    table = update_trends(store, "2026-11")
+
+    assert list(table["wave"].unique()) == ["2026-09", "2026-11"]
