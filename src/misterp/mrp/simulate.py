@@ -3,13 +3,14 @@
 The demo and the recovery tests need data whose correct answer is known exactly. The truth is
 therefore computed from the generating cell probabilities and the census, never from the
 sample, and the sample comes from a deliberately biased online panel so that an unweighted
-share is visibly wrong while MRP should recover the truth.
+share is visibly wrong while MRP should recover the truth. ``simulate_waves`` draws several
+waves of one population with declared true changes, so that change detection can be scored.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,14 @@ import pandas as pd
 __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_TARGET_GROUPS",
+    "SimulatedSeries",
     "SimulatedWave",
+    "TrueChange",
     "WaveTruthSpec",
     "compute_truth",
     "simulate_wave",
+    "simulate_waves",
+    "true_changes",
 ]
 
 #: Demographic levels, in column order; the first level of each is the reference level.
@@ -373,14 +378,24 @@ def _split_base(base: str) -> tuple[str, str]:
     return question, option
 
 
-def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave:
-    """Generate a synthetic wave from a biased online panel, with its exact population truth.
+_Item = tuple[str, str, str, str, str | None]
 
-    Each market draws its census and generating model from one random stream and its panel
-    sample from another, so changing ``n_respondents`` leaves the truth unchanged.
-    """
-    spec = spec or WaveTruthSpec()
-    demos = spec.demographics
+
+@dataclass(frozen=True)
+class _Layout:
+    """What every market and wave of one spec share: cells and items."""
+
+    grid: np.ndarray
+    cell_frame: pd.DataFrame
+    items: list[_Item]
+    base_index: np.ndarray
+
+    @property
+    def conditional(self) -> np.ndarray:
+        return self.base_index >= 0
+
+
+def _layout(spec: WaveTruthSpec) -> _Layout:
     grid = _cell_grid(spec.levels)
     cell_frame = pd.DataFrame(
         {
@@ -389,7 +404,7 @@ def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave
         }
     )
     # Items: one per (question, option); the aware item of each brand is the base of its assoc.
-    items: list[tuple[str, str, str, str, str | None]] = []
+    items: list[_Item] = []
     for brand in spec.brands:
         items.append((f"aware_{brand}", "yes", brand, "single", None))
         items.append((f"consider_{brand}", "yes", brand, "single", None))
@@ -397,87 +412,110 @@ def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave
             items.append((f"assoc_{brand}", option, brand, "multi", f"aware_{brand}=yes"))
     item_index = {(q, o): i for i, (q, o, *_rest) in enumerate(items)}
     base_index = np.array([-1 if b is None else item_index[_split_base(b)] for *_rest, b in items])
-    n_items = len(items)
+    return _Layout(grid, cell_frame, items, base_index)
 
-    respondents, answers, poststrat, cell_truth, questions = [], [], [], [], []
-    market_seqs = np.random.SeedSequence(seed).spawn(len(spec.markets))
-    for market, market_seq in zip(spec.markets, market_seqs, strict=True):
-        world_seq, panel_seq = market_seq.spawn(2)
-        world = np.random.default_rng(world_seq)
-        panel = np.random.default_rng(panel_seq)
 
-        population = _census(world, spec, grid)
-        eta = _linear_predictor(world, spec, grid, n_items)
-        target = np.empty(n_items)
-        aware_target: dict[str, float] = {}
-        for i, (qid, _option, brand, _kind, _base) in enumerate(items):
-            if qid.startswith("aware_"):
-                if brand == spec.rare_brand:
-                    aware_target[brand] = spec.rare_awareness
-                else:
-                    aware_target[brand] = world.uniform(*spec.awareness_range)
-                target[i] = aware_target[brand]
-            elif qid.startswith("consider_"):
-                target[i] = aware_target[brand] * world.uniform(*spec.consideration_ratio)
+@dataclass(frozen=True)
+class _MarketWorld:
+    """One market's census and generating model (logits, so that changes can shift them)."""
+
+    population: np.ndarray
+    logit: np.ndarray  # (items, cells)
+
+
+def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layout) -> _MarketWorld:
+    """Draw one market's census and calibrated generating logits from its world stream."""
+    items = layout.items
+    population = _census(world, spec, layout.grid)
+    eta = _linear_predictor(world, spec, layout.grid, len(items))
+    target = np.empty(len(items))
+    aware_target: dict[str, float] = {}
+    for i, (qid, _option, brand, _kind, _base) in enumerate(items):
+        if qid.startswith("aware_"):
+            if brand == spec.rare_brand:
+                aware_target[brand] = spec.rare_awareness
             else:
-                target[i] = world.uniform(*spec.association_range)
-        prob = np.empty_like(eta)
-        unconditional = base_index < 0
-        weights = np.broadcast_to(population.astype(float), eta.shape)
-        intercept = _calibrate_intercepts(
-            eta[unconditional], weights[unconditional], target[unconditional]
-        )
-        prob[unconditional] = _expit(intercept[:, None] + eta[unconditional])
-        conditional = ~unconditional
-        base_weights = population[None, :] * prob[base_index[conditional]]
-        intercept = _calibrate_intercepts(eta[conditional], base_weights, target[conditional])
-        prob[conditional] = _expit(intercept[:, None] + eta[conditional])
+                aware_target[brand] = world.uniform(*spec.awareness_range)
+            target[i] = aware_target[brand]
+        elif qid.startswith("consider_"):
+            target[i] = aware_target[brand] * world.uniform(*spec.consideration_ratio)
+        else:
+            target[i] = world.uniform(*spec.association_range)
+    logit = np.empty_like(eta)
+    unconditional = ~layout.conditional
+    weights = np.broadcast_to(population.astype(float), eta.shape)
+    intercept = _calibrate_intercepts(
+        eta[unconditional], weights[unconditional], target[unconditional]
+    )
+    logit[unconditional] = intercept[:, None] + eta[unconditional]
+    conditional = layout.conditional
+    base_weights = population[None, :] * _expit(logit[layout.base_index[conditional]])
+    intercept = _calibrate_intercepts(eta[conditional], base_weights, target[conditional])
+    logit[conditional] = intercept[:, None] + eta[conditional]
+    return _MarketWorld(population, logit)
 
-        # Biased panel: cells drawn with census share times a demographic propensity.
-        select = population * _panel_propensity(spec, grid)
-        cell_of = panel.choice(grid.shape[0], size=spec.n_respondents, p=select / select.sum())
-        p_resp = prob[:, cell_of].T  # (respondents, items)
-        selected = panel.random(p_resp.shape) < p_resp
-        asked = np.ones_like(selected)
-        asked[:, conditional] = selected[:, base_index[conditional]]
-        r_idx, i_idx = np.nonzero(asked)
 
-        ids = np.array(
-            [f"{market}-{k:06d}" for k in range(1, spec.n_respondents + 1)],
-            dtype=object,
-        )
-        resp = cell_frame.iloc[cell_of].reset_index(drop=True)
-        resp.insert(0, "market", market)
-        resp.insert(0, "respondent_id", ids)
-        respondents.append(resp)
+def _market_frames(
+    panel: np.random.Generator,
+    spec: WaveTruthSpec,
+    layout: _Layout,
+    market: str,
+    population: np.ndarray,
+    prob: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One market's panel sample (respondents, answers), census and cell truth."""
+    grid, cell_frame, items = layout.grid, layout.cell_frame, layout.items
+    conditional, base_index = layout.conditional, layout.base_index
+    # Biased panel: cells drawn with census share times a demographic propensity.
+    select = population * _panel_propensity(spec, grid)
+    cell_of = panel.choice(grid.shape[0], size=spec.n_respondents, p=select / select.sum())
+    p_resp = prob[:, cell_of].T  # (respondents, items)
+    selected = panel.random(p_resp.shape) < p_resp
+    asked = np.ones_like(selected)
+    asked[:, conditional] = selected[:, base_index[conditional]]
+    r_idx, i_idx = np.nonzero(asked)
 
-        item_q = np.array([it[0] for it in items], dtype=object)
-        item_o = np.array([it[1] for it in items], dtype=object)
-        answers.append(
-            pd.DataFrame(
-                {
-                    "respondent_id": ids[r_idx],
-                    "question_id": item_q[i_idx],
-                    "option": item_o[i_idx],
-                    "selected": selected[r_idx, i_idx].astype(np.int8),
-                }
-            )
-        )
+    ids = np.array(
+        [f"{market}-{k:06d}" for k in range(1, spec.n_respondents + 1)],
+        dtype=object,
+    )
+    resp = cell_frame.iloc[cell_of].reset_index(drop=True)
+    resp.insert(0, "market", market)
+    resp.insert(0, "respondent_id", ids)
 
-        ps = cell_frame.copy()
-        ps.insert(0, "market", market)
-        ps["population"] = population
-        poststrat.append(ps)
+    item_q = np.array([it[0] for it in items], dtype=object)
+    item_o = np.array([it[1] for it in items], dtype=object)
+    answers = pd.DataFrame(
+        {
+            "respondent_id": ids[r_idx],
+            "question_id": item_q[i_idx],
+            "option": item_o[i_idx],
+            "selected": selected[r_idx, i_idx].astype(np.int8),
+        }
+    )
 
-        ct = pd.concat([cell_frame] * n_items, ignore_index=True)
-        ct.insert(0, "option", np.repeat(item_o, grid.shape[0]))
-        ct.insert(0, "question_id", np.repeat(item_q, grid.shape[0]))
-        ct.insert(0, "market", market)
-        ct["p_true"] = prob.reshape(-1)
-        cell_truth.append(ct)
+    ps = cell_frame.copy()
+    ps.insert(0, "market", market)
+    ps["population"] = population
 
+    ct = pd.concat([cell_frame] * len(items), ignore_index=True)
+    ct.insert(0, "option", np.repeat(item_o, grid.shape[0]))
+    ct.insert(0, "question_id", np.repeat(item_q, grid.shape[0]))
+    ct.insert(0, "market", market)
+    ct["p_true"] = prob.reshape(-1)
+    return resp, answers, ps, ct
+
+
+def _assemble(
+    seed: int,
+    spec: WaveTruthSpec,
+    layout: _Layout,
+    parts: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]],
+) -> SimulatedWave:
+    questions = []
+    for market in spec.markets:
         seen: set[str] = set()
-        for qid, _option, brand, kind, base in items:
+        for qid, _option, brand, kind, base in layout.items:
             if qid not in seen:
                 seen.add(qid)
                 questions.append(
@@ -489,9 +527,8 @@ def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave
                         "base": base,
                     }
                 )
-
-    poststrat_df = pd.concat(poststrat, ignore_index=True)
-    cell_truth_df = pd.concat(cell_truth, ignore_index=True)
+    poststrat_df = pd.concat([p[2] for p in parts], ignore_index=True)
+    cell_truth_df = pd.concat([p[3] for p in parts], ignore_index=True)
     questions_df = pd.DataFrame(
         questions, columns=["question_id", "market", "brand", "kind", "base"]
     )
@@ -499,11 +536,12 @@ def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave
         name: {dim: list(levels) for dim, levels in group.items()}
         for name, group in spec.target_groups.items()
     }
+    demos = spec.demographics
     return SimulatedWave(
         seed=seed,
         spec=spec,
-        respondents=pd.concat(respondents, ignore_index=True),
-        answers=pd.concat(answers, ignore_index=True),
+        respondents=pd.concat([p[0] for p in parts], ignore_index=True),
+        answers=pd.concat([p[1] for p in parts], ignore_index=True),
         poststrat=poststrat_df,
         questions=questions_df,
         truth=compute_truth(cell_truth_df, poststrat_df, questions_df, target_groups, demos),
@@ -511,3 +549,286 @@ def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave
         demographics=demos,
         target_groups=target_groups,
     )
+
+
+def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave:
+    """Generate a synthetic wave from a biased online panel, with its exact population truth.
+
+    Each market draws its census and generating model from one random stream and its panel
+    sample from another, so changing ``n_respondents`` leaves the truth unchanged.
+    """
+    spec = spec or WaveTruthSpec()
+    layout = _layout(spec)
+    parts = []
+    market_seqs = np.random.SeedSequence(seed).spawn(len(spec.markets))
+    for market, market_seq in zip(spec.markets, market_seqs, strict=True):
+        world_seq, panel_seq = market_seq.spawn(2)
+        world = _market_world(np.random.default_rng(world_seq), spec, layout)
+        parts.append(
+            _market_frames(
+                np.random.default_rng(panel_seq),
+                spec,
+                layout,
+                market,
+                world.population,
+                _expit(world.logit),
+            )
+        )
+    return _assemble(seed, spec, layout, parts)
+
+
+# -- several waves with known true changes ----------------------------------------------------
+
+_CHANGE_COLUMNS = [
+    "market",
+    "question_id",
+    "option",
+    "target_group",
+    "reference_wave",
+    "wave",
+    "reference_value",
+    "value",
+    "true_change",
+    "declared",
+]
+
+
+@dataclass(frozen=True)
+class TrueChange:
+    """A declared change of the population truth between two consecutive waves.
+
+    From ``from_wave`` on, the generating logits of ``question_id``/``option`` are shifted in
+    every census cell of ``target_group`` by one constant, solved so that the group's true
+    share is ``delta`` higher than it would be without this change (``delta=0.05``: +5 points).
+
+    Attributes
+    ----------
+    question_id, option
+        The estimate that changes, e.g. ``"aware_brand02"``, ``"yes"``.
+    target_group
+        ``"all"`` or a name in ``WaveTruthSpec.target_groups``: the cells that move.
+    delta
+        Change of the group's true share, in proportions (``-0.03``: 3 points down).
+    from_wave
+        First wave with the change; it persists in later waves.
+    market
+        One market, or ``None`` for every market.
+    """
+
+    question_id: str
+    option: str
+    target_group: str
+    delta: float
+    from_wave: str
+    market: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SimulatedSeries:
+    """Consecutive synthetic waves of one population, and their true changes.
+
+    Attributes
+    ----------
+    waves
+        Wave label -> wave, in order. Every wave has the same census (``poststrat``).
+    changes
+        The declared changes that generated the series.
+    true_changes
+        One row per market x question x option x target group x consecutive pair of waves:
+        ``reference_wave``, ``wave``, ``reference_value``, ``value``, ``true_change``
+        (``value - reference_value``, exact) and ``declared`` (the estimate a ``TrueChange``
+        names, taking effect at ``wave``). Undeclared rows can still move: a change inside a
+        target group moves ``"all"`` and overlapping groups, and an awareness change moves the
+        base, hence the truth, of the brand's association questions.
+    """
+
+    waves: dict[str, SimulatedWave]
+    changes: tuple[TrueChange, ...]
+    true_changes: pd.DataFrame
+
+
+def true_changes(truths: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Exact changes of the truth between consecutive waves (ordered as ``truths``).
+
+    Parameters
+    ----------
+    truths
+        Wave label -> truth frame (``SimulatedWave.truth`` layout), in wave order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The ``SimulatedSeries.true_changes`` columns, with ``declared`` all False.
+    """
+    keys = ["market", "question_id", "option", "target_group"]
+    labels = list(truths)
+    out = []
+    for reference, wave in itertools.pairwise(labels):
+        pair = truths[reference].merge(
+            truths[wave], on=keys, suffixes=("_ref", ""), validate="one_to_one"
+        )
+        frame = pair[keys].copy()
+        frame["reference_wave"] = reference
+        frame["wave"] = wave
+        frame["reference_value"] = pair["true_value_ref"]
+        frame["value"] = pair["true_value"]
+        frame["true_change"] = pair["true_value"] - pair["true_value_ref"]
+        frame["declared"] = False
+        out.append(frame[_CHANGE_COLUMNS])
+    if not out:
+        return pd.DataFrame(columns=_CHANGE_COLUMNS)
+    return pd.concat(out, ignore_index=True)
+
+
+def _check_changes(
+    spec: WaveTruthSpec, labels: list[str], changes: tuple[TrueChange, ...], layout: _Layout
+) -> None:
+    """Raise one error listing every unusable change, with the valid choices."""
+    items = {(q, o) for q, o, *_rest in layout.items}
+    groups = ["all", *spec.target_groups]
+    problems = []
+    for change in changes:
+        where = f"{change.question_id}/{change.option}/{change.target_group}"
+        if (change.question_id, change.option) not in items:
+            problems.append(f"{where}: no such question/option in the spec")
+        if change.target_group not in groups:
+            problems.append(f"{where}: target group not one of {sorted(groups)}")
+        if change.market is not None and change.market not in spec.markets:
+            problems.append(f"{where}: market {change.market!r} not one of {spec.markets}")
+        if change.from_wave not in labels[1:]:
+            problems.append(
+                f"{where}: from_wave {change.from_wave!r} must be a wave after the first "
+                f"({labels[1:]}); the first wave is the reference"
+            )
+        if not 0 < abs(change.delta) < 1:
+            problems.append(f"{where}: delta {change.delta} must be a non-zero proportion")
+    if problems:
+        raise ValueError("unusable true changes:\n  " + "\n  ".join(problems))
+
+
+def _group_mask(layout: _Layout, group: Mapping[str, list[str]]) -> np.ndarray:
+    mask = np.ones(layout.grid.shape[0], dtype=bool)
+    for dim, wanted in group.items():
+        mask &= layout.cell_frame[dim].isin(list(wanted)).to_numpy()
+    return mask
+
+
+def _shifted_logits(
+    spec: WaveTruthSpec,
+    layout: _Layout,
+    world: _MarketWorld,
+    active: list[TrueChange],
+) -> np.ndarray:
+    """The market's logits with ``active`` changes applied, each solved for its ``delta``.
+
+    Changes to unconditional questions go first, so that a change to an association question
+    is solved on the awareness base of the same wave.
+    """
+    logit = world.logit.copy()
+    item_index = {(q, o): i for i, (q, o, *_rest) in enumerate(layout.items)}
+    groups: dict[str, Mapping[str, list[str]]] = {"all": {}, **spec.target_groups}
+    ordered = sorted(
+        active, key=lambda c: bool(layout.conditional[item_index[c.question_id, c.option]])
+    )
+    for change in ordered:
+        i = item_index[change.question_id, change.option]
+        mask = _group_mask(layout, groups[change.target_group])
+        weights = world.population[mask].astype(float)
+        if layout.conditional[i]:
+            weights = weights * _expit(logit[layout.base_index[i], mask])
+        before = float((weights * _expit(logit[i, mask])).sum() / weights.sum())
+        target = before + change.delta
+        if not 0 < target < 1:
+            raise ValueError(
+                f"{change.question_id}/{change.option}/{change.target_group}: true share "
+                f"{before:.3f} cannot move by {change.delta:+.3f}; choose a smaller delta"
+            )
+        shift = _calibrate_intercepts(logit[i, mask][None, :], weights[None, :], np.array([target]))
+        logit[i, mask] += shift[0]
+    return logit
+
+
+def simulate_waves(
+    seed: int,
+    spec: WaveTruthSpec | None = None,
+    waves: Sequence[str] = ("w1", "w2"),
+    changes: Sequence[TrueChange] = (),
+) -> SimulatedSeries:
+    """Simulate consecutive waves of one population, with declared true changes between them.
+
+    Every wave has the same census and the same generating model as ``simulate_wave(seed,
+    spec)``, except for the declared ``changes``, and a fresh panel sample (same biased panel
+    design, its own random stream). The first wave is exactly ``simulate_wave(seed, spec)``.
+    A change shifts the logits of one question/option in every cell of one target group by a
+    constant, solved so that the group's true share moves by ``delta``: the shape of the
+    demographic effects within the group is kept, and no cell leaves (0, 1).
+
+    Parameters
+    ----------
+    seed
+        Seed of the population (census and model) and of every wave's panel.
+    spec
+        Population and panel design; ``WaveTruthSpec()`` by default.
+    waves
+        Wave labels, in order (e.g. ``["2026-09", "2026-10"]``).
+    changes
+        True changes; each takes effect at its ``from_wave`` and persists.
+
+    Returns
+    -------
+    SimulatedSeries
+        The waves with their truth, and the exact true changes between consecutive waves.
+
+    Raises
+    ------
+    ValueError
+        Duplicate or missing wave labels, or changes naming unknown questions, groups, markets
+        or waves, or moving a share out of (0, 1).
+    """
+    spec = spec or WaveTruthSpec()
+    labels = list(waves)
+    if not labels or len(set(labels)) != len(labels):
+        raise ValueError(f"waves must be distinct labels, at least one; got {labels}")
+    change_list = tuple(changes)
+    layout = _layout(spec)
+    _check_changes(spec, labels, change_list, layout)
+    order = {label: k for k, label in enumerate(labels)}
+
+    parts: list[list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]]] = [
+        [] for _ in labels
+    ]
+    market_seqs = np.random.SeedSequence(seed).spawn(len(spec.markets))
+    for market, market_seq in zip(spec.markets, market_seqs, strict=True):
+        # The first two children are simulate_wave's streams; later waves' panels follow.
+        world_seq, first_panel = market_seq.spawn(2)
+        panel_seqs = [first_panel, *market_seq.spawn(len(labels) - 1)]
+        world = _market_world(np.random.default_rng(world_seq), spec, layout)
+        for k, panel_seq in enumerate(panel_seqs):
+            active = [
+                c for c in change_list if order[c.from_wave] <= k and c.market in (None, market)
+            ]
+            logit = _shifted_logits(spec, layout, world, active)
+            parts[k].append(
+                _market_frames(
+                    np.random.default_rng(panel_seq),
+                    spec,
+                    layout,
+                    market,
+                    world.population,
+                    _expit(logit),
+                )
+            )
+    simulated = {
+        label: _assemble(seed, spec, layout, p) for label, p in zip(labels, parts, strict=True)
+    }
+    table = true_changes({label: w.truth for label, w in simulated.items()})
+    for change in change_list:
+        table.loc[
+            (table["wave"] == change.from_wave)
+            & (table["question_id"] == change.question_id)
+            & (table["option"] == change.option)
+            & (table["target_group"] == change.target_group)
+            & ((change.market is None) | (table["market"] == change.market)),
+            "declared",
+        ] = True
+    return SimulatedSeries(simulated, change_list, table)
