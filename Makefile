@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed  ## create .venv with the locked dependencies and misterp
 
-demo: install  ## simulate a demo wave and run it end to end, locally
+demo: install  ## simulate 3 monthly waves with known changes and track them end to end, locally
 	$(VENV)/bin/misterp demo --output demo-results
 
 lint: install  ## ruff and mypy

@@ -1,4 +1,4 @@
-"""The ``misterp`` command: run, re-run and validate tracking waves, a demo wave, alerts.
+"""The ``misterp`` command: run, re-run and validate tracking waves, a demo tracker, alerts.
 
 Wiring like the flows, so it lives beside them. Prefect is imported only by the commands that
 start a flow: ``misterp validate`` and ``misterp --version`` run without it. Every outcome has
@@ -568,7 +568,7 @@ def validate(
 
 
 @app.command(
-    epilog="Example: misterp demo --output demo-results --markets DE,FR --brands 3",
+    epilog="Example: misterp demo --output demo-results --markets DE,FR --brands 3 --waves 3",
 )
 def demo(
     output: Annotated[
@@ -581,32 +581,60 @@ def demo(
         int, typer.Option("--brands", min=1, help="Number of brands per market.")
     ] = 3,
     respondents: Annotated[
-        int, typer.Option("--respondents", min=1, help="Respondents per market.")
+        int, typer.Option("--respondents", min=1, help="Respondents per market and wave.")
     ] = 1500,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated wave.")] = 7,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated waves.")] = 7,
+    n_waves: Annotated[
+        int,
+        typer.Option(
+            "--waves", min=1, help="Consecutive monthly waves; the last one has true changes."
+        ),
+    ] = 3,
 ) -> None:
-    """Simulate a wave with known truth, run it end to end and compare estimates with it.
+    """Simulate monthly waves with known truth and changes, track them, compare with the truth.
 
-    Needs no cluster and no Prefect server (Prefect starts a temporary local API). Exits 1 only
+    The last wave has a few declared true changes; the others are the same population. Prints
+    the last wave's estimates and its changes against the previous wave beside the truth. Needs
+    no cluster and no Prefect server (one temporary local API serves every wave). Exits 1 only
     when a fit failed: on simulated data a not converged fit is part of what the demo shows.
     """
     root = output.resolve()
     invocation = Invocation(
         "demo",
         stores=(str(root / "results"),),
-        rerun=_rerun_command("demo", str(root / "demo-config.yaml")),
+        rerun=_rerun_command(None, str(root / "demo-config.yaml")),
     )
-    _conclude(invocation, lambda: _demo(root, markets, brands, respondents, seed))
+    _conclude(
+        invocation, lambda: _demo(root, markets, brands, respondents, seed, n_waves, invocation)
+    )
 
 
-def _demo(output: Path, markets: str, brands: int, respondents: int, seed: int) -> ExitCode:
+def _demo(
+    output: Path,
+    markets: str,
+    brands: int,
+    respondents: int,
+    seed: int,
+    n_waves: int,
+    invocation: Invocation,
+) -> ExitCode:
+    """Simulate, run and track the demo waves, then print the last one beside the truth."""
     import pandas as pd
     import yaml
 
-    from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
+    from flows.demo import (
+        SHOWN_GROUPS,
+        demo_wave_ids,
+        plan_demo_changes,
+        score_changes,
+        summarise_scores,
+    )
+    from misterp.mrp.simulate import WaveTruthSpec, simulate_wave, simulate_waves
     from misterp.storage import ResultStore
+    from misterp.tracking.changes import CHANGES_FILE
 
-    wave_id = "demo"
+    wave_ids = demo_wave_ids(n_waves)
+    last = wave_ids[-1]
     brand_names = tuple(f"brand{i:02d}" for i in range(1, brands + 1))
     spec = WaveTruthSpec(
         markets=tuple(markets.split(",")),
@@ -614,44 +642,88 @@ def _demo(output: Path, markets: str, brands: int, respondents: int, seed: int) 
         n_respondents=respondents,
         rare_brand=brand_names[-1],  # the last brand is the small, rarely known one
     )
-    simulated = simulate_wave(seed, spec)
-    input_uri = str(output / "input" / wave_id)
-    simulated.write(input_uri, include_truth=True)
-    config = simulated.config(input_uri, str(output / "results"))
-    config["wave"] = wave_id
+    declared = (
+        plan_demo_changes(simulate_wave(seed, spec).truth, brand_names, last) if n_waves > 1 else []
+    )
+    series = simulate_waves(seed, spec, wave_ids, declared)
+    for wave_id, simulated in series.waves.items():
+        simulated.write(str(output / "input" / wave_id), include_truth=True)
+    results = str(output / "results")
+    config = series.waves[last].config(str(output / "input" / "{wave}"), results)
+    config["tracking"] = {"period": "month"}  # wave ids are months: changes and trends
     config_path = output / "demo-config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    _say(f"demo wave: {len(simulated.respondents)} respondents, config {config_path}")
+    moves = ", ".join(
+        f"{c.question_id} {c.delta * 100:+.0f} pts in {c.target_group} ({c.market})"
+        for c in declared
+    )
+    _say(
+        f"demo: {n_waves} monthly waves ({', '.join(wave_ids)}), {respondents:,} respondents "
+        f"per market each; true changes in {last}: {moves or 'none'}; config {config_path}"
+    )
 
     from flows.runtime import local_prefect_api
     from flows.wave import run_wave
 
     _prefect_expected_errors()
     started = time.perf_counter()
-    with local_prefect_api():  # a temporary API that dies with this process
-        summary = summary_of(run_wave(config=str(config_path), return_state=True))
+    summaries = []
+    with local_prefect_api():  # one temporary API for every wave; it dies with this process
+        for wave_id in wave_ids:
+            invocation.rerun = _rerun_command(wave_id, str(config_path))
+            state = run_wave(config=str(config_path), wave=wave_id, return_state=True)
+            summaries.append(summary_of(state))
+            _say(f"{summaries[-1].headline} ({time.perf_counter() - started:.0f} s so far)")
     seconds = time.perf_counter() - started
-    estimates = ResultStore(str(output / "results")).read_parquet(f"{wave_id}/estimates.parquet")
-    table = estimates.merge(
-        simulated.truth, on=["market", "question_id", "option", "target_group"], how="left"
+    invocation.rerun = _rerun_command(last, str(config_path))
+
+    store = ResultStore(results)
+    truth = series.waves[last].truth
+    table = store.read_parquet(f"{last}/estimates.parquet").merge(
+        truth, on=["market", "question_id", "option", "target_group"], how="left"
     )
-    shown = table[table["target_group"].isin(["all", "women_18_34"])]
-    columns = ["market", "question_id", "option", "target_group", "true_value", "mean", "q05"]
-    columns += ["q95", "raw_mean", "raked_mean", "n", "status"]
+    columns = ["market", "question_id", "option", "true_value", "mean", "q05", "q95"]
+    columns += ["raw_mean", "n", "status"]
     with pd.option_context("display.width", 200, "display.max_rows", 400):
-        _say(shown[columns].round(3).to_string(index=False))
+        _say(f"\nwave {last}, whole population: estimates beside the truth")
+        _say(table.loc[table["target_group"] == "all", columns].round(3).to_string(index=False))
     inside = ((table["q05"] <= table["true_value"]) & (table["true_value"] <= table["q95"])).mean()
     mrp_error = (table["mean"] - table["true_value"]).abs().mean()
     raw_error = (table["raw_mean"] - table["true_value"]).abs().mean()
     _say(
-        f"\n{summary.counts.models} models in {seconds:.0f} s; 90% intervals cover the truth in "
-        f"{inside:.0%} of {len(table)} estimates; mean abs error MRP {mrp_error:.3f} vs raw "
-        f"sample share {raw_error:.3f}; results: {summary.output}"
+        f"all target groups: 90% intervals cover the truth in {inside:.0%} of {len(table)} "
+        f"estimates; mean abs error MRP {mrp_error:.3f} vs raw sample share {raw_error:.3f}"
     )
-    if summary.counts.failed:
-        _say(summary.headline, err=True, exit_code=ExitCode.FLAGGED)
+
+    published = [w for w in wave_ids[1:] if store.exists(f"{w}/{CHANGES_FILE}")]
+    for wave_id in sorted(set(wave_ids[1:]) - set(published)):
+        _say(f"wave {wave_id} has no {CHANGES_FILE}: see {store.uri(f'{wave_id}/tracking.json')}")
+    if published:
+        changes = pd.concat([store.read_parquet(f"{w}/{CHANGES_FILE}") for w in published])
+        scored = score_changes(changes, series.true_changes)
+        shown = scored[(scored["wave"] == last) & scored["target_group"].isin(SHOWN_GROUPS)]
+        shown = shown.assign(declared=shown["declared"].map({True: "*", False: ""}))
+        columns = ["market", "question_id", "option", "target_group", "declared", "true_change"]
+        columns += ["mean", "lower", "upper", "p_up", "p_down", "flag"]
+        with pd.option_context("display.width", 200, "display.max_rows", 400):
+            _say(
+                f"\nchanges {wave_ids[-2]} -> {last} beside the true change "
+                "(* declared; flag at P(up) or P(down) >= 0.95)"
+            )
+            _say(shown[columns].round(3).to_string(index=False))
+        for wave_id in published:
+            score = summarise_scores(scored[scored["wave"] == wave_id])
+            _say(f"{wave_id} vs previous: {score.line()}")
+    _say(
+        f"\n{n_waves} waves, {sum(s.counts.models for s in summaries)} models in {seconds:.0f} s; "
+        f"results: {results}/WAVE/ (changes.parquet per wave); trends: "
+        f"{store.uri('trends.parquet')}"
+    )
+    failed = [s.headline for s in summaries if s.counts.failed]
+    if failed:
+        _say("; ".join(failed), err=True, exit_code=ExitCode.FLAGGED)
         return ExitCode.FLAGGED
-    _say(summary.headline, exit_code=ExitCode.OK)
+    _say(summaries[-1].headline, exit_code=ExitCode.OK)
     return ExitCode.OK
 
 

@@ -49,7 +49,7 @@ def update_tracking(
     """Compute ``changes.parquet`` for ``wave`` and refresh ``OUTPUT/trends.parquet``.
 
     Never raises for a problem of the data or the store: the outcome says ``failed`` (or
-    ``skipped`` for a wave id that is not a period, e.g. the demo's ``demo``) with the reason,
+    ``skipped`` for a wave id that is not a period, e.g. ``demo``) with the reason,
     and the same is written to ``OUTPUT/WAVE/tracking.json``.
     """
     started = time.perf_counter()
