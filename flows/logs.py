@@ -107,6 +107,12 @@ def prefect_logging_env(level: str, json_lines: bool) -> dict[str, str]:
         # The core logs on ``misterp.*``; this sends those records to the run logs in the UI.
         "PREFECT_LOGGING_EXTRA_LOGGERS": os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS")
         or "misterp",
+        # The core also logs outside flow runs (the lease, validation): those lines belong on
+        # the console only, without a warning that they could not reach the API.
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": os.environ.get(
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"
+        )
+        or "ignore",
     }
     if json_lines:
         formatter = f"{JsonLinesFormatter.__module__}.{JsonLinesFormatter.__qualname__}"

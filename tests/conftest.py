@@ -20,6 +20,7 @@ from support import free_port
 os.environ.setdefault("PREFECT_HOME", str(Path(__file__).parent.parent / ".cache" / "prefect"))
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "misterp")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Store credentials for the local S3 endpoint (moto accepts any), from the environment as a
 # pod gets them from its Secret: never in storage options that become run parameters.
