@@ -8,8 +8,7 @@ of every estimate in every wave is known exactly. Each wave is fitted with the r
 this process (``misterp.mrp.wave.run_wave_inline``), and every estimate's change between
 consecutive waves is computed from the published draws
 (``OUTPUT/WAVE/draws/MARKET/QUESTION/OPTION.parquet``) with
-``misterp.tracking.changes.compare_draws`` (a local copy of its rule while that module does not
-exist yet: the table says which one ran).
+``misterp.tracking.changes.compare_draws``, the rule the pipeline's ``changes.parquet`` uses.
 
 What is printed
 ---------------
@@ -59,7 +58,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -88,46 +86,9 @@ ZERO = 1e-12  # unchanged truth is bitwise equal; this only absorbs the subtract
 # -- change rule ------------------------------------------------------------------------------
 
 
-class _Flag(StrEnum):
-    UP = "up"
-    DOWN = "down"
-    STEADY = "steady"
-
-
-@dataclass(frozen=True)
-class _Change:
-    mean: float
-    lower: float
-    upper: float
-    p_up: float
-    p_down: float
-    flag: _Flag
-
-
-def _compare_draws_local(
-    current: np.ndarray,
-    reference: np.ndarray,
-    *,
-    probability: float = PROBABILITY,
-    interval: float = INTERVAL,
-) -> _Change:
-    """Draw-wise change of one estimate: the rule ``misterp.tracking.changes`` implements."""
-    diff = np.asarray(current, dtype=float) - np.asarray(reference, dtype=float)
-    tail = (1.0 - interval) / 2.0
-    lower, upper = np.quantile(diff, [tail, 1.0 - tail])
-    p_up = float(np.mean(diff > 0))
-    p_down = float(np.mean(diff < 0))
-    flag = (
-        _Flag.UP if p_up >= probability else _Flag.DOWN if p_down >= probability else _Flag.STEADY
-    )
-    return _Change(float(diff.mean()), float(lower), float(upper), p_up, p_down, flag)
-
-
 def _change_rule() -> tuple[Callable[..., Any], str]:
-    try:
-        from misterp.tracking.changes import compare_draws
-    except ImportError:
-        return _compare_draws_local, "local copy (misterp.tracking.changes not importable)"
+    from misterp.tracking.changes import compare_draws
+
     return compare_draws, "misterp.tracking.changes.compare_draws"
 
 
