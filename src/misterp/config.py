@@ -24,7 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
+from misterp.tracking.periods import parse_period
 
 __all__ = [
     "ConfigError",
@@ -280,13 +282,7 @@ class WaveConfig(_Frozen):
         """
         if self.wave is None or "tracking" not in self.model_fields_set:
             return
-        from misterp.tracking.periods import parse_period  # imports this module
-
         parse_period(self.wave, self.tracking.period)
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used, with every problem and its fix."""
 
 
 def check_wave_id(wave: str) -> str:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from misterp.config import ConfigError
+from misterp.errors import ConfigError
 
 __all__ = [
     "PERIOD_FORMATS",
