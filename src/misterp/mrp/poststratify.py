@@ -185,8 +185,8 @@ def draws_by_group(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     >>> {k: v.tolist() for k, v in draws_by_group(frame).items()}
     {'all': [0.5, 0.25], 'g': [1.0, 0.0]}
     """
-    ordered = frame.sort_values(["target_group", "draw"], kind="stable")
-    return {
-        str(group): part["value"].to_numpy(dtype=float)
-        for group, part in ordered.groupby("target_group", sort=False, observed=True)
-    }
+    codes, groups = pd.factorize(frame["target_group"], sort=True)
+    order = np.lexsort((frame["draw"].to_numpy(), codes))
+    values = frame["value"].to_numpy(dtype=float)[order]
+    sorted_codes = codes[order]
+    return {str(group): values[sorted_codes == i] for i, group in enumerate(groups)}

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from misterp.config import ConfigError, TrackingConfig
+from misterp.mrp.poststratify import draws_by_group
 from misterp.records import Manifest, ManifestModel
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
@@ -289,12 +290,7 @@ def _references(
 def _read_draws(store: ResultStore, wave: str, model: ManifestModel) -> dict[str, np.ndarray]:
     """Group name to ``(draws,)`` values of one model in one wave."""
     assert model.draws is not None
-    frame = store.read_parquet(f"{wave}/{model.draws}")
-    codes, groups = pd.factorize(frame["target_group"], sort=False)
-    order = np.lexsort((frame["draw"].to_numpy(), codes))
-    values = frame["value"].to_numpy(dtype=float)[order]
-    sorted_codes = codes[order]
-    return {str(group): values[sorted_codes == i] for i, group in enumerate(groups)}
+    return draws_by_group(store.read_parquet(f"{wave}/{model.draws}"))
 
 
 def _thin(values: np.ndarray, n: int) -> np.ndarray:
