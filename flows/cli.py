@@ -708,7 +708,7 @@ def _demo(
         with pd.option_context("display.width", 200, "display.max_rows", 400):
             _say(
                 f"\nchanges {wave_ids[-2]} -> {last} beside the true change "
-                "(* declared; flag at P(up) or P(down) >= 0.95)"
+                "(* declared; flagged where P(up) or P(down) >= 0.975, two-sided 95%)"
             )
             _say(shown[columns].round(3).to_string(index=False))
         for wave_id in published:

@@ -172,7 +172,11 @@ class TrackingConfig(_Frozen):
         "YYYY-Qn, date YYYY-MM-DD",
     )
     change_probability: float = Field(
-        0.95, gt=0.5, lt=1.0, description="P(up) or P(down) at which a change is flagged"
+        0.95,
+        gt=0.5,
+        lt=1.0,
+        description="two-sided level of the change flag: flagged when the central interval at "
+        "this probability excludes 0, i.e. P(up) or P(down) >= (1 + p) / 2 (0.975 at 0.95)",
     )
     interval: float = Field(0.90, gt=0.0, lt=1.0, description="level of the change intervals")
     rolling_waves: int = Field(3, ge=1, description="waves per window of the rolling view")

@@ -38,14 +38,24 @@ def test_a_draw_of_no_change_counts_neither_up_nor_down() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ups", "flag"),
-    [(95, ChangeFlag.UP), (94, ChangeFlag.STEADY), (5, ChangeFlag.DOWN), (6, ChangeFlag.STEADY)],
+    ("probability", "ups", "flag"),
+    [
+        (0.95, 975, ChangeFlag.UP),
+        (0.95, 974, ChangeFlag.STEADY),
+        (0.95, 25, ChangeFlag.DOWN),
+        (0.95, 26, ChangeFlag.STEADY),
+        (0.90, 950, ChangeFlag.UP),
+        (0.90, 949, ChangeFlag.STEADY),
+    ],
 )
-def test_the_flag_turns_at_the_probability_inclusive(ups: int, flag: ChangeFlag) -> None:
-    # 100 draws: `ups` differences of +1/4, the rest -1/4, so P(up) = ups / 100 exactly
-    current = np.where(np.arange(100) < ups, 0.75, 0.25)
-    s = compare_draws(current, np.full(100, 0.5), probability=0.95)
-    assert s.p_up == ups / 100
+def test_the_flag_is_two_sided_and_turns_at_its_threshold_inclusive(
+    probability: float, ups: int, flag: ChangeFlag
+) -> None:
+    # 1,000 draws: `ups` differences of +1/4, the rest -1/4, so P(up) = ups / 1000 exactly;
+    # at 0.95 the central 95% interval excludes 0 from P(up) = 0.975 on
+    current = np.where(np.arange(1000) < ups, 0.75, 0.25)
+    s = compare_draws(current, np.full(1000, 0.5), probability=probability)
+    assert s.p_up == ups / 1000
     assert s.flag is flag
 
 
