@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.config import parse_config
+from misterp.config import TrackingConfig, parse_config
 from misterp.mrp.wave import run_wave_inline
 from misterp.storage import ResultStore
+from misterp.tracking.changes import later_waves_referencing
 from misterp.tracking.trends import TREND_COLUMNS, rebuild_trends, update_trends
 from misterp.tracking.update import update_tracking
 from support import PLUMBING, no_mcmc_backends, small_wave_config
@@ -152,3 +153,41 @@ def test_the_first_update_builds_the_table_from_every_complete_wave(tmp_path: Pa
     table = update_trends(store, "2026-11")
 
     assert list(table["wave"].unique()) == ["2026-09", "2026-11"]
+
+
+def test_republishing_an_earlier_wave_recomputes_the_later_waves_changes(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    for wave, value in (("2026-09", 0.25), ("2026-10", 0.25), ("2026-11", 0.5)):
+        publish_fake_wave(store, wave, _wave(value))
+        update_tracking(store, wave)
+    november = store.read_parquet("2026-11/changes.parquet")
+    assert november.loc[november["target_group"] == "all", "mean"].tolist() == [0.25]
+
+    # 2026-10 is re-run and comes out higher: November's change against it is now stale
+    publish_fake_wave(store, "2026-10", _wave(0.375))
+    outcome = update_tracking(store, "2026-10")
+
+    assert outcome.refreshed == ("2026-11",)
+    november = store.read_parquet("2026-11/changes.parquet")
+    assert november.loc[november["target_group"] == "all", "mean"].tolist() == [0.125]
+    # the wave before is not touched: its changes do not refer to 2026-10
+    september = (
+        store.read_parquet("2026-09/changes.parquet")
+        if store.exists("2026-09/changes.parquet")
+        else None
+    )
+    assert september is None or september.empty
+
+
+def test_later_waves_referencing_follows_previous_year_ago_and_rolling(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    months = [f"2025-{m:02d}" for m in range(10, 13)] + [f"2026-{m:02d}" for m in range(1, 12)]
+    for wave in months:
+        # 2026-04 is running: it is never stale, and 2026-05's previous wave is 2026-03
+        publish_fake_wave(store, wave, _wave(0.5), complete=wave != "2026-04")
+
+    stale = later_waves_referencing(store, "2025-10", TrackingConfig(rolling_waves=2))
+
+    # rolling 2 looks 3 complete waves back (2025-11..2026-01); a year later is 2026-10
+    assert stale == ["2025-11", "2025-12", "2026-01", "2026-10"]
+    assert later_waves_referencing(store, "2026-03", TrackingConfig(rolling_waves=1)) == ["2026-05"]

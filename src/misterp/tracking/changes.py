@@ -33,6 +33,7 @@ __all__ = [
     "ChangeSummary",
     "ReferenceWaveError",
     "compare_draws",
+    "later_waves_referencing",
     "tracking_of",
     "wave_changes",
     "write_changes",
@@ -246,6 +247,43 @@ def _earlier_complete(store: ResultStore, period: WavePeriod) -> list[str]:
         if other is not None and other.kind == period.kind and other.start < period.start:
             earlier.append(other)
     return [p.id for p in sorted(earlier, reverse=True) if store.is_complete(p.id)]
+
+
+def later_waves_referencing(
+    store: ResultStore, wave: str, tracking: TrackingConfig | None = None
+) -> list[str]:
+    """The complete later waves whose changes were computed against ``wave``, in order.
+
+    A wave's references are its previous complete wave, the same period a year earlier and,
+    for the rolling view, the ``2 * rolling_waves - 1`` complete waves before it. When
+    ``wave`` is re-published (a re-run, a retracted model), every later wave that used it in
+    one of those is stale; this lists them so their ``changes.parquet`` can be recomputed.
+
+    Parameters
+    ----------
+    store
+        The results root.
+    wave
+        The wave just published (a period id of ``tracking.period``).
+    tracking
+        Period kind and rolling window; defaults as in :class:`TrackingConfig`.
+    """
+    settings = tracking or TrackingConfig()
+    period = parse_period(wave, settings.period)
+    later = []
+    for name in wave_folders(store):
+        other = detect_period(name)
+        if other is not None and other.kind == period.kind and other.start > period.start:
+            later.append(other)
+    depth = max(1, 2 * settings.rolling_waves - 1)
+    stale = []
+    for other in sorted(later):
+        if not store.is_complete(other.id):
+            continue
+        earlier = _earlier_complete(store, other)
+        if wave in earlier[:depth] or other.year_ago().id == wave:
+            stale.append(other.id)
+    return stale
 
 
 def _chosen(store: ResultStore, wave: str, kind: str, choice: str) -> _Wave:

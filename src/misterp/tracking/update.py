@@ -19,11 +19,17 @@ from misterp.config import ConfigError, TrackingConfig
 from misterp.records import Record, utc_now
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest
-from misterp.tracking.changes import CHANGES_FILE, tracking_of, wave_changes, write_changes
+from misterp.tracking.changes import (
+    CHANGES_FILE,
+    later_waves_referencing,
+    tracking_of,
+    wave_changes,
+    write_changes,
+)
 from misterp.tracking.periods import parse_period
 from misterp.tracking.trends import update_trends
 
-__all__ = ["TRACKING_FILE", "TrackingOutcome", "update_tracking"]
+__all__ = ["TRACKING_FILE", "TrackingOutcome", "refresh_later_changes", "update_tracking"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +45,46 @@ class TrackingOutcome(Record):
     message: str
     change_rows: int = 0
     trend_rows: int = 0
+    refreshed: tuple[str, ...] = ()  # later waves whose changes were recomputed against this one
     seconds: float = 0.0
     at: str = ""
+
+
+def refresh_later_changes(store: ResultStore, wave: str, tracking: TrackingConfig) -> list[str]:
+    """Recompute ``changes.parquet`` of the later waves that compare against ``wave``.
+
+    A re-run of an earlier wave changes its draws, so the changes of every later wave that
+    used it as a reference (previous, year ago, rolling window) are stale. Each later wave is
+    recomputed with the tracking settings it was published with; a later wave that fails
+    keeps no stale file (it is removed first) and says so in its own ``tracking.json``.
+    """
+    refreshed = []
+    for later in later_waves_referencing(store, wave, tracking):
+        store.remove(f"{later}/{CHANGES_FILE}")
+        manifest = read_manifest(store, later)
+        if manifest is None:  # retracted since it was listed: its own run will recompute it
+            continue
+        try:
+            write_changes(store, later, wave_changes(store, later, tracking_of(manifest)))
+        except Exception as exc:
+            logger.warning(
+                "changes of wave %s could not be recomputed after %s was re-published: %s; "
+                "publish %s again (misterp rerun) to recompute them",
+                later,
+                wave,
+                exc,
+                later,
+            )
+            failed = TrackingOutcome(
+                wave=later,
+                status="failed",
+                message=f"recomputing changes after {wave} was re-published: {exc}",
+                at=utc_now(),
+            )
+            store.write_bytes(f"{later}/{TRACKING_FILE}", failed.model_dump_json(indent=2).encode())
+            continue
+        refreshed.append(later)
+    return refreshed
 
 
 def update_tracking(
@@ -69,12 +113,19 @@ def update_tracking(
             changes = wave_changes(store, wave, settings)
             write_changes(store, wave, changes)
             table = update_trends(store, wave)
+            refreshed = refresh_later_changes(store, wave, settings)
             outcome = TrackingOutcome(
                 wave=wave,
                 status="updated",
-                message=f"{len(changes)} change rows, trends over {table['wave'].nunique()} waves",
+                message=f"{len(changes)} change rows, trends over {table['wave'].nunique()} waves"
+                + (
+                    f"; changes of later waves {', '.join(refreshed)} recomputed"
+                    if refreshed
+                    else ""
+                ),
                 change_rows=len(changes),
                 trend_rows=len(table),
+                refreshed=tuple(refreshed),
             )
             logger.info("wave %s: %s", wave, outcome.message)
     except Exception as exc:  # the wave stays published whatever happens here
