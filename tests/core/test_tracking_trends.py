@@ -191,3 +191,50 @@ def test_later_waves_referencing_follows_previous_year_ago_and_rolling(tmp_path:
     # rolling 2 looks 3 complete waves back (2025-11..2026-01); a year later is 2026-10
     assert stale == ["2025-11", "2025-12", "2026-01", "2026-10"]
     assert later_waves_referencing(store, "2026-03", TrackingConfig(rolling_waves=1)) == ["2026-05"]
+
+
+def test_a_complete_wave_missing_from_the_table_is_restored_by_the_next_update(
+    tmp_path: Path,
+) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "2026-09", _wave(0.25))
+    update_trends(store, "2026-09")
+    # 2026-10 published, but its trend update was lost (a concurrent writer, a killed run)
+    publish_fake_wave(store, "2026-10", _wave(0.5))
+    publish_fake_wave(store, "2026-11", _wave(0.75))
+
+    table = update_trends(store, "2026-11")
+
+    assert list(table["wave"].unique()) == ["2026-09", "2026-10", "2026-11"]
+    pd.testing.assert_frame_equal(table, rebuild_trends(store), check_dtype=False)
+
+
+class _RacingStore(ResultStore):
+    """A store where another publisher overwrites the trend table right after our first write."""
+
+    def __init__(self, root: str, stale: pd.DataFrame) -> None:
+        super().__init__(root)
+        self.stale: pd.DataFrame | None = stale
+        self.trend_writes = 0
+
+    def write_parquet(self, relpath: str, frame: pd.DataFrame) -> None:
+        super().write_parquet(relpath, frame)
+        if relpath == "trends.parquet":
+            self.trend_writes += 1
+            if self.stale is not None:
+                stale, self.stale = self.stale, None
+                super().write_parquet(relpath, stale)  # the other writer wins this round
+
+
+def test_rows_lost_to_a_concurrent_update_are_written_again(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    publish_fake_wave(store, "2026-10", _wave(0.25))
+    before = update_trends(store, "2026-10")
+    publish_fake_wave(store, "2026-11", _wave(0.5))
+    racing = _RacingStore(str(tmp_path), stale=before)
+
+    table = update_trends(racing, "2026-11")
+
+    assert racing.trend_writes == 2
+    assert list(store.read_parquet("trends.parquet")["wave"].unique()) == ["2026-10", "2026-11"]
+    pd.testing.assert_frame_equal(table, store.read_parquet("trends.parquet"), check_dtype=False)

@@ -9,6 +9,7 @@ fast with the hundredth wave as with the second.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from misterp.records import check_estimates
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest, wave_folders
 from misterp.tracking.changes import tracking_of
-from misterp.tracking.periods import parse_period
+from misterp.tracking.periods import detect_period, parse_period
 
 __all__ = ["TRENDS_FILE", "TREND_COLUMNS", "rebuild_trends", "update_trends", "wave_trend_rows"]
 
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 #: Where the trend table lives, relative to the results root.
 TRENDS_FILE = "trends.parquet"
+#: How often a writer whose rows a concurrent update dropped writes the table again.
+_WRITE_ATTEMPTS = 3
+_RACE_PAUSE_S = 0.5
 
 #: Columns of the trend table, in order.
 TREND_COLUMNS: tuple[str, ...] = (
@@ -92,37 +96,66 @@ def _read_table(store: ResultStore) -> pd.DataFrame | None:
 def update_trends(store: ResultStore, wave: str) -> pd.DataFrame:
     """Replace ``wave``'s rows in ``OUTPUT/trends.parquet``; drop waves no longer complete.
 
-    Reads the table and this wave's estimates, and checks each other wave in the table for
-    its manifest (one existence check each), never another wave's estimates. A wave that is
-    not complete has its rows removed. Written atomically; returns the new table. Only when
-    there is no table yet is it built from every complete wave (``rebuild_trends``), once.
+    Reads the table and this wave's estimates, and checks each wave folder for its manifest
+    (one existence check each), never the estimates of a wave already in the table. A wave
+    that is not complete has its rows removed; a complete wave missing from the table (lost to
+    a concurrent publish, see below) has its rows added back. Written atomically; returns the
+    new table. Only when there is no table yet is it built from every complete wave
+    (``rebuild_trends``), once.
 
     Two waves publishing at the same moment both read the table before either writes it, so
-    one's rows can be lost; publishing that wave again (or ``rebuild_trends``) restores them.
+    the later write can drop the other's rows. Each writer therefore reads the table back
+    after writing and repairs it when its own rows are gone (a few times, with a short pause),
+    and every later update adds any complete wave that is missing: a lost row is restored at
+    the latest by the next publish.
     """
+    table = pd.DataFrame(columns=list(TREND_COLUMNS))
+    for attempt in range(_WRITE_ATTEMPTS):
+        updated = _updated_table(store, wave)
+        if updated is None:
+            return rebuild_trends(store)
+        table = updated
+        store.write_parquet(TRENDS_FILE, table)
+        written = _read_table(store)
+        if written is None or wave in set(written["wave"]) or not len(table):
+            break
+        logger.info("trends: %s lost its rows to a concurrent update; writing again", wave)
+        time.sleep(_RACE_PAUSE_S * (attempt + 1))
+    logger.info("trends: %d rows over %d waves", len(table), table["wave"].nunique())
+    return table
+
+
+def _updated_table(store: ResultStore, wave: str) -> pd.DataFrame | None:
+    """The trend table with ``wave``'s rows replaced; None when there is no table yet."""
     existing = _read_table(store)
     if existing is None:
         # The first tracked wave of a results root: start the table from every complete wave
         # once (a store that had waves before tracking existed); later updates are incremental.
         logger.info("trends: no %s yet; building it from every complete wave", TRENDS_FILE)
-        return rebuild_trends(store)
+        return None
+    parts = []
+    kept = existing[existing["wave"] != wave]
+    gone = [w for w in kept["wave"].unique() if not store.is_complete(str(w))]
+    if gone:
+        logger.info("trends: dropping waves no longer complete: %s", ", ".join(map(str, gone)))
+        kept = kept[~kept["wave"].isin(gone)]
+    if len(kept):
+        parts.append(kept)
+    present = {str(w) for w in kept["wave"].unique()} | {wave}
+    for other in wave_folders(store):
+        if other in present or detect_period(other) is None or not store.is_complete(other):
+            continue
+        try:
+            parts.append(wave_trend_rows(store, other))
+            logger.info("trends: restored the rows of wave %s", other)
+        except ValueError as exc:  # ConfigError, RecordError
+            logger.warning("trends: wave %s left out: %s", other, exc)
     new_rows = wave_trend_rows(store, wave)
-    parts = [new_rows] if len(new_rows) else []
-    if existing is not None and len(existing):
-        kept = existing[existing["wave"] != wave]
-        gone = [w for w in kept["wave"].unique() if not store.is_complete(str(w))]
-        if gone:
-            logger.info("trends: dropping waves no longer complete: %s", ", ".join(map(str, gone)))
-            kept = kept[~kept["wave"].isin(gone)]
-        parts.insert(0, kept)
-    table = (
-        _sorted(pd.concat(parts, ignore_index=True))
-        if parts
-        else pd.DataFrame(columns=list(TREND_COLUMNS))
-    )
-    store.write_parquet(TRENDS_FILE, table)
-    logger.info("trends: %d rows over %d waves", len(table), table["wave"].nunique())
-    return table
+    if len(new_rows):
+        parts.append(new_rows)
+    if not parts:
+        return pd.DataFrame(columns=list(TREND_COLUMNS))
+    return _sorted(pd.concat(parts, ignore_index=True))
 
 
 def rebuild_trends(store: ResultStore) -> pd.DataFrame:
