@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misterp.records import Manifest, ManifestModel, StatusCounts
+from misterp.records import CENSUS_HASH_PREFIX, Manifest, ManifestModel, StatusCounts
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
@@ -42,6 +42,7 @@ def publish_fake_wave(
     *,
     target_groups: Mapping[str, Any] = GROUPS,
     census: str = "census-1",
+    market_census: Mapping[str, str] | None = None,
     formulas: Mapping[str, str] | None = None,
     statuses: Mapping[str, FitStatus] | None = None,
     tracking: Mapping[str, Any] | None = None,
@@ -109,7 +110,8 @@ def publish_fake_wave(
     manifest = Manifest(
         wave=wave,
         input=None,
-        input_hashes={"poststrat": census},
+        input_hashes={"poststrat": census}
+        | {f"{CENSUS_HASH_PREFIX}{m}": h for m, h in (market_census or {}).items()},
         versions={},
         config=config,
         counts=counts,

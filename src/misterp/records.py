@@ -23,6 +23,7 @@ from misterp.config import ConvergenceThresholds, SamplerConfig
 from misterp.status import FitStatus
 
 __all__ = [
+    "CENSUS_HASH_PREFIX",
     "SCHEMA_VERSION",
     "Attempt",
     "ConvergenceReport",
@@ -284,6 +285,10 @@ class StatusCounts(Record):
             failed=values.count(FitStatus.FAILED),
             flagged_by_base=flagged,
         )
+
+
+#: ``Manifest.input_hashes`` key prefix of one market's census (poststratification) rows.
+CENSUS_HASH_PREFIX = "poststrat:"
 
 
 class ManifestModel(Record):

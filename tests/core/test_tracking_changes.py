@@ -143,6 +143,23 @@ def test_census_and_formula_changes_are_noted(tmp_path: Path) -> None:
     assert "census changed since 2026-10" in note
 
 
+def test_a_census_update_in_one_market_leaves_the_other_markets_comparable(
+    tmp_path: Path,
+) -> None:
+    store = ResultStore(str(tmp_path))
+    models = {"DE/aware_b1/yes": {"all": _draws(0.25)}, "FR/aware_b1/yes": {"all": _draws(0.25)}}
+    publish_fake_wave(store, "2026-10", models, market_census={"DE": "de-1", "FR": "fr-1"})
+    publish_fake_wave(
+        store, "2026-11", models, census="whole-2", market_census={"DE": "de-1", "FR": "fr-2"}
+    )
+
+    changes = wave_changes(store, "2026-11").set_index("market")
+
+    assert bool(changes.loc["DE", "comparable"])
+    assert not changes.loc["FR", "comparable"]
+    assert "census changed since 2026-10" in changes.loc["FR", "note"]
+
+
 def test_a_model_missing_in_the_reference_says_so_without_numbers(tmp_path: Path) -> None:
     store = ResultStore(str(tmp_path))
     publish_fake_wave(store, "2026-10", _two_models(0.25, 0.25))

@@ -23,6 +23,7 @@ from misterp.mrp.data import WaveData
 from misterp.mrp.raking import rake_weights, sample_shares
 from misterp.mrp.specs import ModelSpec, plan_model_specs
 from misterp.mrp.validation import read_wave
+from misterp.records import CENSUS_HASH_PREFIX
 
 __all__ = ["PreparedWave", "default_wave_id", "fit_settings_hash", "prepare_wave"]
 
@@ -109,6 +110,11 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         "answers": _frame_hash(data.answers),
         "poststrat": _frame_hash(data.poststrat),
         "questions": _frame_hash(data.questions),
+        # per market too, so that a census update in one market leaves the others comparable
+        **{
+            f"{CENSUS_HASH_PREFIX}{market}": _frame_hash(cells.reset_index(drop=True))
+            for market, cells in data.poststrat.groupby("market", sort=True)
+        },
     }
     logger.info(
         "wave %s: %d respondents, %d markets, %d models planned",

@@ -20,7 +20,7 @@ import pandas as pd
 
 from misterp.config import ConfigError, TrackingConfig
 from misterp.mrp.poststratify import draws_by_group
-from misterp.records import Manifest, ManifestModel
+from misterp.records import CENSUS_HASH_PREFIX, Manifest, ManifestModel
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest, wave_folders
@@ -214,16 +214,30 @@ class _Wave:
     wave: str
     models: dict[str, ManifestModel]
     target_groups: dict[str, Any]
-    census: str | None
+    census: dict[str, str]  # market ("" for the whole input, older manifests) -> hash
 
     @classmethod
     def read(cls, manifest: Manifest) -> _Wave:
+        hashes = manifest.input_hashes
+        census = {
+            name.removeprefix(CENSUS_HASH_PREFIX): value
+            for name, value in hashes.items()
+            if name.startswith(CENSUS_HASH_PREFIX)
+        }
         return cls(
             wave=manifest.wave,
             models={model.key: model for model in manifest.models},
             target_groups=dict(manifest.config.get("target_groups") or {}),
-            census=manifest.input_hashes.get("poststrat"),
+            census=census or {"": hashes.get("poststrat", "")},
         )
+
+    def census_of(self, market: str) -> str | None:
+        """The market's census hash, or the whole input's for older waves.
+
+        Waves published before per-market hashes have only the whole input's, so there a
+        census change in any market counts for every market.
+        """
+        return self.census.get(market, self.census.get(""))
 
 
 @dataclass
@@ -393,7 +407,8 @@ def _differences(
                         )
                     if changed:
                         problems.append(f"{what} changed since {other.wave}")
-                if other.census != this.census:
+                market = str(spec.get("market", ""))
+                if other.census_of(market) != this.census_of(market):
                     problems.append(f"census changed since {other.wave}")
                 if group != "all" and other.target_groups.get(group) != definition:
                     problems.append(
