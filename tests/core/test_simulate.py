@@ -110,13 +110,17 @@ def test_rare_brand_is_rare(wave: SimulatedWave) -> None:
     assert 0.02 < aware["selected"].mean() < 0.15
 
 
-def test_association_asked_only_to_the_aware(wave: SimulatedWave) -> None:
+def test_consideration_and_association_asked_only_to_the_aware(wave: SimulatedWave) -> None:
     ans = wave.answers
     options = set(wave.spec.association_options)
     for brand in wave.spec.brands:
         aware = ans[(ans["question_id"] == f"aware_{brand}")]
         assert len(aware) == len(wave.respondents)  # asked to everyone
         aware_ids = set(aware.loc[aware["selected"] == 1, "respondent_id"])
+        consider = ans[ans["question_id"] == f"consider_{brand}"]
+        assert set(consider["respondent_id"]) == aware_ids
+        bases = wave.questions.set_index(["market", "question_id"])["base"]
+        assert (bases.xs(f"consider_{brand}", level="question_id") == f"aware_{brand}=yes").all()
         assoc = ans[ans["question_id"] == f"assoc_{brand}"]
         assert set(assoc["respondent_id"]) == aware_ids
         per_resp = assoc.groupby("respondent_id")["option"].agg(set)
@@ -138,10 +142,10 @@ def test_panel_over_represents_the_young(wave: SimulatedWave) -> None:
 
 @pytest.mark.parametrize("group", ["all", "women_18_34"])
 def test_truth_without_base_is_population_weighted_mean(wave: SimulatedWave, group: str) -> None:
-    cells = _cells(wave, "FR", "consider_brand01", "yes")
+    cells = _cells(wave, "FR", "aware_brand01", "yes")
     cells = cells[_in_group(cells, group)]
     expected = (cells["population"] * cells["p_true"]).sum() / cells["population"].sum()
-    assert _truth(wave, "FR", "consider_brand01", "yes", group) == pytest.approx(expected, 1e-12)
+    assert _truth(wave, "FR", "aware_brand01", "yes", group) == pytest.approx(expected, 1e-12)
 
 
 @pytest.mark.parametrize("brand", ["brand01", "brand03"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import gammaln
 
@@ -51,29 +52,36 @@ def test_a_region_without_respondents_is_predicted_from_the_group_distribution()
 
 @pytest.mark.slow
 def test_mrp_recovers_known_population_and_target_group_values(tmp_path: object) -> None:
-    wave = simulate_wave(
-        2024, WaveTruthSpec(markets=("DE",), brands=("brand01", "brand02"), rare_brand="brand02")
-    )
-    wave.write(f"{tmp_path}/input")
-    config: WaveConfig = parse_config(
-        wave.config(f"{tmp_path}/input", f"{tmp_path}/out") | {"wave": "2026-11"}
-    )
+    tables = []
+    for seed in (2024, 2025):
+        wave = simulate_wave(
+            seed,
+            WaveTruthSpec(markets=("DE",), brands=("brand01", "brand02"), rare_brand="brand02"),
+        )
+        wave.write(f"{tmp_path}/input{seed}")
+        config: WaveConfig = parse_config(
+            wave.config(f"{tmp_path}/input{seed}", f"{tmp_path}/out{seed}") | {"wave": "2026-11"}
+        )
 
-    outcome = run_wave_inline(config)
+        outcome = run_wave_inline(config)
 
-    table = outcome.estimates.merge(
-        wave.truth, on=["market", "question_id", "option", "target_group"]
-    )
-    assert len(table) == len(outcome.estimates) == 12 * 4
-    assert outcome.counts.converged == 12
-    covered = ((table["q05"] <= table["true_value"]) & (table["true_value"] <= table["q95"])).mean()
-    # 48 correlated 90% intervals: nominal 0.9; below 0.75 would be a real miscalibration.
-    assert covered >= 0.75
-    groups = table[table["target_group"] != "all"]
+        table = outcome.estimates.merge(
+            wave.truth, on=["market", "question_id", "option", "target_group"]
+        )
+        assert len(table) == len(outcome.estimates) == 12 * 4
+        assert outcome.counts.converged == 12
+        covered = (table["q05"] <= table["true_value"]) & (table["true_value"] <= table["q95"])
+        # 48 correlated 90% intervals: nominal 0.9; below 0.75 would be a real miscalibration.
+        assert covered.mean() >= 0.75
+        tables.append(table)
+    groups = pd.concat(tables)
+    groups = groups[groups["target_group"] != "all"]
     mrp_error = (groups["mean"] - groups["true_value"]).abs().mean()
     raw_error = (groups["raw_mean"] - groups["true_value"]).abs().mean()
-    # Measured on this seed: MRP 0.031 vs raw 0.040 mean absolute error (ratio 0.78); the panel
-    # is tilted on age and education, so raw shares inside these groups stay biased.
+    # The panel is tilted on age and education, so raw shares inside these groups stay biased.
+    # One seed's ratio swings widely (measured 0.32 to 0.86 over five seeds once consideration
+    # became asked of the aware only), so two seeds are pooled; the bound is the one this test
+    # always had.
     assert mrp_error < 0.85 * raw_error
 
 

@@ -96,7 +96,9 @@ class WaveTruthSpec:
     awareness_range
         Population awareness of the other brands is drawn uniformly from this range.
     consideration_ratio
-        Population consideration is awareness times a uniform draw from this range.
+        Consideration among the aware (consideration is asked only of the aware, as in a
+        funnel), drawn uniformly from this range; the population's consideration is awareness
+        times it.
     association_range
         Population share of each association option among the aware, drawn uniformly.
     marginals
@@ -403,13 +405,15 @@ def _layout(spec: WaveTruthSpec) -> _Layout:
             for j, (dim, lv) in enumerate(spec.levels.items())
         }
     )
-    # Items: one per (question, option); the aware item of each brand is the base of its assoc.
+    # Items: one per (question, option). As in a real tracker's funnel, consideration and the
+    # associations are asked only of those aware of the brand: aware is their base.
     items: list[_Item] = []
     for brand in spec.brands:
+        aware = f"aware_{brand}=yes"
         items.append((f"aware_{brand}", "yes", brand, "single", None))
-        items.append((f"consider_{brand}", "yes", brand, "single", None))
+        items.append((f"consider_{brand}", "yes", brand, "single", aware))
         for option in spec.association_options:
-            items.append((f"assoc_{brand}", option, brand, "multi", f"aware_{brand}=yes"))
+            items.append((f"assoc_{brand}", option, brand, "multi", aware))
     item_index = {(q, o): i for i, (q, o, *_rest) in enumerate(items)}
     base_index = np.array([-1 if b is None else item_index[_split_base(b)] for *_rest, b in items])
     return _Layout(grid, cell_frame, items, base_index)
@@ -438,7 +442,9 @@ def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layo
                 aware_target[brand] = world.uniform(*spec.awareness_range)
             target[i] = aware_target[brand]
         elif qid.startswith("consider_"):
-            target[i] = aware_target[brand] * world.uniform(*spec.consideration_ratio)
+            # asked among the aware: the target is P(consider | aware), so the population's
+            # consideration is awareness times this ratio, as before it was conditional
+            target[i] = world.uniform(*spec.consideration_ratio)
         else:
             target[i] = world.uniform(*spec.association_range)
     logit = np.empty_like(eta)
