@@ -88,10 +88,10 @@ def test_changes_raise_few_false_alarms_and_their_intervals_are_calibrated(
     false_alarms = int(unchanged["flag"].isin(["up", "down"]).sum())
     low, _high = wilson(false_alarms, len(unchanged))
     rate = false_alarms / len(unchanged)
+    print(f"\nfalse alarms {false_alarms}/{len(unchanged)} = {rate:.1%} (Wilson low {low:.1%})")
     assert len(unchanged) >= 120
     assert low <= 0.05, f"false alarms {false_alarms}/{len(unchanged)} = {rate:.1%}: above 5%"
 
-    print(f"\nfalse alarms {false_alarms}/{len(unchanged)} = {rate:.1%} (95% Wilson from {low:.1%})")
     covered = int(scored["covered"].sum())
     low, high = wilson(covered, len(scored))
     coverage = covered / len(scored)
