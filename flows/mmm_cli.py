@@ -1,0 +1,206 @@
+"""``misterp mmm``: run media-mix models per market, and a demo on simulated data.
+
+A Typer sub-app registered in :mod:`flows.cli`. It needs no Prefect: a run fits the markets in
+local processes (:func:`misterp.mmm.run.run_mmm`). Exit codes and failure lines are the
+tracker's (:class:`flows.cli.ExitCode`), imported inside the commands because ``flows.cli``
+imports this module while it is being built.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from flows.cli import ExitCode, Invocation
+    from misterp.mmm.config import MMMConfig
+    from misterp.mmm.run import MMMRunOutcome
+
+__all__ = ["DEMO_MARKETS", "mmm_app"]
+
+#: Market ids of the demo, in order; ``--markets N`` takes the first N.
+DEMO_MARKETS: tuple[str, ...] = ("DE", "FR", "UK", "US", "IT", "ES", "NL", "PL")
+
+mmm_app = typer.Typer(
+    help="Media-mix models per market (pymc-marketing): run from a config, or a demo.",
+    no_args_is_help=True,
+)
+
+
+def _read_mmm_config(path: str) -> MMMConfig:
+    """The config file, with a missing or unreadable file said as a config error."""
+    import yaml
+
+    from misterp.errors import ConfigError
+    from misterp.mmm.config import load_mmm_config
+
+    try:
+        return load_mmm_config(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a folder, not a YAML file: {path}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
+
+
+def _report(outcome: MMMRunOutcome) -> ExitCode:
+    """Say where the run went; the last line is its headline, on stderr when flagged."""
+    from flows.cli import ExitCode, _say
+
+    _say(f"media-mix run {outcome.run} written to {outcome.output_uri}")
+    if outcome.counts.healthy:
+        _say(outcome.headline, exit_code=ExitCode.OK)
+        return ExitCode.OK
+    flagged = outcome.diagnostics.loc[outcome.diagnostics["status"] != "converged", "market"]
+    _say(
+        f"{outcome.headline}; flagged: {', '.join(map(str, flagged))} "
+        f"(see {outcome.output_uri}/diagnostics.parquet)",
+        err=True,
+        exit_code=ExitCode.FLAGGED,
+    )
+    return ExitCode.FLAGGED
+
+
+def _progress(record: object) -> None:
+    from flows.cli import _say
+
+    diagnostics = getattr(record, "diagnostics", None)
+    if diagnostics is None:
+        return
+    row = diagnostics()
+    _say(
+        f"  {row['market']}: {row['status']} after {row['attempts']} attempt(s), "
+        f"{row['seconds']:.0f} s, R-hat {row['r_hat_max'] or float('nan'):.3f}, "
+        f"divergences {row['divergences']}"
+    )
+
+
+@mmm_app.command(
+    "run",
+    epilog="Example: misterp mmm run --config mmm.yaml --output s3://bucket/results",
+)
+def run_command(
+    config: Annotated[
+        str,
+        typer.Option("--config", help="Path or URI of the run's YAML config.", show_default=False),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option("--output", help="Override the config's output URI.", show_default=False),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Markets fitted at once (default: the config's, else one per 2 cores).",
+            show_default=False,
+        ),
+    ] = None,
+    refit_all: Annotated[
+        bool,
+        typer.Option("--refit-all", help="Refit converged markets whose inputs did not change."),
+    ] = False,
+) -> None:
+    """Validate the input, fit one media-mix model per market and publish (manifest last).
+
+    A re-run of the same run id reuses every converged market whose data and settings did not
+    change. Exit 0 when every market converged, 1 when some are flagged, 2 on invalid input.
+    """
+    from flows.cli import Invocation, _conclude
+
+    invocation = Invocation("mmm run", rerun=f"misterp mmm run --config {config}")
+
+    def body() -> ExitCode:
+        from misterp.mmm.run import run_mmm
+
+        parsed = _read_mmm_config(config)
+        if output is not None:
+            parsed = parsed.model_copy(update={"output": output})
+        invocation.stores = (parsed.input, parsed.output)
+        return _report(run_mmm(parsed, workers=workers, refit_all=refit_all, progress=_progress))
+
+    _conclude(invocation, body)
+
+
+@mmm_app.command(
+    "demo",
+    epilog="Example: misterp mmm demo --output mmm-demo --markets 2",
+)
+def demo_command(
+    output: Annotated[
+        Path, typer.Option("--output", help="Folder for the input and the results.")
+    ] = Path("mmm-demo"),
+    markets: Annotated[
+        int, typer.Option("--markets", min=1, max=len(DEMO_MARKETS), help="Markets to simulate.")
+    ] = 2,
+    channels: Annotated[
+        int, typer.Option("--channels", min=1, max=5, help="Channels per market.")
+    ] = 4,
+    weeks: Annotated[int, typer.Option("--weeks", min=60, help="Weeks per market.")] = 156,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated data.")] = 7,
+) -> None:
+    """Simulate weekly media data with a known truth, fit it, and compare ROAS with the truth.
+
+    Prints each market's ROAS per channel beside the true ROAS over the same fitted weeks,
+    with the 90% interval and whether it covers the truth.
+    """
+    from flows.cli import Invocation, _conclude
+
+    root = output.resolve()
+    invocation = Invocation("mmm demo", stores=(str(root / "results"),))
+    _conclude(invocation, lambda: _demo(root, markets, channels, weeks, seed, invocation))
+
+
+def _demo(
+    root: Path, n_markets: int, n_channels: int, n_weeks: int, seed: int, invocation: Invocation
+) -> ExitCode:
+    import pandas as pd
+    import yaml
+
+    from flows.cli import _say
+    from misterp.mmm.config import MMMConfig
+    from misterp.mmm.run import run_mmm
+    from misterp.mmm.simulate import simulate_mmm
+
+    simulated = simulate_mmm(
+        seed, markets=DEMO_MARKETS[:n_markets], n_channels=n_channels, n_weeks=n_weeks
+    )
+    simulated.write(root / "input", include_truth=True)
+    config = MMMConfig(input=str(root / "input"), output=str(root / "results"), controls=["price"])
+    config_path = root / "mmm-config.yaml"
+    config_path.write_text(
+        yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    )
+    invocation.rerun = f"misterp mmm run --config {config_path}"
+    _say(
+        f"mmm demo: {n_markets} market(s) x {n_channels} channels x {n_weeks} weeks, spend in "
+        f"thousands, KPI ~100,000 a week; config {config_path}"
+    )
+    started = time.perf_counter()
+    outcome = run_mmm(config, progress=_progress)
+    fitted = sorted(simulated.kpi["date"].unique())[: n_weeks - config.holdout_weeks]
+    truth = simulated.roas([pd.Timestamp(d) for d in fitted])
+    table = outcome.roas.merge(
+        truth[["market", "channel", "roas"]], on=["market", "channel"], suffixes=("", "_true")
+    )
+    table["covered"] = (table["roas_lower"] <= table["roas_true"]) & (
+        table["roas_true"] <= table["roas_upper"]
+    )
+    table["error"] = table["roas"] / table["roas_true"] - 1
+    columns = ["market", "channel", "spend_share", "roas_true", "roas", "roas_lower"]
+    columns += ["roas_upper", "error", "covered", "marginal_roas", "status"]
+    with pd.option_context("display.width", 200):
+        _say("\nROAS (KPI per unit of spend) over the fitted weeks, beside the truth")
+        _say(table[columns].round(3).to_string(index=False))
+    _say(
+        f"\n90% intervals cover the true ROAS for {int(table['covered'].sum())} of {len(table)} "
+        f"channels; mean abs error {table['error'].abs().mean():.1%}; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    return _report(outcome)
