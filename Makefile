@@ -5,7 +5,7 @@ PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.1
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 
-.PHONY: install demo test lint help
+.PHONY: install demo test lint browser help
 
 help:  ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-10s %s\n", $$1, $$2}'
@@ -28,5 +28,13 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff format --check src flows tests bench
 	$(VENV)/bin/mypy
 
-test: lint  ## lint, type-check, then the whole suite including the slow recovery tests
+# The report test opens the report in a real headless browser: Debian's chromium (Playwright's
+# own browser downloads are not used).
+browser:  ## install Debian's chromium for the report's browser test, if missing
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	else echo "/usr/bin/chromium is missing: the report's browser test needs it;" \
+	  "install it as root: sudo apt-get install -y chromium"; exit 1; fi
+
+test: lint browser  ## lint, type-check, then the whole suite including the slow recovery tests
 	$(VENV)/bin/pytest --run-slow -p no:cacheprovider

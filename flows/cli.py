@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from flows.logs import configure_logging, hide_tracebacks_of, json_line
+from flows.mmm_cli import mmm_app
 from misterp import __version__
 
 if TYPE_CHECKING:
@@ -307,8 +308,9 @@ alerts_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(alerts_app, name="alerts")
-# Room for more groups beside these: `misterp report`, `misterp mmm`, each a Typer added
-# here the way `alerts` is. `misterp waves` (the catalog) is a plain command below.
+app.add_typer(mmm_app, name="mmm")
+# More groups are Typers added here the way `alerts` and `mmm` are. `misterp waves` (the
+# catalog) and `misterp report` are plain commands below.
 
 
 class LogLevel(StrEnum):
@@ -630,6 +632,7 @@ def _demo(
         summarise_scores,
     )
     from misterp.mrp.simulate import WaveTruthSpec, simulate_wave, simulate_waves
+    from misterp.reporting.write import index_location
     from misterp.storage import ResultStore
     from misterp.tracking.changes import CHANGES_FILE
 
@@ -717,7 +720,7 @@ def _demo(
     _say(
         f"\n{n_waves} waves, {sum(s.counts.models for s in summaries)} models in {seconds:.0f} s; "
         f"results: {results}/WAVE/ (changes.parquet per wave); trends: "
-        f"{store.uri('trends.parquet')}"
+        f"{store.uri('trends.parquet')}; report of {last}: {index_location(store, last)}"
     )
     failed = [s.headline for s in summaries if s.counts.failed]
     if failed:
@@ -757,6 +760,50 @@ def waves(
         complete = sum(entry.complete for entry in entries)
         if entries:
             _say(f"{complete} of {_count(len(entries), 'wave')} complete in {output}")
+        return ExitCode.OK
+
+    _conclude(invocation, body)
+
+
+@app.command(
+    epilog="Example: misterp report --output s3://brand-tracker/misterp --wave 2026-11",
+)
+def report(
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", help="Results root URI the wave was written to.", show_default=False
+        ),
+    ],
+    wave: Annotated[
+        str, typer.Option("--wave", help="Wave id of a complete wave.", show_default=False)
+    ],
+    trend_waves: Annotated[
+        int | None,
+        typer.Option(
+            "--trend-waves",
+            min=1,
+            help="Waves in the trend charts. Default: the wave's reporting.trend_waves (12).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write a published wave's report to OUTPUT/WAVE/report/ and print where index.html is.
+
+    The report (index.html, tables.xlsx and CSVs) is written after every published wave; this
+    writes it again, e.g. for a wave published before reports existed. Without Prefect.
+    """
+    invocation = Invocation("report", stores=(output,))
+
+    def body() -> ExitCode:
+        from misterp.config import check_wave_id
+        from misterp.reporting.write import index_location, write_report
+        from misterp.storage import ResultStore
+
+        check_wave_id(wave)
+        store = ResultStore(output)
+        write_report(store, wave, trend_waves=trend_waves)
+        _say(index_location(store, wave), exit_code=ExitCode.OK)
         return ExitCode.OK
 
     _conclude(invocation, body)

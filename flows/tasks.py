@@ -6,10 +6,16 @@ Prefect's task retries are for infrastructure only (a store timing out): statist
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 
 from flows.alerts import emit_fit_event, emit_wave_event
 from misterp.config import ConfigError, WaveConfig
@@ -22,6 +28,7 @@ from misterp.mrp.staging import open_staged_wave, stage_wave
 from misterp.mrp.validation import InputValidationError
 from misterp.mrp.wave import WaveOutcome, fit_staged, publish_wave, record_lost_fit
 from misterp.records import FitSummary, RecordError
+from misterp.reporting.write import ReportOutcome, update_report
 from misterp.storage import ResultStore, UnsafePathError
 from misterp.tracking.update import TrackingOutcome, update_tracking
 
@@ -32,9 +39,17 @@ __all__ = [
     "publish",
     "record_lost",
     "report_health",
+    "report_wave",
     "stage",
     "track",
 ]
+
+logger = logging.getLogger(__name__)
+
+
+def artifact_key(prefix: str, wave: str) -> str:
+    """An artifact key for a wave: Prefect allows lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]", "-", f"{prefix}-{wave}".lower())
 
 
 def fit_task_name() -> str:
@@ -168,3 +183,35 @@ def report_health(outcome: WaveOutcome) -> WaveHealth:
     )
     emit_wave_event(health, outcome.output_uri)
     return health
+
+
+@task(task_run_name="report {wave}")
+def report_wave(output: str, wave: str, storage_options: dict[str, Any]) -> ReportOutcome:
+    """Write the wave's report after tracking; show its headline and a link on the run.
+
+    No retries and no failure, as for tracking: ``update_report`` never raises (it logs and
+    records ``OUTPUT/WAVE/report.json``), and the artifacts are a convenience, so a Prefect
+    API that refuses them costs a log line, not the published wave. The artifacts summarise
+    and link; the report itself is the page in the store.
+    """
+    outcome = update_report(ResultStore(output, storage_options), wave)
+    if outcome.status != "written" or outcome.link is None:
+        return outcome
+    try:
+        if outcome.headline:
+            create_table_artifact(
+                key=artifact_key("wave-headline", wave),
+                table=list(outcome.headline),
+                description=f"misterp wave {wave}: headline estimates and their change",
+            )
+        create_link_artifact(
+            key=artifact_key("wave-report", wave),
+            link=outcome.link,
+            link_text=f"report of wave {wave}",
+            description=f"misterp wave {wave}: the analyst report (index.html, tables.xlsx)",
+        )
+    except Exception as exc:
+        logger.warning(
+            "wave %s: report artifacts not created: %s: %s", wave, type(exc).__name__, exc
+        )
+    return outcome

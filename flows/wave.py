@@ -15,7 +15,15 @@ from prefect import State, flow, get_run_logger
 from prefect.states import Failed
 
 from flows.dispatch import DEFAULT_BATCH_SIZE, fit_in_processes, fit_on_deployment
-from flows.tasks import open_staged, prepare, publish, report_health, stage, track
+from flows.tasks import (
+    open_staged,
+    prepare,
+    publish,
+    report_health,
+    report_wave,
+    stage,
+    track,
+)
 from misterp.config import ConfigError, WaveConfig, check_wave_id, load_config, parse_config
 from misterp.fitstore import RefitPlan, plan_refits
 from misterp.health import WaveHealth
@@ -225,6 +233,10 @@ def run_wave(
         outcome.tracking = track(
             prepared.config.output, prepared.wave_id, prepared.config.storage_options
         )
+        # After tracking (it reads the changes and trends); never fails the run.
+        outcome.report = report_wave(
+            prepared.config.output, prepared.wave_id, prepared.config.storage_options
+        )
     return _finish(outcome, plan, report_health(outcome))
 
 
@@ -272,4 +284,5 @@ def rerun_wave(
         fit_planned(prepared, plan, fit_deployment, batch_size, lease.run_id)
         outcome = publish(prepared, started, lease.run_id)
         outcome.tracking = track(output, wave, storage_options)
+        outcome.report = report_wave(output, wave, storage_options)
     return _finish(outcome, plan, report_health(outcome))

@@ -46,6 +46,7 @@ from misterp.records import (
     RecordError,
     StatusCounts,
 )
+from misterp.reporting.write import ReportOutcome, update_report
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 from misterp.tracking.competitors import COMPETITORS_FILE, competitor_table
@@ -102,6 +103,8 @@ class WaveOutcome:
     manifest: Manifest
     #: How the changes and trends step ended (None until it has run).
     tracking: TrackingOutcome | None = None
+    #: How the report step ended (None until it has run).
+    report: ReportOutcome | None = None
 
     @property
     def health(self) -> WaveHealth:
@@ -450,7 +453,8 @@ def run_wave_inline(
 
     Like the flow, it stages the wave and reuses stored converged fits whose spec, data and
     settings are unchanged; ``refit_all`` fits every model again. After publishing, the wave's
-    changes and the trend table are updated (``misterp.tracking.update``). The wave's lease is taken
+    changes and the trend table are updated (``misterp.tracking.update``), then its report is
+    written (``misterp.reporting.write``). The wave's lease is taken
     after validation and before staging, and released after publishing or on failure;
     ``force`` takes it over from a run that looks alive (``WaveLocked`` otherwise);
     ``stale_after``: seconds without a heartbeat after which another run may take it over.
@@ -476,4 +480,6 @@ def run_wave_inline(
         # After publication and still under the lease: changes.parquet sits in the wave's
         # folder. It never raises, so the published wave stays complete whatever happens.
         outcome.tracking = update_tracking(store, prepared.wave_id, config.tracking)
+        # The report reads the changes and trends, so it comes after them; it never raises.
+        outcome.report = update_report(store, prepared.wave_id)
         return outcome

@@ -1,0 +1,300 @@
+"""The report page: one self-contained HTML file that opens offline, plotly.js inlined once.
+
+The page is laid out from the report's tables and charts only. Every id, brand, group and
+label is untrusted text and is escaped; a section without data says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
+
+from misterp.reporting import tables as t
+from misterp.reporting.charts import (
+    PALETTE,
+    SAMPLE_SHARES,
+    Chart,
+    association_charts,
+    comparison_charts,
+    funnel_charts,
+    trend_charts,
+)
+from misterp.reporting.tables import ReportTables
+
+__all__ = ["SECTIONS", "PageContext", "render_page"]
+
+#: Section ids of the page, in order, with their headings.
+SECTIONS: dict[str, str] = {
+    "headline": "Headline",
+    "trends": "Trends",
+    "funnel": "Funnel",
+    "associations": "Brand associations",
+    "comparison": "MRP vs raw vs raked",
+    "downloads": "Tables and notes",
+}
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What the page says about the wave beside its tables.
+
+    The ``*_note`` fields say why a section has no data (None: it has data, or nothing to say).
+    """
+
+    wave: str
+    published_at: str | None
+    health: str
+    headline_group: str
+    interval: float
+    change_probability: float
+    trend_waves: int
+    low_base: int
+    changes_note: str | None = None
+    trends_note: str | None = None
+    labels_note: str | None = None
+
+
+#: The marker symbols of the charts, as text for the page's legends.
+_SYMBOLS = {"x": "✖", "diamond": "◆", "circle": "●"}
+
+
+def _e(value: object) -> str:
+    """Escape text (and attribute values) for HTML."""
+    return html.escape(str(value), quote=True)
+
+
+def _missing(value: object) -> bool:
+    """No number: None, pandas' NA or NaN (a failed model has no estimate)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: object, suffix: str = "", *, signed: bool = False, digits: int = 1) -> str:
+    """A number as the tables round it, or nothing for a missing one."""
+    if _missing(value):
+        return ""
+    number = float(str(value))
+    return f"{number:{'+' if signed else ''}.{digits}f}{suffix}"
+
+
+def _empty(text: str) -> str:
+    return f'<p class="empty">{_e(text)}</p>'
+
+
+def _headline_rows(rows: pd.DataFrame, has_labels: bool) -> str:
+    body = []
+    for _, row in rows.iterrows():
+        flag = str(row[t.FLAG])
+        arrow = str(row[t.DIRECTION])
+        if arrow:
+            change = f'<span class="arrow {_e(flag)}">{_e(arrow)}</span> '
+            change += _e(_number(row[t.CHANGE], " pts", signed=True))
+            title = f"{row[t.CHANGE_LOWER]:+.1f} to {row[t.CHANGE_UPPER]:+.1f} pts"
+        else:
+            change = f'<span class="muted">{_e(flag)}</span>'
+            title = str(row[t.NOTE]) or flag
+        base_mark = str(row[t.BASE_FLAG])
+        base = "" if _missing(row[t.BASE_N]) else _e(row[t.BASE_N])
+        if base_mark:
+            base += f' <span class="lowbase" title="{_e(base_mark)}">⚠ {_e(base_mark)}</span>'
+        status = str(row[t.STATUS])
+        question = _e(row[t.QUESTION])
+        if has_labels:
+            question = f'{_e(row[t.LABEL])} <span class="muted">{question}</span>'
+        cells = [
+            _e(row[t.BRAND]),
+            question,
+            _e(row[t.OPTION]),
+            f"<b>{_e(_number(row[t.ESTIMATE], '%'))}</b>",
+            _e(f"{_number(row[t.LOWER])}-{_number(row[t.UPPER])}"),
+            f'<span title="{_e(title)}">{change}</span>',
+            _e(_number(row[t.P_UP], digits=3)),
+            _e(_number(row[t.P_DOWN], digits=3)),
+            base,
+            _e(status) if status == "converged" else f'<span class="warn">{_e(status)}</span>',
+        ]
+        low = ' class="low"' if base_mark else ""
+        body.append(f"<tr{low}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return "\n".join(body)
+
+
+def _headline_section(tables: ReportTables, context: PageContext) -> str:
+    headline = tables.headline
+    if headline.empty:
+        return _empty(f"No estimates for the target group '{context.headline_group}' in this wave.")
+    level = f"{context.interval * 100:.0f}%"
+    parts = []
+    if context.changes_note:
+        parts.append(_empty(context.changes_note))
+    has_labels = t.LABEL in headline
+    reference = ", ".join(sorted({w for w in headline[t.REFERENCE_WAVES] if w}))
+    versus = f"Change vs {reference}" if reference else "Change"
+    heads = ["Brand", "Question", "Option", "Estimate", f"{level} interval", versus]
+    heads += ["P(up)", "P(down)", "Base n", "Status"]
+    for market, rows in headline.groupby(t.MARKET, sort=False):
+        parts.append(
+            f'<h3>{_e(market)}</h3><table class="headline" data-market="{_e(market)}">'
+            "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in heads) + "</tr></thead>"
+            f"<tbody>{_headline_rows(rows, has_labels)}</tbody></table>"
+        )
+    return "\n".join(parts)
+
+
+def _charts(charts: Sequence[Chart], section: str) -> str:
+    figures = []
+    for number, chart in enumerate(charts):
+        div = chart.figure.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"{section}-{number}",
+            default_width="100%",
+            config={"displaylogo": False, "responsive": True},
+        )
+        wide = " wide" if chart.wide else ""
+        figures.append(
+            f'<figure class="chart{wide}" data-section="{_e(section)}">'
+            f"<figcaption>{_e(chart.title)}</figcaption>{div}</figure>"
+        )
+    return '<div class="grid">' + "\n".join(figures) + "</div>"
+
+
+def _downloads(tables: ReportTables, context: PageContext) -> str:
+    links = ['<li><a href="tables.xlsx">tables.xlsx</a>: every table below, one sheet each</li>']
+    links += [
+        f'<li><a href="{_e(name)}.csv">{_e(name)}.csv</a> ({len(frame):,} rows)</li>'
+        for name, frame in tables.sheets().items()
+    ]
+    notes = [
+        f"Estimates are MRP population shares with {context.interval * 100:.0f}% credible "
+        "intervals; trend bands are 90% (5th to 95th percentile).",
+        "A change is flagged ▲/▼ when its central "
+        f"{context.change_probability * 100:.0f}% interval excludes zero (P(up) or P(down) "
+        f"≥ {(1 + context.change_probability) / 2:.3f}); – is steady.",
+        f"⚠ marks a base below {context.low_base} respondents: the estimate rests mostly on "
+        "the model.",
+    ]
+    if context.labels_note:
+        notes.append(context.labels_note)
+    return (
+        "<ul>"
+        + "".join(links)
+        + '</ul><ul class="notes">'
+        + "".join(f"<li>{_e(n)}</li>" for n in notes)
+        + "</ul>"
+    )
+
+
+_STYLE = """
+:root { --ink: #1d2733; --muted: #6b7785; --line: #e3e8ee; --up: #1a7f37; --down: #c62828; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, Arial,
+  sans-serif; color: var(--ink); background: #f6f8fa; }
+header { background: #17324d; color: #fff; padding: 14px 28px 0; }
+header h1 { margin: 0 0 4px; font-size: 22px; font-weight: 600; }
+header p { margin: 0 0 12px; color: #c9d6e3; }
+nav { display: flex; gap: 4px; flex-wrap: wrap; }
+nav a { color: #fff; text-decoration: none; padding: 7px 12px; border-radius: 6px 6px 0 0;
+  background: rgba(255,255,255,.08); }
+nav a:hover { background: rgba(255,255,255,.2); }
+main { padding: 8px 28px 40px; max-width: 1500px; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 8px;
+  padding: 4px 20px 14px; margin: 14px 0; }
+h2 { font-size: 18px; margin: 12px 0 8px; }
+h3 { font-size: 15px; margin: 14px 0 6px; }
+p.lead { color: var(--muted); margin: 0 0 8px; }
+p.empty { color: var(--muted); font-style: italic; }
+table.headline { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+table.headline th { text-align: left; font-weight: 600; color: var(--muted);
+  border-bottom: 2px solid var(--line); padding: 4px 8px; white-space: nowrap; }
+table.headline td { border-bottom: 1px solid var(--line); padding: 3px 8px; }
+table.headline tr.low td { background: #fff8e6; }
+.arrow.up { color: var(--up); } .arrow.down { color: var(--down); } .arrow.steady { color: #888; }
+.muted { color: var(--muted); } .warn { color: var(--down); font-weight: 600; }
+.lowbase { color: #9a6700; font-size: 12px; white-space: nowrap; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: 12px; }
+figure.chart { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
+figure.chart.wide { grid-column: span 2; }
+figure.chart figcaption { font-weight: 600; margin: 0 0 2px 4px; }
+ul.notes { color: var(--muted); }
+"""
+
+
+def render_page(tables: ReportTables, context: PageContext) -> str:
+    """The whole page: header, one section per entry of ``SECTIONS``, plotly.js once.
+
+    Parameters
+    ----------
+    tables
+        The wave's report tables (``tables.py``); the charts are drawn from them.
+    context
+        The wave, its settings, and why a section has no data.
+
+    Returns
+    -------
+    str
+        A complete HTML document that needs no network: plotly.js is inlined in the head and
+        every chart only calls it.
+    """
+    group = context.headline_group
+    trends = trend_charts(tables.trends, group, low_base=context.low_base)
+    funnels = funnel_charts(tables.funnel, group)
+    associations = association_charts(tables.associations)
+    comparison = comparison_charts(tables.mrp_raw_raked)
+    for_group = f"target group '{group}'"
+    bodies = {
+        "headline": _headline_section(tables, context),
+        "trends": (
+            f'<p class="lead">{_e(for_group)}, the last {context.trend_waves} waves at most; '
+            "bands: 90% intervals; open points: low base.</p>" + _charts(trends, "trends")
+            if trends
+            else _empty(context.trends_note or "No trend rows for this wave.")
+        ),
+        "funnel": (
+            f'<p class="lead">{_e(for_group)}: population share at each stage, with its '
+            "interval.</p>" + _charts(funnels, "funnel")
+            if funnels
+            else _empty(
+                "No funnel in this wave: configure reporting.funnel (e.g. [aware, consider]) "
+                "or ask a stage among the previous stage's yes."
+            )
+        ),
+        "associations": (
+            f'<p class="lead">{_e(for_group)}: share associating each brand with each '
+            "attribute, ± half its interval.</p>" + _charts(associations, "associations")
+            if associations
+            else _empty("No association questions (brand questions with options) in this wave.")
+        ),
+        "comparison": (
+            '<p class="lead"><span style="color:' + PALETTE[0] + '">● MRP</span> with its '
+            "interval beside the "
+            + " and the ".join(
+                f'<span style="color:{colour}">{_SYMBOLS[symbol]} {_e(name)}</span>'
+                for name, _, symbol, colour in SAMPLE_SHARES
+            )
+            + " sample share (raked: weighted to the census margins), per target group; "
+            "⚠: low base.</p>" + _charts(comparison, "comparison")
+            if comparison
+            else _empty("No estimates in this wave.")
+        ),
+        "downloads": _downloads(tables, context),
+    }
+    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title in SECTIONS.items())
+    sections = "\n".join(
+        f'<section id="{key}"><h2>{_e(title)}</h2>{bodies[key]}</section>'
+        for key, title in SECTIONS.items()
+    )
+    published = f"published {context.published_at}; " if context.published_at else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>misterp report: wave {_e(context.wave)}</title>"
+        f"<style>{_STYLE}</style>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+        f"<header><h1>Brand tracking report: wave {_e(context.wave)}</h1>"
+        f"<p>{_e(published + context.health)}; headline {_e(for_group)}</p>"
+        f"<nav>{nav}</nav></header><main>{sections}</main></body></html>\n"
+    )
