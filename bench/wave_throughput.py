@@ -642,16 +642,26 @@ def naive_fit(
     layout = prepared.layouts[spec.market]
     rows = respondent_rows(simulated, spec, layout)
     started = time.perf_counter()
-    model = naive_model(spec.formula, rows, prepared.config.model.priors)
-    idata = model.fit(
-        draws=sampler["draws"],
-        tune=sampler["tune"],
-        chains=sampler["chains"],
-        cores=sampler["cores"],
-        target_accept=sampler["target_accept"],
-        random_seed=seed,
-        progressbar=False,
-    )
+    priors = prepared.config.model.priors
+    model = naive_model(spec.formula, rows, priors)
+    settings = {
+        "draws": sampler["draws"],
+        "tune": sampler["tune"],
+        "chains": sampler["chains"],
+        "cores": sampler["cores"],
+        "target_accept": sampler["target_accept"],
+        "random_seed": seed,
+        "progressbar": False,
+    }
+    if priors.group_effects == "normal":
+        idata = model.fit(**settings)
+    else:  # the same parametrisation as misterp's fit: PyMC's NUTS on the rewritten model
+        import pymc as pm
+
+        from misterp.mrp.model import pymc_model_of
+
+        with pymc_model_of(model, priors):
+            idata = pm.sample(**settings)
     fit_seconds = time.perf_counter() - started
     report = check_convergence(idata, seconds=fit_seconds)
 
@@ -837,6 +847,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chains", type=int, help="override misterp's sampler chains")
     parser.add_argument("--naive-draws", type=int, help="naive draws (default: misterp's)")
     parser.add_argument("--naive-tune", type=int, help="naive tune (default: misterp's)")
+    parser.add_argument(
+        "--group-effects",
+        choices=("zero_sum", "normal"),
+        help="model.priors.group_effects for both misterp and the naive fit (default: misterp's)",
+    )
     return parser
 
 
@@ -882,6 +897,8 @@ def _run(args: argparse.Namespace, shape: WaveShape, work: Path) -> int:
         config["workers"] = args.workers
     if overrides := _sampler_overrides(args):
         config["sampler"] = overrides
+    if args.group_effects:
+        config["model"] = {"priors": {"group_effects": args.group_effects}}
     with RssMonitor() as monitor:
         engine = run_flow if args.engine == "flow" else run_inline
         run = engine(config, monitor)

@@ -91,7 +91,7 @@ class RetryPolicy(_Frozen):
 
 
 class ReportingConfig(_Frozen):
-    """How estimates are reported: the interval level, the base thresholds and the funnel.
+    """How estimates are reported: interval level, base thresholds, funnel and the report page.
 
     None of this changes a fit, so it is left out of the fit settings hash: changing it
     republishes a wave without refitting it.
@@ -109,6 +109,14 @@ class ReportingConfig(_Frozen):
         None,
         description="funnel stages in order, as question-id prefixes (the part before "
         "_BRAND), e.g. [aware, consider]; None: derived from the questions' bases",
+    )
+    trend_waves: int = Field(
+        12, ge=1, description="waves shown in the report's trend charts and trends sheet"
+    )
+    headline_group: str = Field(
+        "all",
+        description="target group of the report's headline table and charts: 'all' (the "
+        "whole population) or a name in target_groups",
     )
 
     @model_validator(mode="after")
@@ -143,6 +151,15 @@ class PriorConfig(_Frozen):
     intercept_sigma: float = Field(2.5, gt=0, description="Intercept ~ Normal(0, s)")
     common_sigma: float = Field(1.0, gt=0, description="common (fixed) effects ~ Normal(0, s)")
     group_sigma: float = Field(1.0, gt=0, description="group-effect sd ~ HalfNormal(s)")
+    # Measured on 36 simulated models (bench/wave_throughput.py --group-effects, and the
+    # closing note of issue 14): zero_sum needs about half the leapfrog steps per draw, and
+    # 1 fit in 36 had divergences at the first attempt against 9 in 36 with normal.
+    group_effects: Literal["zero_sum", "normal"] = Field(
+        "zero_sum",
+        description="group intercepts (1|x): 'zero_sum', sd times a ZeroSumNormal, so they "
+        "sum to zero and the Intercept is the grand mean (no ridge between the Intercept and "
+        "the group means); 'normal', independent N(0, sd) per level (non-centred)",
+    )
 
 
 class ModelConfig(_Frozen):
@@ -272,6 +289,18 @@ class WaveConfig(_Frozen):
         )
         resolved._check_tracked_wave()
         return resolved
+
+    @model_validator(mode="after")
+    def _headline_group_defined(self) -> WaveConfig:
+        group = self.reporting.headline_group
+        if group != "all" and group not in self.target_groups:
+            hint = _did_you_mean(group, list(self.target_groups))
+            choices = ", ".join(["all", *sorted(self.target_groups)])
+            raise ValueError(
+                f"reporting.headline_group '{group}' is not a target group{hint}; "
+                f"choose one of {choices}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _wave_is_a_period(self) -> WaveConfig:

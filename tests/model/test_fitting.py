@@ -10,7 +10,13 @@ from scipy.special import gammaln
 from misterp.config import PriorConfig, SamplerConfig, WaveConfig, parse_config
 from misterp.mrp.cells import aggregate_cells, build_market_cells
 from misterp.mrp.data import WaveData
-from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, sample_nutpie
+from misterp.mrp.model import (
+    BINOMIAL_KERNEL,
+    _shared_data_model,
+    build_model,
+    pymc_model_of,
+    sample_nutpie,
+)
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec
 from misterp.mrp.wave import run_wave_inline
@@ -85,7 +91,10 @@ def test_mrp_recovers_known_population_and_target_group_values(tmp_path: object)
     assert mrp_error < 0.85 * raw_error
 
 
-def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model() -> None:
+@pytest.mark.parametrize("group_effects", ["normal", "zero_sum"])
+def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model(
+    group_effects: str,
+) -> None:
     wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
     data = WaveData(
         wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
@@ -93,10 +102,9 @@ def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model
     layouts = build_market_cells(data, {})
     spec = ModelSpec("DE", "aware_brand01", "yes", "p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
     counts = aggregate_cells(data, layouts, [spec])[spec.key]
-    bambi_model = build_model(spec, layouts["DE"], counts, PriorConfig())
-    bambi_model.build()
-    binomial = bambi_model.backend.model
-    kernel = _shared_data_model(build_model(spec, layouts["DE"], counts, PriorConfig()))
+    priors = PriorConfig(group_effects=group_effects)  # type: ignore[arg-type]
+    binomial = pymc_model_of(build_model(spec, layouts["DE"], counts, priors), priors)
+    kernel = _shared_data_model(build_model(spec, layouts["DE"], counts, priors), priors)
     assert [p.name for p in kernel.potentials] == [BINOMIAL_KERNEL]
     assert kernel.observed_RVs == []
 
@@ -123,3 +131,35 @@ def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model
         np.sum(gammaln(counts.n + 1) - gammaln(counts.yes + 1) - gammaln(counts.n - counts.yes + 1))
     )
     np.testing.assert_allclose(gaps, log_choose, rtol=1e-9)
+
+
+def test_zero_sum_group_intercepts_sum_to_zero_and_keep_every_level() -> None:
+    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
+    data = WaveData(
+        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
+    )
+    layouts = build_market_cells(data, {})
+    spec = ModelSpec("DE", "aware_brand01", "yes", "p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
+    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+    priors = PriorConfig(group_effects="zero_sum")
+    model = pymc_model_of(build_model(spec, layouts["DE"], counts, priors), priors)
+    independent = PriorConfig(group_effects="normal")
+    normal = pymc_model_of(build_model(spec, layouts["DE"], counts, independent), independent)
+
+    # one free value fewer per group term (the sum-to-zero direction is gone), the rest alike
+    sizes = {name: np.size(v) for name, v in model.initial_point().items()}
+    before = {name: np.size(v) for name, v in normal.initial_point().items()}
+    levels = (before.pop("1|age_offset"), before.pop("1|region_offset"))
+    assert sizes.pop("1|age_offset_zerosum__") == levels[0] - 1
+    assert sizes.pop("1|region_offset_zerosum__") == levels[1] - 1
+    assert sizes == before
+    # at a random point the group effects (sd x offset) sum to zero over every level
+    rng = np.random.default_rng(1)
+    point = {k: rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}
+    effects = model.compile_fn(
+        [model["1|age"], model["1|region"]], inputs=model.value_vars, on_unused_input="ignore"
+    )(point)
+    for effect, n in zip(effects, levels, strict=True):
+        assert effect.shape == (n,)
+        assert abs(effect.sum()) < 1e-9
+        assert np.abs(effect).max() > 0.1

@@ -30,6 +30,7 @@ __all__ = [
     "build_model",
     "cell_sampler",
     "extract_cell_draws",
+    "pymc_model_of",
     "sample_nutpie",
     "sample_pymc",
 ]
@@ -74,6 +75,50 @@ def bambi_model(formula: str, frame: Any, family: str, priors: PriorConfig) -> b
     return model
 
 
+def pymc_model_of(model: bmb.Model, priors: PriorConfig) -> Any:
+    """The PyMC model of a Bambi model, with misterp's parametrisation of group effects.
+
+    ``priors.group_effects == "zero_sum"`` replaces each non-centred group-intercept offset
+    (Bambi's ``1|x_offset``, N(0, 1) per level) by a ``ZeroSumNormal(1)`` of the same levels:
+    the group effects ``sd * offset`` then sum to zero and the Intercept is the grand mean.
+    Without that, adding a constant to the Intercept and subtracting it from every level
+    leaves the likelihood unchanged, a ridge that the sampler pays for in leapfrog steps.
+    A level with no respondents (all census levels are in the model) is then predicted around
+    the mean of the others with sd about ``sd``, the sum-to-zero form of the N(0, sd) policy.
+    """
+    model.build()
+    pymc_model = model.backend.model
+    if priors.group_effects == "zero_sum":
+        pymc_model = _zero_sum_group_intercepts(pymc_model)
+    return pymc_model
+
+
+def _zero_sum_group_intercepts(pymc_model: Any) -> Any:
+    import pymc as pm
+    from pymc.distributions.transforms import ZeroSumTransform
+    from pymc.model.fgraph import ModelFreeRV, fgraph_from_model, model_free_rv, model_from_fgraph
+
+    shapes = {name: np.shape(value) for name, value in pymc_model.initial_point().items()}
+    if "Intercept" not in shapes:  # no grand mean to absorb the level means: keep them free
+        return pymc_model
+    fgraph, _ = fgraph_from_model(pymc_model, inlined_views=True)
+    for node in list(fgraph.apply_nodes):
+        op = node.op
+        if not (
+            isinstance(op, ModelFreeRV) and op.name.startswith("1|") and op.name.endswith("_offset")
+        ):
+            continue
+        rv = pm.ZeroSumNormal.dist(sigma=1.0, shape=shapes[op.name])
+        transform = ZeroSumTransform([-1])
+        value = transform.forward(rv).type(name=f"{op.name}_zerosum__")
+        fgraph.replace(
+            node.outputs[0],
+            model_free_rv(rv, value, transform, op.name, *op.dims),
+            import_missing=True,
+        )
+    return model_from_fgraph(fgraph, mutate_fgraph=True)
+
+
 def spec_seed(spec: ModelSpec, base_seed: int) -> int:
     """A reproducible seed per model, different across models of a wave."""
     offset = int(hashlib.sha256(spec.key.encode()).hexdigest()[:8], 16)
@@ -85,7 +130,7 @@ def spec_seed(spec: ModelSpec, base_seed: int) -> int:
 _TEMPLATES: dict[tuple[str, str, str], Any] = {}
 
 
-def _shared_data_model(model: bmb.Model) -> Any:
+def _shared_data_model(model: bmb.Model, priors: PriorConfig | None = None) -> Any:
     """The PyMC model of ``model`` with a binomial kernel on shared data ``yes`` and ``n``.
 
     Bambi embeds the response as constants; shared variables named ``yes`` and ``n`` let
@@ -105,8 +150,7 @@ def _shared_data_model(model: bmb.Model) -> Any:
     )
     from pytensor.graph.basic import Constant
 
-    model.build()
-    fgraph, _ = fgraph_from_model(model.backend.model, inlined_views=True)
+    fgraph, _ = fgraph_from_model(pymc_model_of(model, priors or PriorConfig()), inlined_views=True)
     observed = [out for out in fgraph.outputs if isinstance(out.owner.op, ModelObservedRV)]
     if len(observed) != 1:
         raise NotImplementedError("expected exactly one observed variable")
@@ -156,7 +200,7 @@ def _compiled_template(
     key = (spec.formula, priors.model_dump_json(), layout.layout_hash)
     if key not in _TEMPLATES:
         started = time.perf_counter()
-        pymc_model = _shared_data_model(build_model(spec, layout, counts, priors))
+        pymc_model = _shared_data_model(build_model(spec, layout, counts, priors), priors)
         _TEMPLATES[key] = nutpie.compile_pymc_model(pymc_model)
         logger.info(
             "compiled %s for market %s in %.1f s",
@@ -210,6 +254,19 @@ def sample_pymc(
 ) -> Any:
     """Sample with the NUTS of PyMC on a freshly built model (slower; for comparison)."""
     model = build_model(spec, layout, counts, priors)
+    if priors.group_effects == "zero_sum":
+        import pymc as pm
+
+        with pymc_model_of(model, priors):
+            return pm.sample(
+                draws=sampler.draws,
+                tune=sampler.tune,
+                chains=sampler.chains,
+                cores=sampler_cores(sampler),
+                target_accept=sampler.target_accept,
+                random_seed=spec_seed(spec, sampler.random_seed),
+                progressbar=False,
+            )
     return model.fit(
         draws=sampler.draws,
         tune=sampler.tune,
