@@ -2,8 +2,10 @@
 
 Each case plants one problem a tracker meets in practice into a simulated wave with a known
 truth and fits it with misterp's shipped priors, sampler settings, thresholds and retry policy.
-Measured on this data: a two-level group effect (``(1|gender)``) breaks the sampler at the
-first attempt (11 divergences) and is caught and escalated. All-0/1 cells, very few
+Measured on this data: a two-level group effect (``(1|gender)``) with independent N(0, sd)
+levels (``group_effects: normal``) breaks the sampler at the first attempt (11 divergences) and
+is caught and escalated. With the shipped zero-sum group effects the same formula converges at
+the first attempt, so the planted case asks for the independent levels. All-0/1 cells, very few
 respondents and a nearly separable outcome do *not* break the shipped model (its priors bound
 the posterior; all-0/1 cells under the two-level formula gave 1-2 divergences in some runs and
 none in others, too fragile to plant), so for those the test asserts the fit is right, not
@@ -38,6 +40,8 @@ SAMPLER = SamplerConfig(cores=2)  # the shipped settings; two cores as on the CI
 THRESHOLDS = ConvergenceThresholds()
 POLICY = RetryPolicy()
 PRIORS = PriorConfig()
+#: The planted funnel needs independent levels: the zero-sum default removes it.
+INDEPENDENT_LEVELS = PriorConfig(group_effects="normal")
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +66,12 @@ def _fit(
     answers: pd.DataFrame,
     question_id: str,
     formula: str,
+    priors: PriorConfig = PRIORS,
 ) -> tuple[FitResult, CellCounts]:
     spec = ModelSpec("DE", question_id, "yes", formula)
     counts = aggregate_cells(_data(wave, answers), {"DE": layout}, [spec])[spec.key]
     result = fit_with_policy(
-        cell_sampler(spec, layout, counts, PRIORS),
+        cell_sampler(spec, layout, counts, priors),
         extract_cell_draws,
         key=spec.key,
         sampler=SAMPLER,
@@ -126,7 +131,9 @@ def test_planted_failure_is_caught_at_the_first_attempt_and_retried_by_the_polic
 ) -> None:
     make_answers, question_id = PLANTED[case]
 
-    result, _ = _fit(wave, layout, make_answers(wave), question_id, TWO_LEVEL_FORMULA)
+    result, _ = _fit(
+        wave, layout, make_answers(wave), question_id, TWO_LEVEL_FORMULA, INDEPENDENT_LEVELS
+    )
 
     first = result.attempts[0]
     assert first.status is FitStatus.NOT_CONVERGED, f"{case}: the planted failure was not detected"
