@@ -1,4 +1,4 @@
-"""Speed and memory of the tracking step: changes.parquet and the trend table of one wave.
+"""Speed and memory of the tracking step: changes, trends, funnel, competitors and the report.
 
 The issue asks for a 1,000-model wave with 12 prior waves in under a minute on 2 cores, with
 memory that does not grow with the number of waves beyond the trend table. This script writes
@@ -6,12 +6,18 @@ memory that does not grow with the number of waves beyond the trend table. This 
 fitting) to a temporary folder, builds the trend table of the prior waves, and then times
 ``misterp.tracking.update.update_tracking`` on the last wave in a fresh process pinned to
 ``--cores`` CPUs: the previous, year-ago and rolling changes of every model and target group,
-and the incremental trend update. It prints one machine-readable last line::
+and the incremental trend update; then the funnel and competitor tables of that wave from its
+draws (read back from the store, as a re-publish would; publish itself has them in memory), and
+the report (``misterp.reporting.write.update_report``: CSVs, tables.xlsx, index.html). The
+models are brand-shaped, as in a tracker: per market and brand ``aware_B``, ``consider_B``
+(asked among the aware, so each brand has a funnel) and eight ``assoc_B`` options, 10 models a
+brand. It prints one machine-readable last line::
 
-    models=N prior_waves=W draws=D groups=G change_rows=R seconds=S peak_rss_mb=P
+    models=N prior_waves=W draws=D groups=G change_rows=R seconds=S peak_rss_mb=P ...
 
-``seconds`` is the wall time of the step, ``peak_rss_mb`` the peak resident set of the process
-that ran it (imports included). Setup (writing the waves) is not timed.
+``seconds`` is the wall time of all steps together (each step's share is printed too),
+``peak_rss_mb`` the peak resident set of the process that ran them (imports included). Setup
+(writing the waves) is not timed.
 
 Run from the repository root: ``.venv/bin/python bench/tracking_speed.py --models 1000``.
 """
@@ -19,6 +25,7 @@ Run from the repository root: ``.venv/bin/python bench/tracking_speed.py --model
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import multiprocessing
@@ -37,6 +44,39 @@ def _month(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
+ASSOCIATIONS = tuple(f"attr{a}" for a in range(8))
+
+
+def _brand_keys(models: int) -> list[str]:
+    """About ``models`` keys over two markets: per brand aware, consider and 8 associations."""
+    brands = max(1, round(models / 20))
+    keys = []
+    for market in ("M0", "M1"):
+        for b in range(brands):
+            brand = f"b{b:03d}"
+            keys += [f"{market}/aware_{brand}/yes", f"{market}/consider_{brand}/yes"]
+            keys += [f"{market}/assoc_{brand}/{option}" for option in ASSOCIATIONS]
+    return keys
+
+
+def _spec(key: str) -> Any:
+    """The ModelSpec of a bench key: consideration and associations asked among the aware."""
+    from misterp.mrp.specs import ModelSpec
+
+    market, question, option = key.split("/")
+    brand = question.rsplit("_", 1)[-1]
+    conditional = not question.startswith("aware_")
+    return ModelSpec(
+        market,
+        question,
+        option,
+        "p(yes, n) ~ 1 + (1|age)",
+        brand=brand,
+        base_question=f"aware_{brand}" if conditional else None,
+        base_option="yes" if conditional else None,
+    )
+
+
 def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: int) -> list[str]:
     """Publish ``prior_waves + 1`` synthetic monthly waves ending 2026-11; returns their ids."""
     from misterp.records import Manifest, ManifestModel, StatusCounts
@@ -49,7 +89,7 @@ def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: in
     end = 2026 * 12 + 10
     waves = [_month(end - k) for k in range(prior_waves, -1, -1)]
     rng = np.random.default_rng(20261130)
-    keys = [f"M{i % 2}/q{i // 2:04d}/yes" for i in range(models)]
+    keys = _brand_keys(models)
     for wave in waves:
         manifest_models, rows = [], []
         for key in keys:
@@ -65,15 +105,7 @@ def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: in
             buffer = io.BytesIO()
             frame.to_parquet(buffer, index=False)
             store.write_bytes(f"{wave}/draws/{key}.parquet", buffer.getvalue())
-            spec = {
-                "market": market,
-                "question_id": question,
-                "option": option,
-                "formula": "p(yes, n) ~ 1 + (1|age)",
-                "brand": question,
-                "base_question": None,
-                "base_option": None,
-            }
+            spec = dataclasses.asdict(_spec(key))
             manifest_models.append(
                 ManifestModel(
                     key=key,
@@ -96,7 +128,7 @@ def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: in
                         "market": market,
                         "question_id": question,
                         "option": option,
-                        "brand": question,
+                        "brand": question.rsplit("_", 1)[-1],
                         "target_group": name,
                         "mean": float(row.mean()),
                         "q05": float(np.quantile(row, 0.05)),
@@ -130,14 +162,49 @@ def _timed(root: str, wave: str, cores: int, queue: Any) -> None:
     if hasattr(os, "sched_setaffinity"):
         available = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, available[:cores])
+    from misterp.mrp.poststratify import draws_by_group
+    from misterp.reporting.write import update_report
     from misterp.storage import ResultStore
+    from misterp.tracking.catalog import read_manifest
+    from misterp.tracking.competitors import COMPETITORS_FILE, competitor_table
+    from misterp.tracking.funnel import FUNNEL_FILE, funnel_table, plan_funnels
     from misterp.tracking.update import update_tracking
 
+    store = ResultStore(root)
+    steps: dict[str, float] = {}
     started = time.perf_counter()
-    outcome = update_tracking(ResultStore(root), wave)
+    outcome = update_tracking(store, wave)
+    steps["changes+trends"] = time.perf_counter() - started
+
+    begun = time.perf_counter()
+    manifest = read_manifest(store, wave)
+    assert manifest is not None
+    specs = [_spec(model.key) for model in manifest.models]
+    grouped = {
+        model.key: draws_by_group(store.read_parquet(f"{wave}/{model.draws}"))
+        for model in manifest.models
+    }
+    funnels = plan_funnels(specs)
+    store.write_parquet(f"{wave}/{FUNNEL_FILE}", funnel_table(wave, funnels, grouped))
+    store.write_parquet(f"{wave}/{COMPETITORS_FILE}", competitor_table(wave, specs, grouped))
+    del grouped
+    steps["funnel+competitors"] = time.perf_counter() - begun
+
+    begun = time.perf_counter()
+    report = update_report(store, wave)
+    steps["report"] = time.perf_counter() - begun
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put((outcome.status, outcome.message, outcome.change_rows, seconds, peak_mb))
+    queue.put(
+        (
+            outcome.status if report.status == "written" else f"report {report.status}",
+            f"{outcome.message}; report: {report.message}",
+            outcome.change_rows,
+            seconds,
+            peak_mb,
+            steps,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,13 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         queue = context.Queue()
         process = context.Process(target=_timed, args=(root, waves[-1], args.cores, queue))
         process.start()
-        status, message, rows, seconds, peak_mb = queue.get()
+        status, message, rows, seconds, peak_mb, steps = queue.get()
         process.join()
     print(f"tracking step: {status} ({message})")
+    for step, step_seconds in steps.items():
+        print(f"  {step:<20} {step_seconds:6.2f} s")
     print(
-        f"models={args.models} prior_waves={args.prior_waves} draws={args.draws} "
-        f"groups={args.groups + 1} change_rows={rows} seconds={seconds:.2f} "
-        f"peak_rss_mb={peak_mb:.0f}"
+        f"models={len(_brand_keys(args.models))} prior_waves={args.prior_waves} "
+        f"draws={args.draws} groups={args.groups + 1} change_rows={rows} "
+        f"seconds={seconds:.2f} peak_rss_mb={peak_mb:.0f}"
     )
     return 0 if status == "updated" else 1
 

@@ -176,6 +176,10 @@ def trend_charts(trends: pd.DataFrame, group: str, *, low_base: int = 50) -> lis
     return charts
 
 
+#: Brand panels per row of a market's funnel chart.
+FUNNEL_PANELS_PER_ROW = 6
+
+
 def funnel_charts(funnel: pd.DataFrame, group: str) -> list[Chart]:
     """One chart per market: a panel per brand, a bar per stage with its interval."""
     rows = _in_group(funnel, group)
@@ -183,14 +187,19 @@ def funnel_charts(funnel: pd.DataFrame, group: str) -> list[Chart]:
     charts = []
     for market, market_rows in rows.groupby(t.MARKET, sort=False):
         brands = list(dict.fromkeys(market_rows[t.BRAND]))
+        # a trackers' market can have dozens of brands: wrap them into rows of a few panels
+        columns = min(len(brands), FUNNEL_PANELS_PER_ROW)
+        panel_rows = -(-len(brands) // columns)
         figure = make_subplots(
-            rows=1,
-            cols=len(brands),
+            rows=panel_rows,
+            cols=columns,
             shared_yaxes=True,
             subplot_titles=[_e(b) for b in brands],
             horizontal_spacing=0.04,
+            vertical_spacing=min(0.12, 0.5 / panel_rows),
         )
-        for column, brand in enumerate(brands, start=1):
+        for index, brand in enumerate(brands):
+            row, column = divmod(index, columns)
             stages = market_rows[market_rows[t.BRAND] == brand].sort_values(t.STAGE)
             figure.add_trace(
                 go.Bar(
@@ -213,12 +222,16 @@ def funnel_charts(funnel: pd.DataFrame, group: str) -> list[Chart]:
                     hovertemplate="%{x}: %{y:.1f}%%{customdata}<extra></extra>",
                     showlegend=False,
                 ),
-                row=1,
-                col=column,
+                row=row + 1,
+                col=column + 1,
             )
         figure.update_yaxes(ticksuffix="%", rangemode="tozero")
         charts.append(
-            Chart(f"{market}: funnel by brand", _theme(figure, 320), wide=len(brands) > 2)
+            Chart(
+                f"{market}: funnel by brand",
+                _theme(figure, 320 * panel_rows),
+                wide=len(brands) > 2,
+            )
         )
     return charts
 
