@@ -42,7 +42,7 @@ WORK_POOL = "misterp-k8s"
 NAMESPACE = "misterp"
 FLOW_SERVICE_ACCOUNT = "misterp-flows"
 S3_SECRET = "misterp-s3"
-DEPLOYMENTS = ["tracking-wave", "fit-batch", "rerun-failed"]
+DEPLOYMENTS = ["tracking-wave", "fit-batch", "rerun-failed", "mmm", "mmm-rerun-failed"]
 IMAGE = "registry.example.com/misterp:test"
 FLOW_RUN_ID = uuid.UUID("4d8f7f4e-8c1a-4a57-9d07-2f3b1c6e9a10")
 # The oldest Kubernetes minor we claim to run on, and the newest schema kubernetes-validate has.
@@ -561,6 +561,29 @@ def test_waves_fan_out_to_the_fit_batch_deployment(name: str) -> None:
     fit_batch = _deployment("fit-batch")
     expected = f"{_flow_name(fit_batch['entrypoint'])}/{fit_batch['name']}"
     assert _deployment(name)["parameters"]["fit_deployment"] == expected
+
+
+def test_mmm_runs_weekly_on_a_cron_and_its_rerun_needs_the_run_id() -> None:
+    (schedule,) = _deployment("mmm")["schedules"]
+    cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+    _, _, day_of_month, month, day_of_week = cron.cron.split()
+    assert (day_of_month, month) == ("*", "*")
+    assert day_of_week.isdigit()  # one fixed weekday, every week
+    rerun = _deployment("mmm-rerun-failed")
+    assert "schedules" not in rerun  # started by a person, for a run id
+    function = _flow_function(rerun["entrypoint"])
+    required = [a.arg for a in function.args.args][: -len(function.args.defaults) or None]
+    assert required == ["config", "run"]
+    assert "run" not in rerun["parameters"]
+
+
+@pytest.mark.parametrize("name", ["mmm", "mmm-rerun-failed"])
+def test_mmm_flows_take_no_storage_options_or_credentials(name: str) -> None:
+    deployment = _deployment(name)
+    arguments = {a.arg for a in _flow_function(deployment["entrypoint"]).args.args}
+    assert "storage_options" not in arguments
+    text = yaml.safe_dump(deployment.get("parameters", {})).lower()
+    assert not re.search(r"key|secret|token|password", text), text
 
 
 def test_fit_batch_has_a_concurrency_limit() -> None:

@@ -46,10 +46,12 @@ def test_prefect_deploy_all_accepts_the_deployments_file(prefect_client_settings
         wave = client.read_deployment_by_name("run-wave/tracking-wave")
         batch = client.read_deployment_by_name("fit-batch/fit-batch")
         rerun = client.read_deployment_by_name("rerun-wave/rerun-failed")
+        mmm = client.read_deployment_by_name("mmm/mmm")
+        mmm_rerun = client.read_deployment_by_name("mmm-rerun-failed/mmm-rerun-failed")
         created_pool = client.read_work_pool("misterp-k8s")
 
     assert created_pool.type == "kubernetes"
-    for deployment in (wave, batch, rerun):
+    for deployment in (wave, batch, rerun, mmm, mmm_rerun):
         assert deployment.work_pool_name == "misterp-k8s"
         assert deployment.job_variables["image"] == IMAGE
         assert deployment.pull_steps == [
@@ -69,7 +71,12 @@ def test_prefect_deploy_all_accepts_the_deployments_file(prefect_client_settings
     assert set(rerun.parameter_openapi_schema["required"]) == {"wave"}
     # credentials never travel as run parameters: no flow takes storage options but fit-batch,
     # which is given them without credentials
-    for deployment in (wave, rerun):
+    # the weekly media-mix run; its re-run is told which run to repair
+    (weekly,) = mmm.schedules
+    assert weekly.active
+    assert weekly.schedule.cron == "0 6 * * 1"
+    assert set(mmm_rerun.parameter_openapi_schema["required"]) == {"config", "run"}
+    for deployment in (wave, rerun, mmm, mmm_rerun):
         assert "storage_options" not in deployment.parameter_openapi_schema["properties"]
     # pods bounded by the deployment's limit, as documented
     assert batch.global_concurrency_limit is not None

@@ -28,8 +28,12 @@ from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
 
 __all__ = [
+    "BRAND_CONTROL",
     "DEFAULT_MMM_SAMPLER",
     "AdstockKind",
+    "BrandLink",
+    "BrandRole",
+    "BudgetConfig",
     "ChannelPrior",
     "MMMConfig",
     "MMMPriors",
@@ -69,6 +73,77 @@ class ChannelPrior(StrEnum):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BudgetConfig(_Frozen):
+    """The next period's budget to split across each market's channels (pymc-marketing's optimiser).
+
+    Spends are per week in the units of the media file. ``bounds`` fixes a channel's weekly
+    spend range; every other channel may move within ``relative_bounds`` times its current
+    weekly spend (the mean of the last ``reference_weeks`` fitted weeks), so the advice stays
+    within the response curve's observed range, where the model knows something.
+    """
+
+    weeks: int = Field(4, ge=1, le=52, description="weeks of the period to plan")
+    total: float | None = Field(
+        None,
+        gt=0,
+        description="spend over the whole period; None: current weekly spend x weeks",
+    )
+    reference_weeks: int = Field(8, ge=1, description="last fitted weeks that set current spend")
+    relative_bounds: tuple[float, float] = Field(
+        (0.5, 1.5), description="[min, max] times current weekly spend, per channel"
+    )
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="channel: [min, max] weekly spend, overriding"
+    )
+
+    @field_validator("relative_bounds", "bounds")
+    @classmethod
+    def _ordered(cls, value: Any) -> Any:
+        pairs = value.values() if isinstance(value, dict) else [value]
+        if any(not 0 <= low <= high for low, high in pairs):
+            raise ValueError(f"bounds must be [min, max] with 0 <= min <= max; got {value}")
+        return value
+
+
+#: Name of the control column the brand metric becomes with ``brand_link.as: control``.
+BRAND_CONTROL = "brand_metric"
+
+
+class BrandRole(StrEnum):
+    """What the tracker's brand metric is in the media-mix model.
+
+    ``kpi``: the metric itself is explained by media (does advertising move awareness?), and
+    the ``kpi`` file is not read. ``control``: it explains part of the KPI (sales) beside the
+    media, scaled like the other controls.
+    """
+
+    KPI = "kpi"
+    CONTROL = "control"
+
+
+class BrandLink(_Frozen):
+    """One brand metric of the tracker's ``trends.parquet``, aligned to the media weeks.
+
+    Markets are matched by id: the tracker's market ``DE`` is the media-mix market ``DE``.
+    """
+
+    trends: str = Field(
+        description="the tracker's trends.parquet, or the results root that holds it"
+    )
+    question_id: str
+    option: str
+    target_group: str = "all"
+    role: BrandRole = Field(alias="as", description="kpi or control")
+    uncertainty_draws: int = Field(
+        4,
+        ge=0,
+        le=50,
+        description="as kpi: fit this many draws of the tracker's trend and pool the "
+        "posteriors, so the survey's error reaches the ROAS intervals; 0: fit the trend's "
+        "mean as if it were exact (intervals too narrow)",
+    )
 
 
 class MMMPriors(_Frozen):
@@ -125,6 +200,12 @@ class MMMConfig(_Frozen):
         None, ge=1, description="markets fitted at once in processes; None: one per 2 cores"
     )
     interval: float = Field(0.90, gt=0.5, lt=0.999, description="credible interval level")
+    budget: BudgetConfig | None = Field(
+        None, description="recommend next period's split per converged market (budget.parquet)"
+    )
+    brand_link: BrandLink | None = Field(
+        None, description="a brand metric of the tracker as the KPI or as a control"
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("run")
@@ -139,9 +220,10 @@ class MMMConfig(_Frozen):
     @field_validator("controls")
     @classmethod
     def _distinct_controls(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value) or "trend" in value:
+        if len(set(value)) != len(value) or {"trend", BRAND_CONTROL} & set(value):
             raise ValueError(
-                f"controls must be distinct and not 'trend' (set trend: true instead); got {value}"
+                f"controls must be distinct and neither 'trend' (set trend: true instead) nor "
+                f"'{BRAND_CONTROL}' (set brand_link.as: control instead); got {value}"
             )
         return value
 
@@ -161,6 +243,8 @@ class MMMConfig(_Frozen):
                 "sampler",
                 "convergence",
                 "retry",
+                "brand_link",
+                "budget",
             },
         )
 

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,16 @@ import pandas as pd
 from misterp.config import SamplerConfig
 from misterp.diagnostics import check_convergence
 from misterp.fitting import Diagnose, Extract, Sample
-from misterp.mmm.config import AdstockKind, ChannelPrior, MMMConfig, SaturationKind
+from misterp.mmm.brand import trend_draws
+from misterp.mmm.budget import BUDGET_ROWS, optimise_budget
+from misterp.mmm.config import (
+    BRAND_CONTROL,
+    AdstockKind,
+    BrandRole,
+    ChannelPrior,
+    MMMConfig,
+    SaturationKind,
+)
 from misterp.mmm.validation import MMMData, market_frame
 from misterp.records import ConvergenceReport
 
@@ -74,6 +83,18 @@ class MarketInput:
     controls: tuple[str, ...]
     holdout_weeks: int
     data_hash: str
+    #: ``(draws, weeks)`` KPI series drawn from the tracker's posterior (``brand_link`` as the
+    #: KPI, ``uncertainty_draws`` > 0); ``frame`` then holds their mean (the trend's mean).
+    kpi_draws: np.ndarray | None = None
+
+    def versions(self) -> list[MarketInput]:
+        """One input per KPI draw (the market itself when there are none), fitted in turn."""
+        if self.kpi_draws is None:
+            return [self]
+        return [
+            replace(self, frame=self.frame.assign(**{TARGET: series}), kpi_draws=None)
+            for series in self.kpi_draws
+        ]
 
     @property
     def fit_frame(self) -> pd.DataFrame:
@@ -96,11 +117,23 @@ def prepare_market(data: MMMData, market: str, config: MMMConfig) -> MarketInput
 
     Controls are divided by their largest absolute value over the fitted weeks (holdout weeks
     use the same divisor, as a forecast would); the trend runs from 0 to 1 over the fitted
-    weeks and on beyond 1 in the holdout.
+    weeks and on beyond 1 in the holdout. With ``brand_link`` the tracker's metric (aligned by
+    :mod:`misterp.mmm.brand`) is either the KPI, with series drawn from its posterior for the
+    pooled fits, or the control ``brand_metric``, scaled like the others (its posterior mean:
+    a control's error would need an errors-in-variables model pymc-marketing does not offer).
     """
     frame = market_frame(data, market, config.controls)
     n_fit = len(frame) - config.holdout_weeks
     controls = list(config.controls)
+    link, kpi_draws = config.brand_link, None
+    if link is not None and data.brand is not None:
+        aligned = data.brand.market(market)
+        if link.role is BrandRole.CONTROL:
+            frame[BRAND_CONTROL] = aligned["mean"].to_numpy()
+            controls.append(BRAND_CONTROL)
+        elif link.uncertainty_draws:
+            seed = market_seed(market, config.sampler.random_seed)
+            kpi_draws = trend_draws(aligned, link.uncertainty_draws, seed)
     for name in controls:
         divisor = float(frame[name].iloc[:n_fit].abs().max())
         frame[name] = frame[name] / divisor if divisor > 0 else frame[name]
@@ -108,6 +141,8 @@ def prepare_market(data: MMMData, market: str, config: MMMConfig) -> MarketInput
         frame[TREND] = np.arange(len(frame)) / max(n_fit - 1, 1)
         controls.append(TREND)
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    if kpi_draws is not None:
+        digest.update(np.ascontiguousarray(kpi_draws).tobytes())
     return MarketInput(
         market=market,
         frame=frame,
@@ -115,6 +150,7 @@ def prepare_market(data: MMMData, market: str, config: MMMConfig) -> MarketInput
         controls=tuple(controls),
         holdout_weeks=config.holdout_weeks,
         data_hash=digest.hexdigest(),
+        kpi_draws=kpi_draws,
     )
 
 
@@ -245,6 +281,8 @@ class DrawLayout:
     channels: tuple[str, ...]
     l_max: int
     n_holdout: int
+    #: Whether a budget recommendation is stored (``misterp.mmm.budget.BUDGET_ROWS``).
+    budget: bool = False
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -255,6 +293,7 @@ class DrawLayout:
             "sweep": (len(SWEEP_FACTORS), n),
             "adstock": (n, self.l_max),
             "holdout": (self.n_holdout,),
+            "budget": (len(BUDGET_ROWS) if self.budget else 0, n),
         }
 
     @property
@@ -265,6 +304,8 @@ class DrawLayout:
     def pack(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """``(draws, width)`` from parts shaped ``(draws, *shape)``."""
         draws = next(iter(parts.values())).shape[0]
+        empty = {n: np.zeros((draws, 0)) for n, s in self.shapes.items() if not math.prod(s)}
+        parts = empty | dict(parts)
         return np.concatenate(
             [parts[name].reshape(draws, -1) for name in self.shapes], axis=1
         ).astype(np.float64)
@@ -294,6 +335,7 @@ def layout_for(market: MarketInput, config: MMMConfig) -> DrawLayout:
         channels=market.channels,
         l_max=config.l_max,
         n_holdout=market.holdout_weeks,
+        budget=config.budget is not None,
     )
 
 
@@ -371,6 +413,11 @@ def market_extractor(market: MarketInput, config: MMMConfig) -> Extract:
             parts["holdout"] = np.asarray(values, dtype=float) * scale
         else:
             parts["holdout"] = np.zeros((n_samples, 0))
+        if config.budget is not None:
+            advice = optimise_budget(mmm, market.fit_frame, channels, config.budget)
+            # one row per posterior sample, as the other parts (repeated if pymc-marketing
+            # returned fewer)
+            parts["budget"] = advice[np.arange(n_samples) % len(advice)]
         keep = thin_index(n_samples, settings.stored_draws)
         return layout.pack({name: part[keep] for name, part in parts.items()})
 

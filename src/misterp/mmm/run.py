@@ -24,10 +24,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from misterp.config import SamplerConfig
 from misterp.fitting import Diagnose, Extract, Sample, fit_with_policy
 from misterp.ids import id_problem
+from misterp.mmm.budget import BUDGET_FILE, budget_table
 from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import (
     MarketInput,
@@ -36,6 +39,7 @@ from misterp.mmm.model import (
     market_extractor,
     market_sampler,
     prepare_market,
+    thin_index,
 )
 from misterp.mmm.outputs import (
     ADSTOCK_FILE,
@@ -48,7 +52,7 @@ from misterp.mmm.outputs import (
     market_tables,
 )
 from misterp.mmm.validation import MMMData, read_mmm_input
-from misterp.records import RecordError, StatusCounts
+from misterp.records import ConvergenceReport, RecordError, StatusCounts
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
@@ -57,6 +61,7 @@ __all__ = [
     "FitFunctions",
     "MMMRunOutcome",
     "fit_market",
+    "pooled_functions",
     "pymc_marketing_fit",
     "run_folder",
     "run_mmm",
@@ -74,6 +79,55 @@ FitFunctions = Callable[[MarketInput, MMMConfig], tuple[Sample, Extract, Diagnos
 def pymc_marketing_fit(market: MarketInput, config: MMMConfig) -> tuple[Sample, Extract, Diagnose]:
     """The real thing: pymc-marketing's MMM sampled with nutpie."""
     return market_sampler(market, config), market_extractor(market, config), diagnose_fit
+
+
+def pooled_functions(
+    functions: FitFunctions, market: MarketInput, config: MMMConfig
+) -> tuple[Sample, Extract, Diagnose]:
+    """The market's functions, fitting every KPI draw in turn and pooling the posteriors.
+
+    With a brand metric as the KPI, ``market.versions()`` are series drawn from the tracker's
+    posterior (:func:`misterp.mmm.brand.trend_draws`). Each is fitted with the same sampler
+    settings; the kept draws are the evenly thinned concatenation of each fit's draws (a
+    mixture, so the spread of the ROAS includes the spread the survey left in the KPI), and the
+    diagnostics are the worst of the fits, so the retry loop escalates all of them together.
+    Without draws this is ``functions(market, config)`` unchanged.
+    """
+    versions = market.versions()
+    if len(versions) == 1:
+        return functions(versions[0], config)
+    parts = [functions(version, config) for version in versions]
+
+    def sample(settings: SamplerConfig) -> list[Any]:
+        return [part[0](settings) for part in parts]
+
+    def extract(fitted: list[Any], settings: SamplerConfig) -> np.ndarray:
+        draws = np.concatenate(
+            [part[1](one, settings) for part, one in zip(parts, fitted, strict=True)]
+        )
+        return draws[thin_index(len(draws), settings.stored_draws)]
+
+    def diagnose(fitted: list[Any], seconds: float) -> ConvergenceReport:
+        reports = [part[2](one, seconds) for part, one in zip(parts, fitted, strict=True)]
+        return worst_report(reports)
+
+    return sample, extract, diagnose
+
+
+def worst_report(reports: list[ConvergenceReport]) -> ConvergenceReport:
+    """One report as bad as the worst of several fits: max R-hat, min ESS, summed divergences.
+
+    NumPy's max and min propagate NaN (unknown), which the thresholds read as a failure.
+    """
+    return reports[0].model_copy(
+        update={
+            "r_hat_max": float(np.max([r.r_hat_max for r in reports])),
+            "ess_bulk_min": float(np.min([r.ess_bulk_min for r in reports])),
+            "ess_tail_min": float(np.min([r.ess_tail_min for r in reports])),
+            "bfmi_min": float(np.min([r.bfmi_min for r in reports])),
+            "divergences": sum(r.divergences for r in reports),
+        }
+    )
 
 
 def run_folder(run: str) -> str:
@@ -126,7 +180,7 @@ def fit_market(
     sampler = (
         config.sampler if cores is None else config.sampler.model_copy(update={"cores": cores})
     )
-    sample, extract, diagnose = functions(market, config)
+    sample, extract, diagnose = pooled_functions(functions, market, config)
     result = fit_with_policy(
         sample,
         extract,
@@ -302,15 +356,26 @@ def publish_run(
     """Write the tables of every market with draws, then the manifest (last)."""
     folder = run_folder(run)
     store.retract(folder)
-    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in _TABLE_FILES}
+    names = (*_TABLE_FILES, BUDGET_FILE) if config.budget is not None else _TABLE_FILES
+    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
     for market, record in records.items():
         if not record.has_draws:
             continue
         market_input = inputs[market]
         draws = store.read_array(f"{folder}/fits/{market}.npy")
-        built = market_tables(
-            market_input, layout_for(market_input, config), draws, config, record.status
-        )
+        layout = layout_for(market_input, config)
+        built = market_tables(market_input, layout, draws, config, record.status)
+        if config.budget is not None and record.status is FitStatus.CONVERGED:
+            tables[BUDGET_FILE].append(
+                budget_table(
+                    market,
+                    list(market_input.channels),
+                    layout.unpack(draws)["budget"],
+                    config.budget.weeks,
+                    config.interval,
+                    record.status.value,
+                )
+            )
         tables[CONTRIBUTIONS_FILE].append(built.contributions)
         tables[ROAS_FILE].append(built.roas)
         tables[RESPONSE_CURVES_FILE].append(built.response_curves)
@@ -334,7 +399,7 @@ def publish_run(
         config=config.model_dump(mode="json", exclude={"storage_options"}),
         counts=counts,
         wall_seconds=time.perf_counter() - started if started is not None else None,
-        files={name.removesuffix(".parquet"): name for name in _TABLE_FILES} | {"fits": "fits/"},
+        files={name.removesuffix(".parquet"): name for name in names} | {"fits": "fits/"},
         sha256=sha256,
         markets=tuple(records.values()),
         notes=tuple(data.notes),

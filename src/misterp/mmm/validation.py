@@ -20,7 +20,8 @@ import fsspec
 import pandas as pd
 import pandera.pandas as pa
 
-from misterp.mmm.config import MMMConfig
+from misterp.mmm.brand import AlignedBrand, align_brand, read_trends
+from misterp.mmm.config import BrandRole, MMMConfig
 from misterp.mmm.schemas import (
     MMM_FILES,
     OPTIONAL_FILES,
@@ -88,6 +89,8 @@ class MMMData:
     dropped: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     input_hashes: dict[str, str] = field(default_factory=dict)
+    #: The tracker's brand metric per market and media week (``brand_link`` configured).
+    brand: AlignedBrand | None = None
 
     @property
     def markets(self) -> list[str]:
@@ -331,7 +334,9 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
     root = root.rstrip("/")
     problems: list[ValidationProblem] = []
     hashes: dict[str, str] = {}
-    tables: dict[str, _Table | None] = {}
+    tables: dict[str, _Table | None] = {"kpi": None}
+    link = config.brand_link
+    brand_is_kpi = link is not None and link.role is BrandRole.KPI
     schemas: dict[str, pa.DataFrameSchema] = {
         "kpi": kpi_schema(),
         "media": media_schema(),
@@ -339,6 +344,8 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
         "lift_tests": lift_tests_schema(),
     }
     for role in MMM_FILES:
+        if role == "kpi" and brand_is_kpi:
+            continue  # the KPI is the tracker's brand metric, aligned below
         tables[role] = table = _load(fs, root, role, problems, hashes)
         if table is None:
             continue
@@ -385,10 +392,27 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
     if kpi is not None and media is not None and kpi_frame is not None and media_frame is not None:
         problems += _coverage_problems(kpi, kpi_frame, media, media_frame)
         problems += _length_problems(kpi, kpi_frame, config, channels)
+    brand: AlignedBrand | None = None
+    if link is not None and media_frame is not None:
+        if brand_is_kpi and media is not None:
+            weekly = _weekly_problems(media, media_frame)
+            problems += weekly + _length_problems(media, media_frame, config, channels)
+        source = kpi_frame if kpi_frame is not None else media_frame
+        weeks = {str(m): g.drop_duplicates() for m, g in source.groupby("market")["date"]}
+        trends, name, sha, found = read_trends(link, config.storage_options)
+        problems += found
+        if trends is not None:
+            brand, found = align_brand(link, trends, name, sha, weeks)
+            problems += found
+        if brand is not None:
+            hashes[f"brand_link:{name}"] = brand.sha256
+            notes += brand.notes
+            if brand_is_kpi:
+                kpi_frame = brand.frame[["date", "market"]].assign(kpi=brand.frame["mean"])
     if controls is not None and config.controls:
         control_frame = _typed(controls, list(config.controls), ["date"])
         notes += _magnitude_notes(control_frame, config.controls)
-        if kpi is not None and kpi_frame is not None:
+        if kpi_frame is not None:
             have = set(zip(control_frame["market"], control_frame["date"], strict=True))
             missing = kpi_frame.index[
                 [
@@ -399,7 +423,16 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
             if len(missing):
                 message = f"KPI weeks without a row in {controls.name}"
                 fix = f"add a row to {controls.name} for every market and week of the KPI"
-                problems.append(kpi.problem("date", missing, message, fix))
+                if kpi is not None:
+                    problems.append(kpi.problem("date", missing, message, fix))
+                else:
+                    absent = kpi_frame.loc[missing, ["market", "date"]].to_numpy()
+                    weeks_missing = _join(f"{m} {pd.Timestamp(d).date()}" for m, d in absent)
+                    problems.append(
+                        ValidationProblem(
+                            controls.name, "date", [], f"{message}: {weeks_missing}", fix
+                        )
+                    )
     if lift is not None and media_frame is not None:
         lift_frame = _typed(lift, ["x", "delta_x", "delta_y", "sigma"], ["start", "end"])
         problems += _lift_problems(lift, lift_frame, media_frame)
@@ -428,6 +461,7 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
         dropped=dropped,
         notes=notes,
         input_hashes=hashes,
+        brand=brand,
     )
     logger.info(
         "read media-mix input %s: %d markets, %d weeks up to %s",
