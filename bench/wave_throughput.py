@@ -653,15 +653,13 @@ def naive_fit(
         "random_seed": seed,
         "progressbar": False,
     }
-    if priors.group_effects == "normal":
-        idata = model.fit(**settings)
-    else:  # the same parametrisation as misterp's fit: PyMC's NUTS on the rewritten model
-        import pymc as pm
-
+    if priors.group_effects != "normal":
+        # the same parametrisation as misterp's fit: Bambi samples the rewritten PyMC model,
+        # so its post-processing (the Intercept un-centred) and predict() still apply
         from misterp.mrp.model import pymc_model_of
 
-        with pymc_model_of(model, priors):
-            idata = pm.sample(**settings)
+        model.backend.model = pymc_model_of(model, priors)
+    idata = model.fit(**settings)
     fit_seconds = time.perf_counter() - started
     report = check_convergence(idata, seconds=fit_seconds)
 
