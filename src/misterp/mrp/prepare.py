@@ -9,6 +9,7 @@ store by ``staging.load_staged_wave``.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ from misterp.mrp.raking import rake_weights, sample_shares
 from misterp.mrp.specs import ModelSpec, plan_model_specs
 from misterp.mrp.validation import read_wave
 from misterp.records import CENSUS_HASH_PREFIX
+from misterp.tracking.published import question_family
 
 __all__ = ["PreparedWave", "default_wave_id", "fit_settings_hash", "prepare_wave"]
 
@@ -102,6 +104,7 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
     data = read_wave(config.input, config.demographics, storage_options=config.storage_options)
     check_target_groups(config, data)
     specs = plan_model_specs(data, config.model)
+    check_funnel_stages(config, specs)
     layouts = build_market_cells(data, config.target_groups)
     counts = aggregate_cells(data, layouts, specs)
     shares = sample_shares(data, rake_weights(data), config.target_groups)
@@ -126,6 +129,41 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
     return PreparedWave(
         config, wave_id, specs, layouts, counts, shares, hashes, n_respondents=len(data.respondents)
     )
+
+
+def check_funnel_stages(config: WaveConfig, specs: list[ModelSpec]) -> None:
+    """Every configured funnel stage must name a question family of the wave.
+
+    A stage is a question-id prefix (``consider`` for ``consider_brand01``); one that matches
+    no brand's question would silently drop out of every funnel.
+
+    >>> from misterp.config import parse_config
+    >>> config = parse_config(
+    ...     {"input": "i", "output": "o", "demographics": ["age"],
+    ...      "reporting": {"funnel": ["aware", "concider"]}}
+    ... )
+    >>> specs = [ModelSpec("DE", "aware_b1", "yes", "f", "b1"),
+    ...          ModelSpec("DE", "consider_b1", "yes", "f", "b1", "aware_b1", "yes")]
+    >>> check_funnel_stages(config, specs)
+    Traceback (most recent call last):
+    ...
+    misterp.errors.ConfigError: reporting.funnel: stage 'concider' names no question family of this wave (did you mean 'consider'?); families: aware, consider; give question-id prefixes, e.g. [aware, consider] for aware_BRAND, consider_BRAND
+    """  # noqa: E501
+    stages = config.reporting.funnel
+    if not stages:
+        return
+    families = sorted(
+        {f for s in specs if (f := question_family(s.question_id, s.brand)) is not None}
+    )
+    for stage in stages:
+        if stage not in families:
+            close = difflib.get_close_matches(stage, families, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"reporting.funnel: stage '{stage}' names no question family of this wave{hint}; "
+                f"families: {', '.join(families) or 'none (no question names a brand)'}; give "
+                "question-id prefixes, e.g. [aware, consider] for aware_BRAND, consider_BRAND"
+            )
 
 
 def check_target_groups(config: WaveConfig, data: WaveData) -> None:
