@@ -53,6 +53,11 @@ def _report(outcome: MMMRunOutcome) -> ExitCode:
     from flows.cli import ExitCode, _say
 
     _say(f"media-mix run {outcome.run} written to {outcome.output_uri}")
+    report = outcome.report
+    if report is not None and report.status == "written":
+        _say(f"report: {report.index}")
+    elif report is not None:
+        _say(f"report failed ({report.message}); the run is published", err=True)
     if outcome.counts.healthy:
         _say(outcome.headline, exit_code=ExitCode.OK)
         return ExitCode.OK

@@ -28,3 +28,15 @@ def test_mmm_run_with_a_typo_in_the_config_exits_2_with_a_suggestion(tmp_path, c
 def test_mmm_run_without_the_config_file_exits_2(tmp_path, capsys) -> None:
     assert main(["mmm", "run", "--config", str(tmp_path / "none.yaml")]) == ExitCode.INVALID
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_mmm_report_lines_name_the_report_page_before_the_headline(tmp_path, capsys) -> None:
+    from tests.reporting.mmm_run_store import fake_run
+
+    from flows.mmm_cli import _report
+
+    outcome = fake_run(tmp_path, diverging=())
+    assert _report(outcome) == ExitCode.OK
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2] == f"report: {tmp_path / 'out' / 'mmm' / 'r1' / 'report' / 'index.html'}"
+    assert lines[-1] == "media-mix run r1: all 2 models converged"

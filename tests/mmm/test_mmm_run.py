@@ -91,14 +91,17 @@ def config(tmp_path: Path) -> MMMConfig:
 def test_run_publishes_every_table_and_the_manifest_last(config) -> None:
     store = RecordingStore(config.output)
     outcome = run_mmm(config, store, workers=1, functions=fake_functions)
-    assert store.writes[-1] == f"mmm/r1/{MANIFEST}"
-    assert {Path(w).name for w in store.writes[:-1]} == {
+    # the report comes after the manifest (a failing one never unpublishes the run)
+    published = store.writes.index(f"mmm/r1/{MANIFEST}")
+    assert {Path(w).name for w in store.writes[:published]} == {
         "contributions.parquet",
         "roas.parquet",
         "response_curves.parquet",
         "adstock.parquet",
+        "fitted.parquet",
         "diagnostics.parquet",
     }
+    assert store.writes[published + 1 :][-2:] == ["mmm/r1/report/index.html", "mmm/r1/report.json"]
     manifest = MMMManifest.from_json(store.read_bytes(f"mmm/r1/{MANIFEST}"), "manifest")
     assert manifest.healthy
     assert manifest.counts.converged == 2

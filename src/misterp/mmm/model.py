@@ -51,9 +51,11 @@ __all__ = [
     "FittedMMM",
     "MarketInput",
     "build_mmm",
+    "calibrated_mmm",
     "channel_prior_sigmas",
     "diagnose_fit",
     "market_extractor",
+    "market_lift_tests",
     "market_sampler",
     "prepare_market",
 ]
@@ -86,6 +88,9 @@ class MarketInput:
     #: ``(draws, weeks)`` KPI series drawn from the tracker's posterior (``brand_link`` as the
     #: KPI, ``uncertainty_draws`` > 0); ``frame`` then holds their mean (the trend's mean).
     kpi_draws: np.ndarray | None = None
+    #: The market's lift tests (``channel, x, delta_x, delta_y, sigma``: weekly spend and KPI
+    #: units) of its fitted channels, or None; they calibrate the saturation curves.
+    lift_tests: pd.DataFrame | None = None
 
     def versions(self) -> list[MarketInput]:
         """One input per KPI draw (the market itself when there are none), fitted in turn."""
@@ -143,6 +148,9 @@ def prepare_market(data: MMMData, market: str, config: MMMConfig) -> MarketInput
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     if kpi_draws is not None:
         digest.update(np.ascontiguousarray(kpi_draws).tobytes())
+    lift = market_lift_tests(data, market)
+    if lift is not None:
+        digest.update(pd.util.hash_pandas_object(lift, index=False).to_numpy().tobytes())
     return MarketInput(
         market=market,
         frame=frame,
@@ -151,7 +159,51 @@ def prepare_market(data: MMMData, market: str, config: MMMConfig) -> MarketInput
         holdout_weeks=config.holdout_weeks,
         data_hash=digest.hexdigest(),
         kpi_draws=kpi_draws,
+        lift_tests=lift,
     )
+
+
+#: The lift-test columns pymc-marketing reads (``add_lift_test_measurements``).
+LIFT_COLUMNS: tuple[str, ...] = ("channel", "x", "delta_x", "delta_y", "sigma")
+
+
+def market_lift_tests(data: MMMData, market: str) -> pd.DataFrame | None:
+    """The validated lift tests of ``market``'s fitted channels, or None without any.
+
+    A test of a channel dropped for zero spend is left out (the model has no curve for it).
+
+    >>> from types import SimpleNamespace
+    >>> lift = pd.DataFrame({"market": ["DE", "DE", "FR"], "channel": ["tv", "radio", "tv"],
+    ...     "x": [1.0, 2.0, 3.0], "delta_x": [1.0, 1.0, 1.0], "delta_y": [5.0, 5.0, 5.0],
+    ...     "sigma": [1.0, 1.0, 1.0]})
+    >>> data = SimpleNamespace(lift_tests=lift, channels={"DE": ["tv"], "FR": ["tv"]})
+    >>> market_lift_tests(data, "DE").values.tolist()
+    [['tv', 1.0, 1.0, 5.0, 1.0]]
+    """
+    lift = data.lift_tests
+    if lift is None:
+        return None
+    rows = lift[(lift["market"] == market) & lift["channel"].isin(list(data.channels[market]))]
+    if rows.empty:
+        return None
+    return rows.loc[:, list(LIFT_COLUMNS)].reset_index(drop=True)
+
+
+def calibrated_mmm(market: MarketInput, config: MMMConfig) -> Any:
+    """``build_mmm``, built on the fitted weeks, with the market's lift tests added, if any.
+
+    pymc-marketing's ``add_lift_test_measurements`` needs a built model: it scales ``x`` and
+    ``delta_x`` like the channel's spend and ``delta_y`` and ``sigma`` like the KPI, and adds
+    the likelihood ``lift_measurements`` of the saturation curve's difference. Without lift
+    tests the model is returned unbuilt (``fit`` builds it).
+    """
+    mmm = build_mmm(market, config)
+    if market.lift_tests is None or market.lift_tests.empty:
+        return mmm
+    fit = market.fit_frame
+    mmm.build_model(fit.drop(columns=[TARGET]), fit[TARGET].rename(TARGET))
+    mmm.add_lift_test_measurements(market.lift_tests)
+    return mmm
 
 
 def channel_prior_sigmas(spend: pd.Series, config: MMMConfig) -> np.ndarray:
@@ -225,7 +277,7 @@ def market_sampler(market: MarketInput, config: MMMConfig) -> Sample:
     """The ``sample`` function of the retry loop: a fresh model sampled with ``settings``."""
 
     def sample(settings: SamplerConfig) -> FittedMMM:
-        mmm = build_mmm(market, config)
+        mmm = calibrated_mmm(market, config)
         fit = market.fit_frame
         cores = settings.cores or min(settings.chains, os.cpu_count() or 1)
         with warnings.catch_warnings():

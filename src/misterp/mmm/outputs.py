@@ -31,6 +31,7 @@ from misterp.status import FitStatus
 __all__ = [
     "ADSTOCK_FILE",
     "CONTRIBUTIONS_FILE",
+    "FITTED_FILE",
     "RESPONSE_CURVES_FILE",
     "ROAS_FILE",
     "FitQuality",
@@ -46,6 +47,7 @@ CONTRIBUTIONS_FILE = "contributions.parquet"
 ROAS_FILE = "roas.parquet"
 RESPONSE_CURVES_FILE = "response_curves.parquet"
 ADSTOCK_FILE = "adstock.parquet"
+FITTED_FILE = "fitted.parquet"
 
 
 def summarise_draws(draws: np.ndarray, interval: float) -> dict[str, np.ndarray]:
@@ -104,7 +106,7 @@ def fit_quality(market: MarketInput, parts: dict[str, np.ndarray]) -> FitQuality
 
 
 class MarketTables:
-    """The four published tables of one market, as frames."""
+    """The published tables of one market, as frames."""
 
     def __init__(
         self,
@@ -112,11 +114,13 @@ class MarketTables:
         roas: pd.DataFrame,
         response_curves: pd.DataFrame,
         adstock: pd.DataFrame,
+        fitted: pd.DataFrame,
     ) -> None:
         self.contributions = contributions
         self.roas = roas
         self.response_curves = response_curves
         self.adstock = adstock
+        self.fitted = fitted
 
 
 def market_tables(
@@ -126,7 +130,10 @@ def market_tables(
     config: MMMConfig,
     status: FitStatus,
 ) -> MarketTables:
-    """Contributions, ROAS, response curves and adstock weights of one market.
+    """Contributions, ROAS, response curves, adstock weights and the fit of one market.
+
+    ``fitted`` is the KPI week by week beside the posterior of the model's total (the sum of
+    every component, drawn as a whole: its interval is not the sum of the parts' intervals).
 
     Every row carries the market's fit ``status``, so a reader filtering on ``converged``
     never reads a flagged number by accident.
@@ -203,7 +210,19 @@ def market_tables(
             "status": status.value,
         }
     )
-    return MarketTables(contributions, roas_frame, curves, adstock)
+    total = summarise_draws(parts["contributions"].sum(axis=-1), interval)  # (date,)
+    fitted = pd.DataFrame(
+        {
+            "date": dates,
+            "market": market.market,
+            "kpi": market.fit_frame[TARGET].to_numpy(dtype=float),
+            "mean": total["mean"],
+            "lower": total["lower"],
+            "upper": total["upper"],
+            "status": status.value,
+        }
+    )
+    return MarketTables(contributions, roas_frame, curves, adstock, fitted)
 
 
 class MMMFitRecord(VersionedRecord):

@@ -7,7 +7,9 @@ market whose data and settings are unchanged and refits the rest.
 
 Layout of ``OUTPUT/mmm/RUN/``: ``fits/MARKET.json`` and ``fits/MARKET.npy`` (record and
 draws), ``contributions.parquet``, ``roas.parquet``, ``response_curves.parquet``,
-``adstock.parquet``, ``diagnostics.parquet`` and, last, ``manifest.json``.
+``adstock.parquet``, ``fitted.parquet``, ``diagnostics.parquet`` (``budget.parquet`` with a
+budget), ``manifest.json`` last and then the report (``report/index.html``, ``report.json``:
+written after the manifest, so a failing report never unpublishes the run).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from misterp.mmm.model import (
 from misterp.mmm.outputs import (
     ADSTOCK_FILE,
     CONTRIBUTIONS_FILE,
+    FITTED_FILE,
     RESPONSE_CURVES_FILE,
     ROAS_FILE,
     MMMFitRecord,
@@ -53,6 +56,7 @@ from misterp.mmm.outputs import (
 )
 from misterp.mmm.validation import MMMData, read_mmm_input
 from misterp.records import ConvergenceReport, RecordError, StatusCounts
+from misterp.reporting.mmm_report import MMMReportOutcome, update_mmm_report
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
@@ -234,6 +238,8 @@ class MMMRunOutcome:
     manifest: MMMManifest
     roas: pd.DataFrame
     diagnostics: pd.DataFrame
+    #: How the report step ended (written after the manifest; a failure never unpublishes).
+    report: MMMReportOutcome | None = None
 
     @property
     def counts(self) -> StatusCounts:
@@ -380,6 +386,7 @@ def publish_run(
         tables[ROAS_FILE].append(built.roas)
         tables[RESPONSE_CURVES_FILE].append(built.response_curves)
         tables[ADSTOCK_FILE].append(built.adstock)
+        tables[FITTED_FILE].append(built.fitted)
     diagnostics = pd.DataFrame([record.diagnostics() for record in records.values()])
     tables[DIAGNOSTICS_FILE] = [diagnostics]
     sha256 = {}
@@ -406,7 +413,10 @@ def publish_run(
         healthy=counts.healthy,
     )
     store.publish(folder, manifest.to_json())
-    return MMMRunOutcome(run, store.uri(folder), manifest, frames[ROAS_FILE], diagnostics)
+    report = update_mmm_report(store, run)
+    return MMMRunOutcome(
+        run, store.uri(folder), manifest, frames[ROAS_FILE], diagnostics, report=report
+    )
 
 
 _TABLE_FILES: tuple[str, ...] = (
@@ -414,5 +424,6 @@ _TABLE_FILES: tuple[str, ...] = (
     ROAS_FILE,
     RESPONSE_CURVES_FILE,
     ADSTOCK_FILE,
+    FITTED_FILE,
     DIAGNOSTICS_FILE,
 )

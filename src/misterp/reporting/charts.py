@@ -20,11 +20,16 @@ from misterp.reporting import tables as t
 from misterp.tracking.published import question_family
 
 __all__ = [
+    "PALETTE",
     "SAMPLE_SHARES",
     "Chart",
     "association_charts",
+    "colours",
     "comparison_charts",
     "funnel_charts",
+    "label",
+    "rgba",
+    "theme",
     "trend_charts",
 ]
 
@@ -50,6 +55,8 @@ class Chart:
     figure: go.Figure
     #: Drawn across two columns of the page's grid (a chart with many panels).
     wide: bool = False
+    #: Drawn across the whole row of the page's grid (a long time series).
+    full: bool = False
 
 
 def _e(text: object) -> str:
@@ -78,6 +85,13 @@ def _theme(figure: go.Figure, height: int) -> go.Figure:
 def _colours(names: Iterable[object]) -> dict[object, str]:
     """One colour per brand (or option) across every chart of a section, in sorted order."""
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted(set(names), key=str))}
+
+
+# Public names of the theme and its helpers, for the other reports' charts (the MMM report).
+label = _e
+rgba = _rgba
+theme = _theme
+colours = _colours
 
 
 def _in_group(frame: pd.DataFrame, group: str) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,7 +26,7 @@ from misterp.reporting.charts import (
 )
 from misterp.reporting.tables import ReportTables
 
-__all__ = ["SECTIONS", "PageContext", "render_page"]
+__all__ = ["SECTIONS", "PageContext", "charts_grid", "document", "empty", "escape", "render_page"]
 
 #: Section ids of the page, in order, with their headings.
 SECTIONS: dict[str, str] = {
@@ -68,6 +68,10 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+#: Public name of the page's escaping, for the other pages built on this skeleton.
+escape = _e
+
+
 def _missing(value: object) -> bool:
     """No number: None, pandas' NA or NaN (a failed model has no estimate)."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
@@ -83,6 +87,10 @@ def _number(value: object, suffix: str = "", *, signed: bool = False, digits: in
 
 def _empty(text: str) -> str:
     return f'<p class="empty">{_e(text)}</p>'
+
+
+#: A section's "no data, and why" paragraph, for the other pages built on this skeleton.
+empty = _empty
 
 
 def _headline_rows(rows: pd.DataFrame, has_labels: bool) -> str:
@@ -144,7 +152,8 @@ def _headline_section(tables: ReportTables, context: PageContext) -> str:
     return "\n".join(parts)
 
 
-def _charts(charts: Sequence[Chart], section: str) -> str:
+def charts_grid(charts: Sequence[Chart], section: str) -> str:
+    """The section's charts in the page's grid; each only calls the page's one plotly.js."""
     figures = []
     for number, chart in enumerate(charts):
         div = chart.figure.to_html(
@@ -154,7 +163,7 @@ def _charts(charts: Sequence[Chart], section: str) -> str:
             default_width="100%",
             config={"displaylogo": False, "responsive": True},
         )
-        wide = " wide" if chart.wide else ""
+        wide = " full" if chart.full else " wide" if chart.wide else ""
         figures.append(
             f'<figure class="chart{wide}" data-section="{_e(section)}">'
             f"<figcaption>{_e(chart.title)}</figcaption>{div}</figure>"
@@ -207,17 +216,21 @@ h2 { font-size: 18px; margin: 12px 0 8px; }
 h3 { font-size: 15px; margin: 14px 0 6px; }
 p.lead { color: var(--muted); margin: 0 0 8px; }
 p.empty { color: var(--muted); font-style: italic; }
-table.headline { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-table.headline th { text-align: left; font-weight: 600; color: var(--muted);
+table.headline, table.data { border-collapse: collapse; width: 100%;
+  font-variant-numeric: tabular-nums; }
+table.headline th, table.data th { text-align: left; font-weight: 600; color: var(--muted);
   border-bottom: 2px solid var(--line); padding: 4px 8px; white-space: nowrap; }
-table.headline td { border-bottom: 1px solid var(--line); padding: 3px 8px; }
+table.headline td, table.data td { border-bottom: 1px solid var(--line); padding: 3px 8px; }
 table.headline tr.low td { background: #fff8e6; }
+table.data td.num { text-align: right; } table.data tr.flagged td { background: #fdecea; }
 .arrow.up { color: var(--up); } .arrow.down { color: var(--down); } .arrow.steady { color: #888; }
 .muted { color: var(--muted); } .warn { color: var(--down); font-weight: 600; }
 .lowbase { color: #9a6700; font-size: 12px; white-space: nowrap; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: 12px; }
 figure.chart { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
 figure.chart.wide { grid-column: span 2; }
+figure.chart.full { grid-column: 1 / -1; }
+div.scroll { overflow-x: auto; }
 figure.chart figcaption { font-weight: 600; margin: 0 0 2px 4px; }
 ul.notes { color: var(--muted); }
 """
@@ -249,13 +262,13 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
         "headline": _headline_section(tables, context),
         "trends": (
             f'<p class="lead">{_e(for_group)}, the last {context.trend_waves} waves at most; '
-            "bands: 90% intervals; open points: low base.</p>" + _charts(trends, "trends")
+            "bands: 90% intervals; open points: low base.</p>" + charts_grid(trends, "trends")
             if trends
             else _empty(context.trends_note or "No trend rows for this wave.")
         ),
         "funnel": (
             f'<p class="lead">{_e(for_group)}: population share at each stage, with its '
-            "interval.</p>" + _charts(funnels, "funnel")
+            "interval.</p>" + charts_grid(funnels, "funnel")
             if funnels
             else _empty(
                 "No funnel in this wave: configure reporting.funnel (e.g. [aware, consider]) "
@@ -264,7 +277,7 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
         ),
         "associations": (
             f'<p class="lead">{_e(for_group)}: share associating each brand with each '
-            "attribute, ± half its interval.</p>" + _charts(associations, "associations")
+            "attribute, ± half its interval.</p>" + charts_grid(associations, "associations")
             if associations
             else _empty("No association questions (brand questions with options) in this wave.")
         ),
@@ -276,25 +289,40 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
                 for name, _, symbol, colour in SAMPLE_SHARES
             )
             + " sample share (raked: weighted to the census margins), per target group; "
-            "⚠: low base.</p>" + _charts(comparison, "comparison")
+            "⚠: low base.</p>" + charts_grid(comparison, "comparison")
             if comparison
             else _empty("No estimates in this wave.")
         ),
         "downloads": _downloads(tables, context),
     }
-    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title in SECTIONS.items())
-    sections = "\n".join(
-        f'<section id="{key}"><h2>{_e(title)}</h2>{bodies[key]}</section>'
-        for key, title in SECTIONS.items()
-    )
     published = f"published {context.published_at}; " if context.published_at else ""
+    return document(
+        title=f"misterp report: wave {context.wave}",
+        heading=f"Brand tracking report: wave {context.wave}",
+        subtitle=f"{published}{context.health}; headline {for_group}",
+        sections={key: (title, bodies[key]) for key, title in SECTIONS.items()},
+    )
+
+
+def document(
+    *, title: str, heading: str, subtitle: str, sections: Mapping[str, tuple[str, str]]
+) -> str:
+    """The page skeleton: head with the style and plotly.js (once), header, nav, sections.
+
+    ``title``, ``heading`` and ``subtitle`` are plain text (escaped here); ``sections`` maps
+    each section id to its heading (plain text) and its body (HTML, escaped by the caller).
+    """
+    nav = "".join(f'<a href="#{_e(key)}">{_e(name)}</a>' for key, (name, _) in sections.items())
+    body = "\n".join(
+        f'<section id="{_e(key)}"><h2>{_e(name)}</h2>{html_body}</section>'
+        for key, (name, html_body) in sections.items()
+    )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>misterp report: wave {_e(context.wave)}</title>"
+        f"<title>{_e(title)}</title>"
         f"<style>{_STYLE}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
-        f"<header><h1>Brand tracking report: wave {_e(context.wave)}</h1>"
-        f"<p>{_e(published + context.health)}; headline {_e(for_group)}</p>"
-        f"<nav>{nav}</nav></header><main>{sections}</main></body></html>\n"
+        f"<header><h1>{_e(heading)}</h1><p>{_e(subtitle)}</p>"
+        f"<nav>{nav}</nav></header><main>{body}</main></body></html>\n"
     )

@@ -38,8 +38,11 @@ __all__ = [
     "ReportOutcome",
     "WaveReport",
     "build_report",
+    "csv_bytes",
     "index_link",
     "index_location",
+    "link_of",
+    "location_of",
     "reporting_of",
     "tables_xlsx",
     "update_report",
@@ -191,7 +194,8 @@ def tables_xlsx(tables: t.ReportTables) -> bytes:
     return buffer.getvalue()
 
 
-def _csv(frame: pd.DataFrame) -> bytes:
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """A table as the report's CSV."""
     # utf-8 with a byte-order mark: Excel opens it with ▲, ▼ and ⚠ intact; pandas skips the mark.
     return frame.to_csv(index=False).encode("utf-8-sig")
 
@@ -236,7 +240,7 @@ def write_report(
     store.remove(f"{folder}/{INDEX_FILE}")
     report = build_report(store, wave, trend_waves=trend_waves, labels=labels)
     for name, frame in report.tables.sheets().items():
-        store.write_bytes(f"{folder}/{name}.csv", _csv(frame))
+        store.write_bytes(f"{folder}/{name}.csv", csv_bytes(frame))
     store.write_bytes(f"{folder}/tables.xlsx", tables_xlsx(report.tables))
     page = render_page(report.tables, report.context)
     store.write_bytes(f"{folder}/{INDEX_FILE}", page.encode())
@@ -249,18 +253,27 @@ def _is_local(store: ResultStore) -> bool:
     return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
 
 
-def index_location(store: ResultStore, wave: str) -> str:
-    """Where a person opens the page: a local path, or the URI of a remote store."""
-    relative = f"{wave}/{REPORT_FOLDER}/{INDEX_FILE}"
+def location_of(store: ResultStore, relative: str) -> str:
+    """Where a person opens a stored file: a local path, or the URI of a remote store."""
     if _is_local(store):
         return str(Path(store.root_path, relative))
     return store.uri(relative)
 
 
+def link_of(store: ResultStore, relative: str) -> str:
+    """A link to a stored file: ``file://`` for a local store, the store's URI otherwise."""
+    location = location_of(store, relative)
+    return Path(location).resolve().as_uri() if _is_local(store) else location
+
+
+def index_location(store: ResultStore, wave: str) -> str:
+    """Where a person opens the page: a local path, or the URI of a remote store."""
+    return location_of(store, f"{wave}/{REPORT_FOLDER}/{INDEX_FILE}")
+
+
 def index_link(store: ResultStore, wave: str) -> str:
     """A link to the page: ``file://`` for a local store, the store's URI otherwise."""
-    location = index_location(store, wave)
-    return Path(location).resolve().as_uri() if _is_local(store) else location
+    return link_of(store, f"{wave}/{REPORT_FOLDER}/{INDEX_FILE}")
 
 
 def update_report(
