@@ -90,6 +90,13 @@ class WaveTruthSpec:
         others get one independent effect per level (group effects).
     effect_sd
         Logit-scale standard deviation of the generating effects, per demographic.
+    interaction_sd
+        Two-way interactions: ``{("age", "gender"): 0.5}`` adds to every item's logit one
+        effect per level pair of the two demographics, drawn N(0, sd) independently per item
+        and pair, which no main-effects model can represent (e.g. young women differ from
+        what their age and their gender add up to). Empty by default; drawn after everything
+        else in the market's world stream, so that turning it on changes no other draw and
+        turning it off gives exactly the waves of a spec without it.
     rare_brand, rare_awareness
         One brand whose population awareness is pinned low, so that rare outcomes (few aware
         respondents, small association bases) are exercised. ``None`` disables it.
@@ -123,6 +130,7 @@ class WaveTruthSpec:
     )
     common_effects: tuple[str, ...] = ("gender",)
     effect_sd: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EFFECT_SD))
+    interaction_sd: Mapping[tuple[str, str], float] = field(default_factory=dict)
     rare_brand: str | None = "brand03"
     rare_awareness: float = 0.07
     awareness_range: tuple[float, float] = (0.35, 0.85)
@@ -152,6 +160,18 @@ class WaveTruthSpec:
         for dim in self.common_effects:
             if dim not in self.levels:
                 raise ValueError(f"common effect {dim!r} is not a demographic")
+        seen: set[frozenset[str]] = set()
+        for pair, sd in self.interaction_sd.items():
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(self.levels):
+                raise ValueError(
+                    f"interaction_sd key {pair!r} must be two different demographics of "
+                    f"{list(self.levels)}, e.g. ('age', 'gender')"
+                )
+            if frozenset(pair) in seen:
+                raise ValueError(f"interaction_sd names {pair!r} twice (in either order)")
+            seen.add(frozenset(pair))
+            if not sd >= 0:
+                raise ValueError(f"interaction_sd[{pair!r}] = {sd} must be >= 0")
         for dim, shares in self.marginals.items():
             if dim in self.levels and len(shares) != len(self.levels[dim]):
                 raise ValueError(f"marginals[{dim!r}] needs {len(self.levels[dim])} shares")
@@ -312,6 +332,20 @@ def _linear_predictor(
     return eta
 
 
+def _interaction_predictor(
+    rng: np.random.Generator, spec: WaveTruthSpec, grid: np.ndarray, n_items: int
+) -> np.ndarray:
+    """Two-way interaction part of the logit, shape (items, cells): one N(0, sd) per level pair."""
+    eta = np.zeros((n_items, grid.shape[0]))
+    column = {dim: j for j, dim in enumerate(spec.levels)}
+    for (first, second), sd in spec.interaction_sd.items():
+        a, b = column[first], column[second]
+        n_b = len(spec.levels[second])
+        effects = rng.normal(0.0, sd, size=(n_items, len(spec.levels[first]) * n_b))
+        eta += effects[:, grid[:, a] * n_b + grid[:, b]]
+    return eta
+
+
 def _panel_propensity(spec: WaveTruthSpec, grid: np.ndarray) -> np.ndarray:
     tilt = np.ones(grid.shape[0])
     for j, (dim, lv) in enumerate(spec.levels.items()):
@@ -425,6 +459,7 @@ class _MarketWorld:
 
     population: np.ndarray
     logit: np.ndarray  # (items, cells)
+    interaction: np.ndarray | None = None  # (items, cells): the part no main effect explains
 
 
 def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layout) -> _MarketWorld:
@@ -447,6 +482,11 @@ def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layo
             target[i] = world.uniform(*spec.consideration_ratio)
         else:
             target[i] = world.uniform(*spec.association_range)
+    interaction = None
+    if spec.interaction_sd:
+        # Last draws of the world stream: a spec without interactions keeps every number.
+        interaction = _interaction_predictor(world, spec, layout.grid, len(items))
+        eta = eta + interaction
     logit = np.empty_like(eta)
     unconditional = ~layout.conditional
     weights = np.broadcast_to(population.astype(float), eta.shape)
@@ -458,7 +498,7 @@ def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layo
     base_weights = population[None, :] * _expit(logit[layout.base_index[conditional]])
     intercept = _calibrate_intercepts(eta[conditional], base_weights, target[conditional])
     logit[conditional] = intercept[:, None] + eta[conditional]
-    return _MarketWorld(population, logit)
+    return _MarketWorld(population, logit, interaction)
 
 
 def _market_frames(
