@@ -16,6 +16,7 @@ from misterp.mrp.model import (
     build_model,
     pymc_model_of,
     sample_nutpie,
+    sample_pymc,
 )
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec
@@ -163,3 +164,22 @@ def test_zero_sum_group_intercepts_sum_to_zero_and_keep_every_level() -> None:
         assert effect.shape == (n,)
         assert abs(effect.sum()) < 1e-9
         assert np.abs(effect).max() > 0.1
+
+
+def test_the_pymc_backend_samples_the_same_zero_sum_model_as_nutpie() -> None:
+    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
+    data = WaveData(
+        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
+    )
+    layouts = build_market_cells(data, {})
+    spec = ModelSpec("DE", "aware_brand01", "yes", "p(yes, n) ~ 1 + gender + (1|age)")
+    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+
+    idata = sample_pymc(
+        spec, layouts["DE"], counts, PriorConfig(), SamplerConfig(draws=30, tune=30, chains=2)
+    )
+
+    posterior = idata["posterior"]
+    assert posterior["p"].shape[-1] == len(layouts["DE"].frame)  # a probability per cell
+    effects = posterior["1|age"].to_numpy()
+    np.testing.assert_allclose(effects.sum(axis=-1), 0.0, atol=1e-9)  # zero-sum levels

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 
-from test_report_browser import ARGS, CHROMIUM  # noqa: E402
+from offline_browser import ARGS, CHROMIUM  # noqa: E402
 
 
 def main(target: str, page_file: str, *, full: bool = False) -> None:

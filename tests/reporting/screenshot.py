@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 
+from offline_browser import ARGS, CHROMIUM  # noqa: E402
 from report_store import WAVES, build_three_waves  # noqa: E402
-from test_report_browser import ARGS, CHROMIUM  # noqa: E402
 
 
 def main(target: str, page_file: str | None = None) -> None:

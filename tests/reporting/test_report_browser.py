@@ -7,43 +7,20 @@ Playwright's own browser downloads are not); without it the test fails, it never
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import pytest
+from offline_browser import offline_page
 
 from misterp.reporting.html import SECTIONS
 from misterp.reporting.tables import ARROWS
 from misterp.reporting.write import INDEX_FILE, REPORT_FOLDER
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAVE = "2026-11"
 #: Charts of the test store (one market, two brands, two association options, four groups):
 #: trends of aware, consider and each association option; one funnel with a panel per brand;
 #: one association heatmap; MRP vs raw vs raked per target group.
 EXPECTED_CHARTS = {"trends": 4, "funnel": 1, "associations": 1, "comparison": 4}
-
-RENDERED = """() => {
-    const counts = {};
-    for (const figure of document.querySelectorAll('figure.chart')) {
-        const graph = figure.querySelector('.plotly-graph-div');
-        const drawn = graph !== null && graph.querySelector('.main-svg') !== null;
-        const key = figure.dataset.section + (drawn ? '' : ':blank');
-        counts[key] = (counts[key] || 0) + 1;
-    }
-    return counts;
-}"""
 
 HEADLINE = """() => Array.from(
     document.querySelectorAll('table.headline[data-market="DE"] tbody tr'),
@@ -51,48 +28,13 @@ HEADLINE = """() => Array.from(
 
 
 def open_offline(page_path: Path) -> tuple[dict[str, int], list[list[str]], list[str], list[str]]:
-    """Open the page in Chromium with the network cut off; what rendered and what went wrong."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the report's browser test needs Debian's chromium; "
-            "`make test` installs it (apt-get install -y chromium)"
-        )
-    errors: list[str] = []
-    blocked: list[str] = []
-
-    def route(route: Any) -> None:
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route("**/*", route)
-            page.goto(page_path.as_uri(), wait_until="load")
-            # plotly draws each chart asynchronously after load; a chart that never draws is
-            # counted as blank below, with the errors that say why
-            with contextlib.suppress(PlaywrightTimeout):
-                page.wait_for_function(
-                    "() => Array.from(document.querySelectorAll('.plotly-graph-div'))"
-                    ".every(d => d.querySelector('.main-svg') !== null)",
-                    timeout=30_000,
-                )
-            counts = page.evaluate(RENDERED)
-            headline = page.evaluate(HEADLINE)
-            sections = page.eval_on_selector_all("main > section", "s => s.map(e => e.id)")
-        finally:
-            browser.close()
+    """Open the page with the network cut off: charts drawn, headline, errors, blocked URLs."""
+    with offline_page(page_path) as loaded:
+        counts = loaded.chart_counts()
+        headline = loaded.page.evaluate(HEADLINE)
+        sections = loaded.page.eval_on_selector_all("main > section", "s => s.map(e => e.id)")
     assert sections == list(SECTIONS)
-    return counts, headline, errors, blocked
+    return counts, headline, loaded.errors, loaded.blocked
 
 
 def test_the_report_renders_offline_in_chromium(results: Path) -> None:

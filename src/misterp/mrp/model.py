@@ -252,21 +252,13 @@ def sample_pymc(
     priors: PriorConfig,
     sampler: SamplerConfig,
 ) -> Any:
-    """Sample with the NUTS of PyMC on a freshly built model (slower; for comparison)."""
-    model = build_model(spec, layout, counts, priors)
-    if priors.group_effects == "zero_sum":
-        import pymc as pm
+    """Sample with the NUTS of PyMC on a freshly built model (slower; for comparison).
 
-        with pymc_model_of(model, priors):
-            return pm.sample(
-                draws=sampler.draws,
-                tune=sampler.tune,
-                chains=sampler.chains,
-                cores=sampler_cores(sampler),
-                target_accept=sampler.target_accept,
-                random_seed=spec_seed(spec, sampler.random_seed),
-                progressbar=False,
-            )
+    Bambi samples the PyMC model of :func:`pymc_model_of`, so the parametrisation is the one
+    nutpie's fits use and Bambi's post-processing (the un-centred Intercept, ``p``) applies.
+    """
+    model = build_model(spec, layout, counts, priors)
+    model.backend.model = pymc_model_of(model, priors)
     return model.fit(
         draws=sampler.draws,
         tune=sampler.tune,
