@@ -69,10 +69,12 @@ BRANDS = ("brand01", "brand02", "brand03")
 ASSOCIATIONS = ("trustworthy", "good_value")
 PAIR = ("age", "gender")
 MAIN = "p(yes, n) ~ 1 + gender + (1|age) + (1|education) + (1|region)"
-VARIANTS = {
-    "main": MAIN,
-    "age:gender": f"{MAIN} + (1|age:gender)",
-    "pairwise": f"{MAIN} + (1|age:gender) + (1|age:education)",
+#: Variant name: formula and priors (``model.priors`` overrides; {} = misterp's defaults).
+VARIANTS: dict[str, tuple[str, dict[str, float]]] = {
+    "main": (MAIN, {}),
+    "age:gender": (f"{MAIN} + (1|age:gender)", {}),
+    "age:gender sd.5": (f"{MAIN} + (1|age:gender)", {"interaction_sigma": 0.5}),
+    "pairwise": (f"{MAIN} + (1|age:gender) + (1|age:education)", {}),
 }
 KINDS = ("aware", "consider", "assoc")
 KEYS = ["market", "question_id", "option", "target_group"]
@@ -91,12 +93,17 @@ def truth_spec(respondents: int, interaction_sd: float) -> WaveTruthSpec:
 
 
 def fit_variant(
-    wave: SimulatedWave, input_dir: Path, output: Path, variant: str, formula: str
+    wave: SimulatedWave,
+    input_dir: Path,
+    output: Path,
+    variant: str,
+    model: tuple[str, dict[str, float]],
 ) -> pd.DataFrame:
-    """Fit the wave with one formula; its estimates beside the truth, with fit seconds."""
+    """Fit the wave with one formula and priors; its estimates beside the truth, with seconds."""
+    formula, priors = model
     config = wave.config(str(input_dir), str(output)) | {
         "wave": WAVE,
-        "model": {"formula": formula},
+        "model": {"formula": formula, "priors": priors},
     }
     seconds: dict[str, float] = {}
 
@@ -127,9 +134,10 @@ def score(estimates: pd.DataFrame, column: str) -> dict[str, float]:
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per variant (and raw, raked): the figures of the module docstring."""
-    first = table[table["variant"] == next(iter(VARIANTS))]
+    fitted = [v for v in VARIANTS if v in set(table["variant"])]
+    first = table[table["variant"] == fitted[0]]
     rows = {"raw": score(first, "raw_mean"), "raked": score(first, "raked_mean")}
-    for variant in VARIANTS:
+    for variant in fitted:
         part = table[table["variant"] == variant]
         row = score(part, "mean")
         covered = (part["lower"] <= part["true_value"]) & (part["true_value"] <= part["upper"])
@@ -156,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="sd of the true age x gender interaction (0: a main-effects truth)",
     )
     parser.add_argument("--output", type=Path, help="keep the waves here (default: temporary)")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), help="fit only these (default: all)"
+    )
     parser.add_argument("--csv", type=Path, help="write every estimate beside its truth here")
     args = parser.parse_args(argv)
     logging.getLogger("misterp").setLevel(logging.WARNING)
@@ -170,10 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             wave = simulate_wave(seed, spec)
             input_dir = root / f"seed{seed}" / "input"
             wave.write(str(input_dir))
-            for variant, formula in VARIANTS.items():
-                fitted = fit_variant(
-                    wave, input_dir, root / f"seed{seed}" / variant, variant, formula
-                )
+            for variant, model in VARIANTS.items():
+                if args.variants and variant not in args.variants:
+                    continue
+                folder = root / f"seed{seed}" / variant.replace(" ", "_")
+                fitted = fit_variant(wave, input_dir, folder, variant, model)
                 parts.append(fitted.assign(seed=seed))
                 models = fitted.drop_duplicates(["question_id", "option"])
                 converged = int((models["status"] == "converged").sum())
@@ -190,16 +202,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         table.to_csv(args.csv, index=False)
 
     interaction = ", ".join(f"{a} x {b} sd {sd}" for (a, b), sd in spec.interaction_sd.items())
+    n_variants = table["variant"].nunique()
     print()
     print(f"command:  {command}")
     print(
-        f"design:   {args.seeds} seeds x {len(VARIANTS)} variants, 1 market, {len(BRANDS)} brands, "
+        f"design:   {args.seeds} seeds x {n_variants} variants, 1 market, {len(BRANDS)} brands, "
         f"{args.respondents} respondents, biased panel; truth with "
         f"{interaction or 'main effects only'}; "
         f"{time.perf_counter() - started:.0f} s in all"
     )
     groups = ", ".join(spec.target_groups)
-    print(f"scored:   {len(table) // len(VARIANTS)} estimates per variant; groups: {groups}")
+    print(f"scored:   {len(table) // n_variants} estimates per variant; groups: {groups}")
     print("RMSE in percentage points; /raked = groups RMSE / raking's groups RMSE")
     print()
     print(summary(table).to_string(float_format=lambda v: f"{v:.2f}", na_rep="-"))

@@ -154,6 +154,13 @@ class PriorConfig(_Frozen):
     # Measured on 36 simulated models (bench/wave_throughput.py --group-effects, and the
     # closing note of issue 14): zero_sum needs about half the leapfrog steps per draw, and
     # 1 fit in 36 had divergences at the first attempt against 9 in 36 with normal.
+    interaction_sigma: float | None = Field(
+        None,
+        gt=0,
+        description="sd ~ HalfNormal(s) of interaction group effects such as (1|age:gender); "
+        "None: group_sigma. A tighter prior keeps an interaction the data do not support "
+        "from becoming a funnel for the sampler",
+    )
     group_effects: Literal["zero_sum", "normal"] = Field(
         "zero_sum",
         description="group intercepts (1|x): 'zero_sum', sd times a ZeroSumNormal, so they "

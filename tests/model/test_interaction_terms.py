@@ -55,3 +55,25 @@ def test_interaction_group_term_is_zero_sum_and_compiles() -> None:
     start = shared.initial_point()
     assert np.isfinite(shared.compile_logp()(start))
     assert np.isfinite(shared.compile_dlogp()(start)).all()
+
+
+def test_interaction_sigma_tightens_only_the_interaction_terms_sd() -> None:
+    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
+    data = WaveData(
+        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
+    )
+    layouts = build_market_cells(data, {})
+    spec = ModelSpec("DE", "aware_brand01", "yes", FORMULA)
+    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+
+    def sd_priors(priors: PriorConfig) -> dict[str, float]:
+        model = build_model(spec, layouts["DE"], counts, priors)
+        terms = model.components[model.family.likelihood.parent].group_specific_terms
+        return {name: term.prior.args["sigma"].args["sigma"] for name, term in terms.items()}
+
+    assert sd_priors(PriorConfig()) == dict.fromkeys(
+        ["1|age", "1|education", "1|region", "1|age:gender"], 1.0
+    )
+    tight = sd_priors(PriorConfig(interaction_sigma=0.3))
+    assert tight.pop("1|age:gender") == 0.3
+    assert tight == dict.fromkeys(["1|age", "1|education", "1|region"], 1.0)

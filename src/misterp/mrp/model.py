@@ -72,6 +72,14 @@ def bambi_model(formula: str, frame: Any, family: str, priors: PriorConfig) -> b
             "Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=priors.group_sigma)
         ),
     )
+    if priors.interaction_sigma is not None:
+        terms = model.components[model.family.likelihood.parent].group_specific_terms
+        interactions = [name for name in terms if ":" in name.partition("|")[2]]
+        if interactions:
+            tighter = bmb.Prior(
+                "Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=priors.interaction_sigma)
+            )
+            model.set_priors(priors=dict.fromkeys(interactions, tighter))
     return model
 
 
