@@ -142,3 +142,13 @@ def test_the_spec_hash_changes_with_the_model_not_with_its_labels() -> None:
     )
     assert relabelled.spec_hash == spec.spec_hash
     assert len({spec.spec_hash, other_formula.spec_hash, other_base.spec_hash}) == 3
+
+
+def test_configured_interactions_join_the_default_formula_and_unknown_ones_are_refused() -> None:
+    model = ModelConfig.model_validate({"interactions": [["age", "gender"]]})
+    specs = plan_model_specs(tiny_wave(), model)
+    assert {s.formula for s in specs} == {"p(yes, n) ~ 1 + gender + (1|age) + (1|age:gender)"}
+
+    typo = ModelConfig.model_validate({"interactions": [["age", "gendr"]]})
+    with pytest.raises(FormulaError, match=r"'gendr' \(did you mean 'gender'\?\)"):
+        plan_model_specs(tiny_wave(), typo)

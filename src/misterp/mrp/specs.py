@@ -93,11 +93,21 @@ def base_of(base: object) -> tuple[str, str] | None:
     return parsed
 
 
-def default_formula(demographics: Sequence[str], levels: dict[str, list[str]]) -> str:
-    """Binary demographics as common effects, the rest as group intercepts.
+def default_formula(
+    demographics: Sequence[str],
+    levels: dict[str, list[str]],
+    interactions: Sequence[tuple[str, str]] = (),
+) -> str:
+    """Binary demographics as common effects, the rest as group intercepts, then interactions.
 
     A group effect on a two-level factor has one degree of freedom for its sd, which is what
-    makes Bambi's defaults diverge; a common effect with a Normal(0, 1) prior does not.
+    makes Bambi's defaults diverge; a common effect with a Normal(0, 1) prior does not. Each
+    pair in ``interactions`` becomes a group effect over its level pairs, ``(1|a:b)``, shrunk
+    towards no interaction by its sd.
+
+    >>> levels = {"gender": ["f", "m"], "age": ["18-34", "35-54", "55+"]}
+    >>> default_formula(["gender", "age"], levels, [("age", "gender")])
+    'p(yes, n) ~ 1 + gender + (1|age) + (1|age:gender)'
     """
     terms = ["1"]
     for column in demographics:
@@ -105,6 +115,7 @@ def default_formula(demographics: Sequence[str], levels: dict[str, list[str]]) -
             terms.append(column)
         else:
             terms.append(f"(1|{column})")
+    terms += [f"(1|{first}:{second})" for first, second in interactions]
     return f"{RESPONSE} ~ " + " + ".join(terms)
 
 
@@ -151,7 +162,7 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
         column: sorted(wave.poststrat[column].astype(str).unique().tolist())
         for column in wave.demographics
     }
-    base_formula = model.formula or default_formula(wave.demographics, levels)
+    base_formula = model.formula or default_formula(wave.demographics, levels, model.interactions)
     check_formula(base_formula, wave.demographics, "model.formula")
     known_questions = set(wave.answers["question_id"].unique())
     for question_id, formula in model.formulas.items():
