@@ -171,3 +171,31 @@ def test_every_estimate_row_carries_its_interval_moe_and_base_flag(tmp_path: Pat
     # Kish: between 1 and n wherever there is a base
     based = estimates[estimates["n"] > 0]
     assert ((based["raked_ess"] >= 1 - 1e-9) & (based["raked_ess"] <= based["n"] + 1e-9)).all()
+
+
+def test_question_labels_travel_to_the_estimates_and_the_report_without_a_refit(
+    tmp_path: Path,
+) -> None:
+    raw = small_wave_config(tmp_path, spec={"markets": ("DE",)}, **PLUMBING)
+    questions_csv = tmp_path / "input" / "questions.csv"
+    questions = pd.read_csv(questions_csv)
+    questions["label"] = questions["question_id"].map({"aware_brand01": "Heard of <Brand 01>"})
+    questions.to_csv(questions_csv, index=False)
+    config = parse_config(raw)
+    outcome = run_wave_inline(config, backends=no_mcmc_backends())
+
+    labelled = outcome.estimates.drop_duplicates("question_id").set_index("question_id")["label"]
+    assert labelled["aware_brand01"] == "Heard of <Brand 01>"
+    assert labelled.drop("aware_brand01").isna().all()
+    page = (tmp_path / "results" / WAVE / "report" / "index.html").read_text()
+    assert "Heard of &lt;Brand 01&gt;" in page  # shown, and escaped
+    assert "Questions are shown by their ids" not in page
+
+    # relabelling is not a change of the model: a re-run refits nothing
+    questions["label"] = "Renamed"
+    questions.to_csv(questions_csv, index=False)
+    fitted: list[str] = []
+    run_wave_inline(
+        config, backends=no_mcmc_backends(), progress=lambda r, _n, _t: fitted.append(r.key)
+    )
+    assert fitted == []

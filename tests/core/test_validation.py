@@ -114,7 +114,7 @@ def test_clean_wave_returns_wave_data(tmp_path: Path) -> None:
     for frame in (wave.respondents, wave.answers, wave.poststrat):
         for column in frame.columns.difference(["selected", "population"]):
             assert pd.api.types.is_string_dtype(frame[column]), column
-    assert wave.questions.shape == (4, 5)
+    assert wave.questions.shape == (4, 6)  # question_id, market, brand, kind, base, label
     assert wave.questions["base"].tolist() == [None, None, "aware_brand01=yes", "aware_brand01=yes"]
 
 
@@ -123,7 +123,7 @@ def test_questions_are_derived_when_the_file_is_absent(tmp_path: Path) -> None:
     del frames["questions"]
     questions = read_wave(write(tmp_path, frames), DEMOGRAPHICS).questions
     assert questions.to_dict("records") == [
-        {"question_id": q, "market": m, "brand": None, "kind": k, "base": None}
+        {"question_id": q, "market": m, "brand": None, "kind": k, "base": None, "label": None}
         for m in ("DE", "FR")
         for q, k in (("aware_brand01", "single"), ("consider_brand01", "multi"))
     ]

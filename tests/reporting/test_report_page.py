@@ -104,7 +104,7 @@ def test_without_labels_the_page_says_ids_are_shown(tmp_path: Path) -> None:
     store = _fake_store(tmp_path)
     write_report(store, "2026-11")
     page = Path(index_location(store, "2026-11")).read_text()
-    assert "Questions are shown by their ids: the input contract has no question labels" in page
+    assert "Questions are shown by their ids: add a label column to questions.csv" in page
 
 
 def test_a_failed_report_leaves_no_page_and_the_wave_published(tmp_path: Path) -> None:

@@ -216,7 +216,7 @@ def poststrat_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
 
 
 def questions_schema() -> pa.DataFrameSchema:
-    """Optional question metadata: brand, kind and base (filter) per question and market."""
+    """Optional question metadata: brand, kind, base (filter) and label per question and market."""
     kind = _text(
         "add the kind column (single or multi)",
         checks=[
@@ -252,6 +252,10 @@ def questions_schema() -> pa.DataFrameSchema:
             "brand": _text("add the brand column (may be empty)", nullable=True),
             "kind": kind,
             "base": base,
+            # optional: the question as people read it, shown in reports beside the id
+            "label": pa.Column(
+                None, nullable=True, required=False, metadata={"missing_fix": "may be empty"}
+            ),
         },
         checks=[
             _no_duplicate_rows(

@@ -34,7 +34,7 @@ RESPONSE = "p(yes, n)"
 
 
 #: Spec fields that label a model without changing it (left out of ``spec_hash``).
-_LABELS = frozenset({"brand"})
+_LABELS = frozenset({"brand", "label"})
 
 
 class FormulaError(ValueError):
@@ -56,6 +56,8 @@ class ModelSpec:
     brand: str | None = None
     base_question: str | None = None
     base_option: str | None = None
+    #: How people read the question (``questions.csv`` column ``label``); reports show it.
+    label: str | None = None
 
     @property
     def key(self) -> str:
@@ -73,7 +75,8 @@ class ModelSpec:
     def spec_hash(self) -> str:
         """Content hash of everything that defines the model (for caching and provenance).
 
-        The brand is a label, not part of the model: relabelling it must not force a refit.
+        The brand and the label name things, they are not part of the model: renaming them
+        must not force a refit.
         """
         payload = {k: v for k, v in asdict(self).items() if k not in _LABELS}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -188,6 +191,7 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
         meta = questions.get((market, question_id))
         base = base_of(meta["base"]) if meta is not None else None
         brand = meta["brand"] if meta is not None else None
+        label = meta.get("label") if meta is not None else None
         specs.append(
             ModelSpec(
                 market=market,
@@ -197,6 +201,7 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
                 brand=None if brand is None or pd.isna(brand) else str(brand),
                 base_question=base[0] if base else None,
                 base_option=base[1] if base else None,
+                label=None if label is None or pd.isna(label) else str(label),
             )
         )
     # Unconditional models first: a conditional question's poststratification needs them.

@@ -412,13 +412,14 @@ def _cross_file_problems(
 
 def _questions_frame(questions: _Table | None, answered: pd.DataFrame) -> pd.DataFrame:
     """The questions file cleaned, or defaults derived from the answers when it is absent."""
-    columns = ["question_id", "market", "brand", "kind", "base"]
+    columns = ["question_id", "market", "brand", "kind", "base", "label"]
     if questions is None:
         n_options = answered.groupby(["market", "question_id"])["option"].nunique().reset_index()
         frame = n_options[["question_id", "market"]].astype(str)
         frame["brand"] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
         frame["kind"] = n_options["option"].gt(1).map({True: "multi", False: "single"}).astype(str)
         frame["base"] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+        frame["label"] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
         return frame[columns]
     source = questions.frame.reset_index(drop=True)
     frame = source[["question_id", "market"]].astype(str)
@@ -426,6 +427,8 @@ def _questions_frame(questions: _Table | None, answered: pd.DataFrame) -> pd.Dat
     frame["kind"] = source["kind"].astype(str)
     bases = [None if b is None else "=".join(parse_base(b) or ()) for b in source["base"]]
     frame["base"] = pd.Series(bases, index=frame.index, dtype=object)
+    labels = source["label"] if "label" in source.columns else [None] * len(frame)
+    frame["label"] = pd.Series(list(labels), index=frame.index, dtype=object)
     return frame[columns]
 
 

@@ -75,6 +75,7 @@ ESTIMATE_COLUMNS: tuple[str, ...] = (
     "question_id",
     "option",
     "brand",
+    "label",
     "base",
     "target_group",
     *SUMMARY_COLUMNS,
@@ -303,6 +304,7 @@ def assemble_estimates(
                     "question_id": spec.question_id,
                     "option": spec.option,
                     "brand": spec.brand,
+                    "label": spec.label,
                     "base": f"{spec.base_question}={spec.base_option}"
                     if spec.base_question
                     else None,

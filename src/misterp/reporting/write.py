@@ -58,11 +58,10 @@ INDEX_FILE = "index.html"
 #: The record of the last report step of a wave, relative to the wave folder.
 REPORT_FILE = "report.json"
 
-#: Said on the page while the input contract has no question labels (questions.csv has
-#: question_id, market, brand, kind and base only, and its schema is strict).
+#: Said on the page when the wave's questions have no labels.
 NO_LABELS = (
-    "Questions are shown by their ids: the input contract has no question labels yet "
-    "(questions.csv holds question_id, market, brand, kind and base)."
+    "Questions are shown by their ids: add a label column to questions.csv to show how people "
+    "read them."
 )
 
 
@@ -120,6 +119,21 @@ def _changes_note(store: ResultStore, wave: str, changes: pd.DataFrame | None) -
     return f"No changes for this wave ({why})."
 
 
+def published_labels(estimates: pd.DataFrame) -> dict[str, str]:
+    """Question id to label, from the estimates' ``label`` column (waves published with one).
+
+    >>> frame = pd.DataFrame(
+    ...     {"question_id": ["a", "a", "b"], "label": ["Knows A", "Knows A", None]}
+    ... )
+    >>> published_labels(frame)
+    {'a': 'Knows A'}
+    """
+    if "label" not in estimates.columns:
+        return {}
+    named = estimates.dropna(subset=["label"]).drop_duplicates("question_id")
+    return dict(zip(named["question_id"].astype(str), named["label"].astype(str), strict=True))
+
+
 def build_report(
     store: ResultStore,
     wave: str,
@@ -145,6 +159,7 @@ def build_report(
     data = store.read_bytes(f"{wave}/estimates.parquet")
     check_estimates(manifest, data, store.uri(f"{wave}/estimates.parquet"))
     estimates = pd.read_parquet(io.BytesIO(data))
+    labels = {**published_labels(estimates), **(labels or {})}
     changes = _optional_parquet(store, f"{wave}/{CHANGES_FILE}")
     trends = _optional_parquet(store, TRENDS_FILE)
     group = reporting.headline_group
@@ -221,8 +236,8 @@ def write_report(
     trend_waves
         Waves in the trend charts and sheet; default: the wave's ``reporting.trend_waves``.
     labels
-        Question id to label, shown beside the ids; default: ids only (the input contract has
-        no labels yet).
+        Question id to label, shown beside the ids, over the labels the wave was published with
+        (``questions.csv`` column ``label``); default: those alone.
 
     Returns
     -------
