@@ -12,23 +12,42 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.logs import configure_logging, hide_tracebacks_of, json_line
+from flows.logs import configure_logging, hide_tracebacks_of
 from flows.mmm_cli import mmm_app
+from flows.outcome import (
+    EXIT_CODE_MEANINGS,
+    ExitCode,
+    Invocation,
+    conclude,
+    exit_code_for,
+    failure_line,
+    is_store_error,
+    output,
+    quiet_prefect_shutdown,
+    say,
+)
 from misterp import __version__
 
 if TYPE_CHECKING:
     from misterp.config import WaveConfig
     from misterp.records import WaveRunSummary
 
-__all__ = ["ExitCode", "app", "exit_code_for", "failure_line", "main", "summary_of"]
+__all__ = [
+    "EXIT_CODE_MEANINGS",
+    "ExitCode",
+    "Invocation",
+    "app",
+    "exit_code_for",
+    "failure_line",
+    "main",
+    "summary_of",
+]
 
 logger = logging.getLogger("misterp.cli")
 
@@ -38,178 +57,8 @@ logger = logging.getLogger("misterp.cli")
 DEFAULT_BATCH_SIZE = 15
 
 
-class ExitCode(IntEnum):
-    """How a ``misterp`` command ended; scripts and schedulers branch on these."""
-
-    #: Every model converged; for validate, demo and alerts: done as asked.
-    OK = 0
-    #: The wave was published, but some models failed, did not converge or are flagged by
-    #: their base; their estimates are flagged and health.md lists them.
-    FLAGGED = 1
-    #: Invalid input or config (also a missing or unreadable config file); nothing was written.
-    INVALID = 2
-    #: Crashed or infrastructure: store unreachable after retries, a lost lease, a bug.
-    CRASHED = 3
-    #: Another run holds the wave's lock.
-    LOCKED = 4
-
-
-#: One line per exit code, for --help and the README (a test keeps the README in step).
-EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
-    ExitCode.OK: "every model converged",
-    ExitCode.FLAGGED: "published, but some models failed, did not converge or are flagged by "
-    "their base (see OUTPUT/WAVE/health.md)",
-    ExitCode.INVALID: "invalid input or config, or a missing config file; nothing written",
-    ExitCode.CRASHED: "crashed or infrastructure (store unreachable, lost run); "
-    "re-run with misterp rerun",
-    ExitCode.LOCKED: "the wave is locked by another run (--force takes it over)",
-}
-
-
-def _invalid_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "the input or config is wrong": the user fixes them, not a retry."""
-    from misterp.config import ConfigError
-    from misterp.mrp.specs import FormulaError
-    from misterp.mrp.staging import StagedWaveMissing
-    from misterp.mrp.validation import InputValidationError
-
-    return (ConfigError, InputValidationError, FormulaError, StagedWaveMissing)
-
-
-def _locked_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "another run holds the wave": wait for it, or take over."""
-    from misterp.lease import WaveLocked
-
-    return (WaveLocked,)
-
-
-def exit_code_for(exc: BaseException) -> ExitCode:
-    """The exit code of a command that raised ``exc``: the one mapping from errors to codes.
-
-    ``WaveLocked`` -> 4; invalid config, input, formula or a wave never staged -> 2; anything
-    else (``LeaseLost``, a store that stayed unreachable, an interrupt, a bug) -> 3.
-    """
-    if isinstance(exc, _locked_errors()):
-        return ExitCode.LOCKED
-    if isinstance(exc, _invalid_errors()):
-        return ExitCode.INVALID
-    return ExitCode.CRASHED
-
-
-def _store_unavailable() -> type[BaseException]:
-    """``StoreUnavailable``: a store outage after retries, its message naming the store."""
-    from misterp.storage import StoreUnavailable
-
-    return StoreUnavailable
-
-
-def _is_store_error(exc: BaseException) -> bool:
-    """An I/O error from the file system or the object store (S3 through fsspec/botocore)."""
-    module = type(exc).__module__.split(".")[0]
-    return isinstance(exc, (OSError, _store_unavailable())) or module in {
-        "botocore",
-        "aiobotocore",
-        "s3fs",
-        "aiohttp",
-    }
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
-@dataclass
-class Invocation:
-    """What a failure line needs to know about the command: its name, store and re-run.
-
-    A command fills in ``stores`` and ``rerun`` once it has read its config.
-    """
-
-    command: str
-    stores: tuple[str, ...] = ()
-    rerun: str | None = None
-
-    def failed_store(self, exc: BaseException) -> str:
-        """The store URI the error names, else every store of the command."""
-        text = str(exc)
-        named = [uri for uri in self.stores if uri.split("://", 1)[-1].rstrip("/") in text]
-        return " or ".join(named or self.stores)
-
-
-def failure_line(exc: BaseException, invocation: Invocation) -> str:
-    """The message a failed command prints on stderr; its exit code is :func:`exit_code_for`.
-
-    Invalid input and config print their own message (every problem, each with its fix). A
-    crash prints one line: what failed (the store URI for an I/O error) and the re-run command.
-    """
-    code = exit_code_for(exc)
-    if code is ExitCode.INVALID:
-        return str(exc)
-    if code is ExitCode.LOCKED:
-        text = str(exc)
-        if "--force" not in text:
-            text += "; if that run is dead, take the wave over with --force"
-        return text
-    if isinstance(exc, KeyboardInterrupt):
-        what = "interrupted"
-    elif isinstance(exc, _store_unavailable()):
-        what = _first_line(exc)  # names the store, the action and the cause
-    elif _is_store_error(exc) and invocation.stores:
-        what = (
-            f"store {invocation.failed_store(exc)} failed "
-            f"({type(exc).__name__}: {_first_line(exc)})"
-        )
-    else:
-        what = f"{type(exc).__name__}: {_first_line(exc)}".rstrip(": ")
-    line = f"misterp {invocation.command} crashed: {what}"
-    if invocation.rerun:
-        line += f"; re-run with: {invocation.rerun}"
-    return line
-
-
-def _conclude(invocation: Invocation, action: Callable[[], ExitCode]) -> NoReturn:
-    """Run a command's body and exit with its code; an error becomes its code and one line."""
-    try:
-        code = action()
-    except typer.Exit:
-        raise
-    except (Exception, KeyboardInterrupt) as exc:
-        code = exit_code_for(exc)
-        if code is ExitCode.CRASHED:
-            logger.debug("misterp %s crashed", invocation.command, exc_info=exc)
-        _quiet_prefect_shutdown()
-        _say(failure_line(exc, invocation), err=True, exit_code=code)
-    raise typer.Exit(int(code))
-
-
-def _quiet_prefect_shutdown() -> None:
-    """Keep the command's line last: the temporary Prefect server says goodbye at exit."""
-    if "prefect" in sys.modules:
-        prefect_logger = logging.getLogger("prefect")
-        prefect_logger.setLevel(max(prefect_logger.getEffectiveLevel(), logging.WARNING))
-
-
-@dataclass
-class _Output:
-    """How the command prints its own lines; set by the global options."""
-
-    json_lines: bool = False
-
-
-_output = _Output()
-
-
-def _say(text: str, *, err: bool = False, exit_code: ExitCode | None = None) -> None:
-    """Print one of the command's own lines: as is, or as a JSON object under --log-json."""
-    if _output.json_lines:
-        fields = {} if exit_code is None else {"exit_code": int(exit_code)}
-        text = json_line("ERROR" if err else "INFO", "misterp.cli", text, **fields)
-    typer.echo(text, err=err)
 
 
 def _read_config(path: str) -> WaveConfig:
@@ -242,7 +91,7 @@ def _rerun_command(wave: str | None, config: str | None, output: str | None = No
 
 def _traceback_helps(exc: BaseException) -> bool:
     """Only a bug needs its traceback: invalid input, a lock or a store error says it all."""
-    return exit_code_for(exc) is ExitCode.CRASHED and not _is_store_error(exc)
+    return exit_code_for(exc) is ExitCode.CRASHED and not is_store_error(exc)
 
 
 def _prefect_expected_errors() -> None:
@@ -269,15 +118,15 @@ def _report(summary: WaveRunSummary) -> ExitCode:
     """Say where the wave went; the last line is its headline, on stderr when flagged."""
     from misterp.health import HEALTH_FILE
 
-    _quiet_prefect_shutdown()
-    _say(
+    quiet_prefect_shutdown()
+    say(
         f"wave {summary.wave} written to {summary.output} "
         f"({summary.fitted} fitted, {summary.reused} reused)"
     )
     if summary.counts.healthy:
-        _say(summary.headline, exit_code=ExitCode.OK)
+        say(summary.headline, exit_code=ExitCode.OK)
         return ExitCode.OK
-    _say(
+    say(
         f"{summary.headline}; see {summary.output}/{HEALTH_FILE}",
         err=True,
         exit_code=ExitCode.FLAGGED,
@@ -357,7 +206,7 @@ def _main(
     ] = False,
 ) -> None:
     # No docstring: Typer would show it as the top-level help instead of ``help=`` above.
-    _output.json_lines = log_json
+    output.json_lines = log_json
     configure_logging(log_level.value, log_json, console=ctx.invoked_subcommand == "validate")
     # With no PREFECT_API_URL, Prefect starts a temporary local server; its first start
     # (database migrations) takes longer than the 20 s default on a small machine.
@@ -456,7 +305,7 @@ def run(
             )
         return _report(summary_of(state))
 
-    _conclude(invocation, body)
+    conclude(invocation, body)
 
 
 @app.command(
@@ -516,7 +365,7 @@ def rerun(
             )
         return _report(summary_of(state))
 
-    _conclude(invocation, body)
+    conclude(invocation, body)
 
 
 @app.command(
@@ -558,7 +407,7 @@ def validate(
             if prepared.n_respondents is not None
             else ""
         )
-        _say(
+        say(
             f"wave {prepared.wave_id} is valid: {respondents}"
             f"{_count(len(prepared.layouts), 'market')} ({', '.join(prepared.layouts)}), "
             f"{_count(len(prepared.specs), 'model')} planned, target groups: {groups}",
@@ -566,7 +415,7 @@ def validate(
         )
         return ExitCode.OK
 
-    _conclude(invocation, body)
+    conclude(invocation, body)
 
 
 @app.command(
@@ -606,7 +455,7 @@ def demo(
         stores=(str(root / "results"),),
         rerun=_rerun_command(None, str(root / "demo-config.yaml")),
     )
-    _conclude(
+    conclude(
         invocation, lambda: _demo(root, markets, brands, respondents, seed, n_waves, invocation)
     )
 
@@ -660,7 +509,7 @@ def _demo(
         f"{c.question_id} {c.delta * 100:+.0f} pts in {c.target_group} ({c.market})"
         for c in declared
     )
-    _say(
+    say(
         f"demo: {n_waves} monthly waves ({', '.join(wave_ids)}), {respondents:,} respondents "
         f"per market each; true changes in {last}: {moves or 'none'}; config {config_path}"
     )
@@ -676,7 +525,7 @@ def _demo(
             invocation.rerun = _rerun_command(wave_id, str(config_path))
             state = run_wave(config=str(config_path), wave=wave_id, return_state=True)
             summaries.append(summary_of(state))
-            _say(f"{summaries[-1].headline} ({time.perf_counter() - started:.0f} s so far)")
+            say(f"{summaries[-1].headline} ({time.perf_counter() - started:.0f} s so far)")
     seconds = time.perf_counter() - started
     invocation.rerun = _rerun_command(last, str(config_path))
 
@@ -688,19 +537,19 @@ def _demo(
     columns = ["market", "question_id", "option", "true_value", "mean", "q05", "q95"]
     columns += ["raw_mean", "n", "status"]
     with pd.option_context("display.width", 200, "display.max_rows", 400):
-        _say(f"\nwave {last}, whole population: estimates beside the truth")
-        _say(table.loc[table["target_group"] == "all", columns].round(3).to_string(index=False))
+        say(f"\nwave {last}, whole population: estimates beside the truth")
+        say(table.loc[table["target_group"] == "all", columns].round(3).to_string(index=False))
     inside = ((table["q05"] <= table["true_value"]) & (table["true_value"] <= table["q95"])).mean()
     mrp_error = (table["mean"] - table["true_value"]).abs().mean()
     raw_error = (table["raw_mean"] - table["true_value"]).abs().mean()
-    _say(
+    say(
         f"all target groups: 90% intervals cover the truth in {inside:.0%} of {len(table)} "
         f"estimates; mean abs error MRP {mrp_error:.3f} vs raw sample share {raw_error:.3f}"
     )
 
     published = [w for w in wave_ids[1:] if store.exists(f"{w}/{CHANGES_FILE}")]
     for wave_id in sorted(set(wave_ids[1:]) - set(published)):
-        _say(f"wave {wave_id} has no {CHANGES_FILE}: see {store.uri(f'{wave_id}/tracking.json')}")
+        say(f"wave {wave_id} has no {CHANGES_FILE}: see {store.uri(f'{wave_id}/tracking.json')}")
     if published:
         changes = pd.concat([store.read_parquet(f"{w}/{CHANGES_FILE}") for w in published])
         scored = score_changes(changes, series.true_changes)
@@ -709,24 +558,24 @@ def _demo(
         columns = ["market", "question_id", "option", "target_group", "declared", "true_change"]
         columns += ["mean", "lower", "upper", "p_up", "p_down", "flag"]
         with pd.option_context("display.width", 200, "display.max_rows", 400):
-            _say(
+            say(
                 f"\nchanges {wave_ids[-2]} -> {last} beside the true change "
                 "(* declared; flagged where P(up) or P(down) >= 0.975, two-sided 95%)"
             )
-            _say(shown[columns].round(3).to_string(index=False))
+            say(shown[columns].round(3).to_string(index=False))
         for wave_id in published:
             score = summarise_scores(scored[scored["wave"] == wave_id])
-            _say(f"{wave_id} vs previous: {score.line()}")
-    _say(
+            say(f"{wave_id} vs previous: {score.line()}")
+    say(
         f"\n{n_waves} waves, {sum(s.counts.models for s in summaries)} models in {seconds:.0f} s; "
         f"results: {results}/WAVE/ (changes.parquet per wave); trends: "
         f"{store.uri('trends.parquet')}; report of {last}: {index_location(store, last)}"
     )
     failed = [s.headline for s in summaries if s.counts.failed]
     if failed:
-        _say("; ".join(failed), err=True, exit_code=ExitCode.FLAGGED)
+        say("; ".join(failed), err=True, exit_code=ExitCode.FLAGGED)
         return ExitCode.FLAGGED
-    _say(summaries[-1].headline, exit_code=ExitCode.OK)
+    say(summaries[-1].headline, exit_code=ExitCode.OK)
     return ExitCode.OK
 
 
@@ -754,15 +603,15 @@ def waves(
 
         entries = list_waves(ResultStore(output))
         if not entries:
-            _say(f"no waves in {output}")
+            say(f"no waves in {output}")
         for entry in entries:
-            _say(entry.line())
+            say(entry.line())
         complete = sum(entry.complete for entry in entries)
         if entries:
-            _say(f"{complete} of {_count(len(entries), 'wave')} complete in {output}")
+            say(f"{complete} of {_count(len(entries), 'wave')} complete in {output}")
         return ExitCode.OK
 
-    _conclude(invocation, body)
+    conclude(invocation, body)
 
 
 @app.command(
@@ -803,10 +652,10 @@ def report(
         check_wave_id(wave)
         store = ResultStore(output)
         write_report(store, wave, trend_waves=trend_waves)
-        _say(index_location(store, wave), exit_code=ExitCode.OK)
+        say(index_location(store, wave), exit_code=ExitCode.OK)
         return ExitCode.OK
 
-    _conclude(invocation, body)
+    conclude(invocation, body)
 
 
 @alerts_app.command(
@@ -849,11 +698,11 @@ def alerts_install(
             )
         ids = install_alerts(webhook, per_fit=per_fit)
         names = [FIT_AUTOMATION, WAVE_AUTOMATION] if per_fit else [WAVE_AUTOMATION]
-        _say(f"installed on {PREFECT_API_URL.value()}: automations {', '.join(names)}")
-        _say(f"webhook block misterp-alerts ({ids['webhook_block']}) -> {webhook}")
+        say(f"installed on {PREFECT_API_URL.value()}: automations {', '.join(names)}")
+        say(f"webhook block misterp-alerts ({ids['webhook_block']}) -> {webhook}")
         return ExitCode.OK
 
-    _conclude(Invocation("alerts install"), body)
+    conclude(Invocation("alerts install"), body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,7 @@
 
 A Typer sub-app registered in :mod:`flows.cli`. It needs no Prefect: a run fits the markets in
 local processes (:func:`misterp.mmm.run.run_mmm`). Exit codes and failure lines are the
-tracker's (:class:`flows.cli.ExitCode`), imported inside the commands because ``flows.cli``
-imports this module while it is being built.
+tracker's (:mod:`flows.outcome`, shared with :mod:`flows.cli` without importing it).
 """
 
 from __future__ import annotations
@@ -14,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from flows.outcome import ExitCode, Invocation, conclude, say
+
 if TYPE_CHECKING:
-    from flows.cli import ExitCode, Invocation
     from misterp.mmm.config import MMMConfig
     from misterp.mmm.run import MMMRunOutcome
 
@@ -50,19 +50,17 @@ def _read_mmm_config(path: str) -> MMMConfig:
 
 def _report(outcome: MMMRunOutcome) -> ExitCode:
     """Say where the run went; the last line is its headline, on stderr when flagged."""
-    from flows.cli import ExitCode, _say
-
-    _say(f"media-mix run {outcome.run} written to {outcome.output_uri}")
+    say(f"media-mix run {outcome.run} written to {outcome.output_uri}")
     report = outcome.report
     if report is not None and report.status == "written":
-        _say(f"report: {report.index}")
+        say(f"report: {report.index}")
     elif report is not None:
-        _say(f"report failed ({report.message}); the run is published", err=True)
+        say(f"report failed ({report.message}); the run is published", err=True)
     if outcome.counts.healthy:
-        _say(outcome.headline, exit_code=ExitCode.OK)
+        say(outcome.headline, exit_code=ExitCode.OK)
         return ExitCode.OK
     flagged = outcome.diagnostics.loc[outcome.diagnostics["status"] != "converged", "market"]
-    _say(
+    say(
         f"{outcome.headline}; flagged: {', '.join(map(str, flagged))} "
         f"(see {outcome.output_uri}/diagnostics.parquet)",
         err=True,
@@ -72,13 +70,12 @@ def _report(outcome: MMMRunOutcome) -> ExitCode:
 
 
 def _progress(record: object) -> None:
-    from flows.cli import _say
 
     diagnostics = getattr(record, "diagnostics", None)
     if diagnostics is None:
         return
     row = diagnostics()
-    _say(
+    say(
         f"  {row['market']}: {row['status']} after {row['attempts']} attempt(s), "
         f"{row['seconds']:.0f} s, R-hat {row['r_hat_max'] or float('nan'):.3f}, "
         f"divergences {row['divergences']}"
@@ -117,8 +114,6 @@ def run_command(
     A re-run of the same run id reuses every converged market whose data and settings did not
     change. Exit 0 when every market converged, 1 when some are flagged, 2 on invalid input.
     """
-    from flows.cli import Invocation, _conclude
-
     invocation = Invocation("mmm run", rerun=f"misterp mmm run --config {config}")
 
     def body() -> ExitCode:
@@ -130,7 +125,7 @@ def run_command(
         invocation.stores = (parsed.input, parsed.output)
         return _report(run_mmm(parsed, workers=workers, refit_all=refit_all, progress=_progress))
 
-    _conclude(invocation, body)
+    conclude(invocation, body)
 
 
 @mmm_app.command(
@@ -155,11 +150,9 @@ def demo_command(
     Prints each market's ROAS per channel beside the true ROAS over the same fitted weeks,
     with the 90% interval and whether it covers the truth.
     """
-    from flows.cli import Invocation, _conclude
-
     root = output.resolve()
     invocation = Invocation("mmm demo", stores=(str(root / "results"),))
-    _conclude(invocation, lambda: _demo(root, markets, channels, weeks, seed, invocation))
+    conclude(invocation, lambda: _demo(root, markets, channels, weeks, seed, invocation))
 
 
 def _demo(
@@ -168,7 +161,6 @@ def _demo(
     import pandas as pd
     import yaml
 
-    from flows.cli import _say
     from misterp.mmm.config import MMMConfig
     from misterp.mmm.run import run_mmm
     from misterp.mmm.simulate import simulate_mmm
@@ -183,7 +175,7 @@ def _demo(
         yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
     )
     invocation.rerun = f"misterp mmm run --config {config_path}"
-    _say(
+    say(
         f"mmm demo: {n_markets} market(s) x {n_channels} channels x {n_weeks} weeks, spend in "
         f"thousands, KPI ~100,000 a week; config {config_path}"
     )
@@ -201,9 +193,9 @@ def _demo(
     columns = ["market", "channel", "spend_share", "roas_true", "roas", "roas_lower"]
     columns += ["roas_upper", "error", "covered", "marginal_roas", "status"]
     with pd.option_context("display.width", 200):
-        _say("\nROAS (KPI per unit of spend) over the fitted weeks, beside the truth")
-        _say(table[columns].round(3).to_string(index=False))
-    _say(
+        say("\nROAS (KPI per unit of spend) over the fitted weeks, beside the truth")
+        say(table[columns].round(3).to_string(index=False))
+    say(
         f"\n90% intervals cover the true ROAS for {int(table['covered'].sum())} of {len(table)} "
         f"channels; mean abs error {table['error'].abs().mean():.1%}; "
         f"{time.perf_counter() - started:.0f} s"
