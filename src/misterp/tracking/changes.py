@@ -284,17 +284,15 @@ def later_waves_referencing(
     """
     settings = tracking or TrackingConfig()
     period = parse_period(wave, settings.period)
-    later = []
-    for name in wave_folders(store):
-        other = detect_period(name)
-        if other is not None and other.kind == period.kind and other.start > period.start:
-            later.append(other)
+    # one listing and one completeness check per wave, not one per (later wave, earlier wave)
+    periods = [p for name in wave_folders(store) if (p := detect_period(name)) is not None]
+    complete = sorted(p for p in periods if p.kind == period.kind and store.is_complete(p.id))
     depth = max(1, 2 * settings.rolling_waves - 1)
     stale = []
-    for other in sorted(later):
-        if not store.is_complete(other.id):
+    for index, other in enumerate(complete):
+        if other.start <= period.start:
             continue
-        earlier = _earlier_complete(store, other)
+        earlier = [p.id for p in reversed(complete[:index])]  # latest first
         if wave in earlier[:depth] or other.year_ago().id == wave:
             stale.append(other.id)
     return stale
