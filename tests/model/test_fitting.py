@@ -8,7 +8,7 @@ import pytest
 from scipy.special import gammaln
 
 from misterp.config import PriorConfig, SamplerConfig, WaveConfig, parse_config
-from misterp.mrp.cells import aggregate_cells, build_market_cells
+from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import (
     BINOMIAL_KERNEL,
@@ -31,6 +31,7 @@ def test_a_region_without_respondents_is_predicted_from_the_group_distribution()
     answers = wave.answers[wave.answers["respondent_id"].isin(respondents["respondent_id"])]
     data = WaveData(respondents, answers, wave.poststrat, wave.questions, wave.demographics)
     layouts = build_market_cells(data, {})
+    layout = layouts["DE"]
     spec = ModelSpec(
         "DE",
         "aware_brand01",
@@ -38,11 +39,9 @@ def test_a_region_without_respondents_is_predicted_from_the_group_distribution()
         "p(yes, n) ~ 1 + gender + (1|age) + (1|education) + (1|region)",
     )
     counts = aggregate_cells(data, layouts, [spec])[spec.key]
-    assert counts.n[layouts["DE"].frame["region"] == "central"].sum() == 0
+    assert counts.n[layout.frame["region"] == "central"].sum() == 0
 
-    idata = sample_nutpie(
-        spec, layouts["DE"], counts, PriorConfig(), SamplerConfig(draws=1000, tune=1000)
-    )
+    idata = sample_nutpie(spec, layout, counts, PriorConfig(), SamplerConfig(draws=1000, tune=1000))
 
     effect = idata["posterior"]["1|region"].sel(region__factor_dim="central").to_numpy().ravel()
     sigma = idata["posterior"]["1|region_sigma"].to_numpy().ravel()
@@ -92,20 +91,25 @@ def test_mrp_recovers_known_population_and_target_group_values(tmp_path: object)
     assert mrp_error < 0.85 * raw_error
 
 
-@pytest.mark.parametrize("group_effects", ["normal", "zero_sum"])
-def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model(
-    group_effects: str,
-) -> None:
+def _small_model(formula: str) -> tuple[ModelSpec, MarketCells, CellCounts]:
+    """One awareness model of a small simulated German wave: its spec, cell layout and counts."""
     wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
     data = WaveData(
         wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
     )
-    layouts = build_market_cells(data, {})
-    spec = ModelSpec("DE", "aware_brand01", "yes", "p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
-    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+    layout = build_market_cells(data, {})["DE"]
+    spec = ModelSpec("DE", "aware_brand01", "yes", formula)
+    return spec, layout, aggregate_cells(data, {"DE": layout}, [spec])[spec.key]
+
+
+@pytest.mark.parametrize("group_effects", ["normal", "zero_sum"])
+def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model(
+    group_effects: str,
+) -> None:
+    spec, layout, counts = _small_model("p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
     priors = PriorConfig(group_effects=group_effects)  # type: ignore[arg-type]
-    binomial = pymc_model_of(build_model(spec, layouts["DE"], counts, priors), priors)
-    kernel = _shared_data_model(build_model(spec, layouts["DE"], counts, priors), priors)
+    binomial = pymc_model_of(build_model(spec, layout, counts, priors), priors)
+    kernel = _shared_data_model(build_model(spec, layout, counts, priors), priors)
     assert [p.name for p in kernel.potentials] == [BINOMIAL_KERNEL]
     assert kernel.observed_RVs == []
 
@@ -135,17 +139,11 @@ def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model
 
 
 def test_zero_sum_group_intercepts_sum_to_zero_and_keep_every_level() -> None:
-    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
-    data = WaveData(
-        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
-    )
-    layouts = build_market_cells(data, {})
-    spec = ModelSpec("DE", "aware_brand01", "yes", "p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
-    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+    spec, layout, counts = _small_model("p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
     priors = PriorConfig(group_effects="zero_sum")
-    model = pymc_model_of(build_model(spec, layouts["DE"], counts, priors), priors)
+    model = pymc_model_of(build_model(spec, layout, counts, priors), priors)
     independent = PriorConfig(group_effects="normal")
-    normal = pymc_model_of(build_model(spec, layouts["DE"], counts, independent), independent)
+    normal = pymc_model_of(build_model(spec, layout, counts, independent), independent)
 
     # one free value fewer per group term (the sum-to-zero direction is gone), the rest alike
     sizes = {name: np.size(v) for name, v in model.initial_point().items()}
@@ -167,19 +165,13 @@ def test_zero_sum_group_intercepts_sum_to_zero_and_keep_every_level() -> None:
 
 
 def test_the_pymc_backend_samples_the_same_zero_sum_model_as_nutpie() -> None:
-    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
-    data = WaveData(
-        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
-    )
-    layouts = build_market_cells(data, {})
-    spec = ModelSpec("DE", "aware_brand01", "yes", "p(yes, n) ~ 1 + gender + (1|age)")
-    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+    spec, layout, counts = _small_model("p(yes, n) ~ 1 + gender + (1|age)")
 
     idata = sample_pymc(
-        spec, layouts["DE"], counts, PriorConfig(), SamplerConfig(draws=30, tune=30, chains=2)
+        spec, layout, counts, PriorConfig(), SamplerConfig(draws=30, tune=30, chains=2)
     )
 
     posterior = idata["posterior"]
-    assert posterior["p"].shape[-1] == len(layouts["DE"].frame)  # a probability per cell
+    assert posterior["p"].shape[-1] == len(layout.frame)  # a probability per cell
     effects = posterior["1|age"].to_numpy()
     np.testing.assert_allclose(effects.sum(axis=-1), 0.0, atol=1e-9)  # zero-sum levels
