@@ -17,7 +17,13 @@ from misterp.records import ConvergenceReport
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["ConvergenceReport", "check_convergence", "monitored_variables", "next_attempt"]
+__all__ = [
+    "ConvergenceReport",
+    "check_convergence",
+    "monitored_variables",
+    "next_attempt",
+    "stacked_draws",
+]
 
 
 def monitored_variables(posterior: xr.Dataset) -> list[str]:
@@ -29,35 +35,68 @@ def monitored_variables(posterior: xr.Dataset) -> list[str]:
     ]
 
 
-def _min_or_nan(dataset: xr.Dataset) -> float:
-    values = [np.asarray(v).ravel() for v in dataset.data_vars.values()]
-    flat = np.concatenate(values) if values else np.array([np.nan])
+def _min_or_nan(values: np.ndarray) -> float:
+    flat = np.asarray(values, dtype=float).ravel()
     return float(np.nanmin(flat)) if np.isfinite(flat).any() else math.nan
 
 
-def check_convergence(idata: Any, seconds: float = math.nan) -> ConvergenceReport:
-    """Compute a ``ConvergenceReport`` from an ArviZ ``DataTree``/``InferenceData``."""
-    import arviz as az  # imported here: reading a report (health, alerts) needs no ArviZ
+def _max_or_nan(values: np.ndarray) -> float:
+    flat = np.asarray(values, dtype=float).ravel()
+    return float(np.max(flat)) if flat.size and np.isfinite(flat).all() else math.nan
 
-    posterior = idata["posterior"]
-    posterior = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
-    names = monitored_variables(posterior)
-    params = posterior[names]
+
+def _dataset(group: Any) -> xr.Dataset:
+    return group.to_dataset() if hasattr(group, "to_dataset") else group
+
+
+def stacked_draws(posterior: xr.Dataset, names: list[str]) -> np.ndarray:
+    """The draws of ``names`` as one ``(quantity, chain, draw)`` array, one row per scalar.
+
+    Each row is contiguous, the layout ArviZ's per-quantity loop reads; the diagnostics of a
+    row do not depend on which other rows are stacked with it.
+    """
     chains, draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
-    r_hat = az.rhat(params)
-    r_hat_ds = r_hat.to_dataset() if hasattr(r_hat, "to_dataset") else r_hat
-    r_hat_values = np.concatenate([np.asarray(v).ravel() for v in r_hat_ds.data_vars.values()])
-    r_hat_max = float(np.max(r_hat_values)) if np.isfinite(r_hat_values).all() else math.nan
-    ess_bulk = az.ess(params, method="bulk")
-    ess_tail = az.ess(params, method="tail")
+    blocks = [
+        np.moveaxis(
+            np.asarray(posterior[name].transpose("chain", "draw", ...)).reshape(chains, draws, -1),
+            -1,
+            0,
+        )
+        for name in names
+    ]
+    if not blocks:
+        return np.empty((0, chains, draws))
+    return np.ascontiguousarray(np.concatenate(blocks, axis=0))
+
+
+def check_convergence(idata: Any, seconds: float = math.nan) -> ConvergenceReport:
+    """Compute a ``ConvergenceReport`` from an ArviZ ``DataTree``/``InferenceData``.
+
+    R-hat (rank-normalised split), bulk and tail ESS over every scalar of
+    :func:`monitored_variables`, each computed by ArviZ exactly as ``az.rhat``/``az.ess`` do
+    on the posterior ``Dataset`` (same method, same tail probability), but in one call per
+    statistic on the stacked draws: the per-variable calls spent a fifth of the time building
+    xarray objects. Divergences and E-BFMI come from ``sample_stats``; without them the report
+    says unknown, which never passes.
+    """
+    import arviz as az  # imported here: reading a report (health, alerts) needs no ArviZ
+    from arviz_base import rcParams
+
+    posterior = _dataset(idata["posterior"])
+    chains, draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
+    params = stacked_draws(posterior, monitored_variables(posterior))
+    axes = {"chain_axis": 1, "draw_axis": 2}
+    r_hat = az.rhat(params, **axes)
+    ess_bulk = az.ess(params, method="bulk", **axes)
+    # what az.ess(Dataset, method="tail") uses when no prob is given
+    ess_tail = az.ess(params, method="tail", prob=rcParams["stats.ci_prob"], **axes)
     divergences, bfmi_min = -1, math.nan
     if (
         "sample_stats" in idata.children
         if hasattr(idata, "children")
         else hasattr(idata, "sample_stats")
     ):
-        stats = idata["sample_stats"]
-        stats = stats.to_dataset() if hasattr(stats, "to_dataset") else stats
+        stats = _dataset(idata["sample_stats"])
         if "diverging" in stats:
             divergences = int(np.asarray(stats["diverging"]).sum())
         if "energy" in stats:
@@ -65,13 +104,9 @@ def check_convergence(idata: Any, seconds: float = math.nan) -> ConvergenceRepor
             bfmi = np.square(np.diff(energy, axis=1)).mean(axis=1) / np.var(energy, axis=1)
             bfmi_min = float(np.min(bfmi))
     return ConvergenceReport(
-        r_hat_max=r_hat_max,
-        ess_bulk_min=_min_or_nan(
-            ess_bulk.to_dataset() if hasattr(ess_bulk, "to_dataset") else ess_bulk
-        ),
-        ess_tail_min=_min_or_nan(
-            ess_tail.to_dataset() if hasattr(ess_tail, "to_dataset") else ess_tail
-        ),
+        r_hat_max=_max_or_nan(r_hat),
+        ess_bulk_min=_min_or_nan(ess_bulk),
+        ess_tail_min=_min_or_nan(ess_tail),
         divergences=divergences,
         bfmi_min=bfmi_min,
         chains=chains,

@@ -9,7 +9,13 @@ import pytest
 import xarray as xr
 
 from misterp.config import ConvergenceThresholds, RetryPolicy, SamplerConfig
-from misterp.diagnostics import ConvergenceReport, check_convergence, next_attempt
+from misterp.diagnostics import (
+    ConvergenceReport,
+    check_convergence,
+    monitored_variables,
+    next_attempt,
+    stacked_draws,
+)
 
 THRESHOLDS = ConvergenceThresholds()  # r_hat 1.01, ESS 400/400, 0 divergences
 POLICY = RetryPolicy()  # 3 attempts, ladder [0.99, 0.995], x2 tune, x2 draws
@@ -201,3 +207,74 @@ def test_reports_the_posterior_shape(chains: int) -> None:
     values = np.random.default_rng(chains).normal(size=(chains, 300))
     result = check_convergence(posterior_tree(values))
     assert (result.chains, result.draws) == (chains, 300)
+
+
+def per_variable_diagnostics(posterior: xr.Dataset, names: list[str]) -> tuple[float, ...]:
+    """The definition the thresholds were set on: ArviZ per variable of the posterior Dataset."""
+    import arviz as az
+
+    params = posterior[names]
+    flat = [
+        np.concatenate([np.asarray(v).ravel() for v in result.data_vars.values()])
+        for result in (
+            az.rhat(params),
+            az.ess(params, method="bulk"),
+            az.ess(params, method="tail"),
+        )
+    ]
+    return float(np.max(flat[0])), float(np.min(flat[1])), float(np.min(flat[2]))
+
+
+def test_stacked_diagnostics_equal_arviz_per_variable_on_a_fixed_posterior() -> None:
+    rng = np.random.default_rng(20250601)
+    chains, draws = 4, 500
+
+    def autocorrelated(*shape: int) -> np.ndarray:
+        noise = rng.normal(size=(chains, draws, *shape))
+        return noise + 0.05 * np.cumsum(noise, axis=1)  # slow drift: R-hat and ESS off ideal
+
+    posterior = xr.Dataset(
+        {
+            "Intercept": (("chain", "draw"), autocorrelated()),
+            "gender": (("chain", "draw", "gender_dim"), autocorrelated(1)),
+            "1|age_sigma": (("chain", "draw"), np.abs(autocorrelated())),
+            "1|age_offset": (("chain", "draw", "age"), autocorrelated(5)),
+            "1|age": (("chain", "draw", "age"), autocorrelated(5)),
+            "pair": (("chain", "draw", "a", "b"), autocorrelated(2, 3)),
+            # stored in another dimension order: the diagnostics must not depend on it
+            "late": (("late_dim", "chain", "draw"), np.moveaxis(autocorrelated(3), -1, 0)),
+            "p": (("chain", "draw", "__obs__"), rng.uniform(size=(chains, draws, 40))),
+        },
+        coords={"chain": np.arange(chains), "draw": np.arange(draws)},
+    )
+    names = ["Intercept", "gender", "1|age_sigma", "1|age", "pair", "late"]
+    assert monitored_variables(posterior) == names
+
+    result = check_convergence(xr.DataTree.from_dict({"posterior": posterior}))
+
+    r_hat, ess_bulk, ess_tail = per_variable_diagnostics(posterior, names)
+    # the same ArviZ arithmetic on the same numbers; 1e-12 leaves room for summation order only
+    assert result.r_hat_max == pytest.approx(r_hat, abs=1e-12)
+    assert result.ess_bulk_min == pytest.approx(ess_bulk, abs=1e-12)
+    assert result.ess_tail_min == pytest.approx(ess_tail, abs=1e-12)
+    assert (result.chains, result.draws) == (chains, draws)
+
+
+def test_stacked_draws_hold_one_row_per_scalar_in_variable_order() -> None:
+    values = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)
+    posterior = xr.Dataset(
+        {"a": (("chain", "draw"), values[..., 0]), "b": (("chain", "draw", "k"), values)}
+    )
+    stacked = stacked_draws(posterior, ["a", "b"])
+    assert stacked.shape == (3, 2, 3)
+    np.testing.assert_array_equal(stacked[0], values[..., 0])
+    np.testing.assert_array_equal(stacked[1:], np.moveaxis(values, -1, 0))
+    assert stacked.flags.c_contiguous
+
+
+def test_a_posterior_with_nothing_to_monitor_has_unknown_mixing_and_fails() -> None:
+    posterior = xr.Dataset({"x_offset": (("chain", "draw"), np.zeros((2, 50)))})
+    result = check_convergence(xr.DataTree.from_dict({"posterior": posterior}))
+    assert math.isnan(result.r_hat_max)
+    assert math.isnan(result.ess_bulk_min)
+    assert not result.passes(THRESHOLDS)
