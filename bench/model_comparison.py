@@ -21,6 +21,11 @@ age:gender
 pairwise
     ``age:gender + (1|age:education)``: a second pair a tracker might add without knowing
     which are real (the truth has only age x gender); what an unneeded term costs.
+rw-age, rw-age + age:gender sd.5
+    ``main`` and ``age:gender sd.5`` with a random-walk prior across the age bands in their
+    census order (``priors.random_walk``, Gao et al. 2021) instead of exchangeable bands.
+    The simulator's age effects are independent per band (the worst case for a walk) unless
+    ``--smooth-age`` makes them a random walk too (adjacent bands alike, as in real data).
 
 What is printed (one row per variant; raw and raked have no interval or fit)
 ----------------------------------------------------------------------------
@@ -41,7 +46,7 @@ s/model
 Run from the repository root: ``.venv/bin/python bench/model_comparison.py`` (about 10 minutes on
 2 cores with the defaults); ``--seeds``, ``--respondents``, ``--interaction-sd`` (0: a truth
 without interactions, to see what the extra terms cost when there is nothing to find),
-``--csv``.
+``--smooth-age``, ``--csv``.
 """
 
 from __future__ import annotations
@@ -54,12 +59,13 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from misterp.config import parse_config
-from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
+from misterp.mrp.simulate import DEFAULT_LEVELS, SimulatedWave, WaveTruthSpec, simulate_wave
 from misterp.mrp.wave import run_wave_inline
 from misterp.records import FitRecord
 
@@ -69,20 +75,28 @@ BRANDS = ("brand01", "brand02", "brand03")
 ASSOCIATIONS = ("trustworthy", "good_value")
 PAIR = ("age", "gender")
 MAIN = "p(yes, n) ~ 1 + gender + (1|age) + (1|education) + (1|region)"
+#: The age bands in census order, as a user declares them for the random-walk prior.
+AGE_WALK = {"random_walk": {"age": list(DEFAULT_LEVELS["age"])}}
 #: Variant name: formula and priors (``model.priors`` overrides; {} = misterp's defaults).
-VARIANTS: dict[str, tuple[str, dict[str, float]]] = {
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "main": (MAIN, {}),
     "age:gender": (f"{MAIN} + (1|age:gender)", {}),
     "age:gender sd.5": (f"{MAIN} + (1|age:gender)", {"interaction_sigma": 0.5}),
     "pairwise": (f"{MAIN} + (1|age:gender) + (1|age:education)", {}),
+    "rw-age": (MAIN, AGE_WALK),
+    "rw-age + age:gender sd.5": (
+        f"{MAIN} + (1|age:gender)",
+        {"interaction_sigma": 0.5, **AGE_WALK},
+    ),
 }
 KINDS = ("aware", "consider", "assoc")
 KEYS = ["market", "question_id", "option", "target_group"]
 
 
-def truth_spec(respondents: int, interaction_sd: float) -> WaveTruthSpec:
+def truth_spec(respondents: int, interaction_sd: float, smooth_age: bool = False) -> WaveTruthSpec:
     """One market, three brands, two association options: 12 models per wave."""
     return WaveTruthSpec(
+        smooth_effects=("age",) if smooth_age else (),
         markets=(MARKET,),
         brands=BRANDS,
         n_respondents=respondents,
@@ -97,7 +111,7 @@ def fit_variant(
     input_dir: Path,
     output: Path,
     variant: str,
-    model: tuple[str, dict[str, float]],
+    model: tuple[str, dict[str, Any]],
 ) -> pd.DataFrame:
     """Fit the wave with one formula and priors; its estimates beside the truth, with seconds."""
     formula, priors = model
@@ -163,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.5,
         help="sd of the true age x gender interaction (0: a main-effects truth)",
     )
+    parser.add_argument(
+        "--smooth-age",
+        action="store_true",
+        help="true age effects follow a random walk across the bands (default: independent)",
+    )
     parser.add_argument("--output", type=Path, help="keep the waves here (default: temporary)")
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), help="fit only these (default: all)"
@@ -172,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("misterp").setLevel(logging.WARNING)
     command = " ".join([".venv/bin/python", "bench/model_comparison.py", *sys.argv[1:]])
 
-    spec = truth_spec(args.respondents, args.interaction_sd)
+    spec = truth_spec(args.respondents, args.interaction_sd, args.smooth_age)
     root = args.output or Path(tempfile.mkdtemp(prefix="model-comparison-"))
     started = time.perf_counter()
     parts = []
@@ -208,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"design:   {args.seeds} seeds x {n_variants} variants, 1 market, {len(BRANDS)} brands, "
         f"{args.respondents} respondents, biased panel; truth with "
-        f"{interaction or 'main effects only'}; "
+        f"{interaction or 'main effects only'}"
+        f"{', age effects a random walk' if args.smooth_age else ''}; "
         f"{time.perf_counter() - started:.0f} s in all"
     )
     groups = ", ".join(spec.target_groups)

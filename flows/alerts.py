@@ -106,15 +106,19 @@ def emit_fit_event(wave: str, summary: FitSummary) -> None:
     )
 
 
-def emit_wave_event(health: WaveHealth, output_uri: str) -> None:
-    """Emit ``misterp.wave.finished`` with the counts, labelled healthy or unhealthy."""
+def emit_wave_event(health: WaveHealth, output_uri: str, *, family: str = "wave") -> None:
+    """Emit ``misterp.wave.finished`` with the counts, labelled healthy or unhealthy.
+
+    A media-mix run emits the same event (``family`` ``mmm``: resource ``misterp.mmm.RUN``),
+    so the one wave automation alerts on either.
+    """
     from prefect.events import emit_event
 
     emit_event(
         event=WAVE_EVENT,
         resource={
-            "prefect.resource.id": f"misterp.wave.{health.wave}",
-            "prefect.resource.name": f"wave {health.wave}",
+            "prefect.resource.id": f"misterp.{family}.{health.wave}",
+            "prefect.resource.name": f"{health.subject} {health.wave}",
             "misterp.wave": health.wave,
             HEALTH_LABEL: "healthy" if health.healthy else "unhealthy",
         },

@@ -108,11 +108,20 @@ def run_command(
         bool,
         typer.Option("--refit-all", help="Refit converged markets whose inputs did not change."),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Take the run over even if another run of the same run id holds its lock "
+            "(only when that run is dead: two live runs overwrite each other's results).",
+        ),
+    ] = False,
 ) -> None:
     """Validate the input, fit one media-mix model per market and publish (manifest last).
 
     A re-run of the same run id reuses every converged market whose data and settings did not
-    change. Exit 0 when every market converged, 1 when some are flagged, 2 on invalid input.
+    change. Exit 0 when every market converged, 1 when some are flagged, 2 on invalid input,
+    4 while another run of the same run id holds its lock (``--force`` takes it over).
     """
     invocation = Invocation("mmm run", rerun=f"misterp mmm run --config {config}")
 
@@ -123,7 +132,57 @@ def run_command(
         if output is not None:
             parsed = parsed.model_copy(update={"output": output})
         invocation.stores = (parsed.input, parsed.output)
-        return _report(run_mmm(parsed, workers=workers, refit_all=refit_all, progress=_progress))
+        outcome = run_mmm(
+            parsed, workers=workers, refit_all=refit_all, progress=_progress, force=force
+        )
+        return _report(outcome)
+
+    conclude(invocation, body)
+
+
+@mmm_app.command(
+    "report",
+    epilog="Example: misterp mmm report --output s3://brand-tracker/misterp --run 2025-12-22",
+)
+def report_command(
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", help="Results root URI the run was written to.", show_default=False
+        ),
+    ],
+    run: Annotated[
+        str, typer.Option("--run", help="Run id of a published run.", show_default=False)
+    ],
+) -> None:
+    """Write a published run's report to OUTPUT/mmm/RUN/report/ and print where index.html is.
+
+    The report (index.html and CSVs) is written after every published run; this writes it
+    again from what the run published, e.g. after an upgrade. Nothing is refitted. Exit 0 when
+    written, 2 for an unknown or unpublished run, 3 when writing failed.
+    """
+    invocation = Invocation(
+        "mmm report", stores=(output,), rerun=f"misterp mmm report --output {output} --run {run}"
+    )
+
+    def body() -> ExitCode:
+        from misterp.reporting.mmm_report import check_published_run, update_mmm_report
+        from misterp.storage import ResultStore
+
+        store = ResultStore(output)
+        outcome = update_mmm_report(store, check_published_run(store, run))
+        if outcome.status == "written" and outcome.index is not None:
+            say(outcome.index, exit_code=ExitCode.OK)
+            return ExitCode.OK
+        # update_mmm_report never raises (it records report.json); say its failure the way
+        # conclude says a crash: one line, what failed and the command to run again.
+        reason = outcome.message.strip().splitlines()[0] if outcome.message.strip() else ""
+        say(
+            f"misterp {invocation.command} crashed: {reason}; re-run with: {invocation.rerun}",
+            err=True,
+            exit_code=ExitCode.CRASHED,
+        )
+        return ExitCode.CRASHED
 
     conclude(invocation, body)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.artifacts import (
@@ -28,9 +28,12 @@ from misterp.mrp.staging import open_staged_wave, stage_wave
 from misterp.mrp.validation import InputValidationError
 from misterp.mrp.wave import WaveOutcome, fit_staged, publish_wave, record_lost_fit
 from misterp.records import FitSummary, RecordError
-from misterp.reporting.write import ReportOutcome, update_report
+from misterp.reporting.write import ReportOutcome, ReportStepOutcome, update_report
 from misterp.storage import ResultStore, UnsafePathError
 from misterp.tracking.update import TrackingOutcome, update_tracking
+
+if TYPE_CHECKING:
+    from misterp.reporting.mmm_report import MMMReportOutcome
 
 __all__ = [
     "fit_model",
@@ -40,6 +43,9 @@ __all__ = [
     "record_lost",
     "report_health",
     "report_wave",
+    "show_health",
+    "show_mmm_report",
+    "show_report",
     "stage",
     "track",
 ]
@@ -166,23 +172,30 @@ def track(output: str, wave: str, storage_options: dict[str, Any]) -> TrackingOu
     return update_tracking(ResultStore(output, storage_options), wave)
 
 
-@task
-def report_health(outcome: WaveOutcome) -> WaveHealth:
-    """Show the wave's health as artifacts and emit the wave event the alerts listen to."""
-    health = outcome.health
-    key = f"wave-health-{outcome.wave_id}".lower().replace("_", "-")
+def show_health(health: WaveHealth, output_uri: str, *, family: str = "wave") -> None:
+    """Show a run's health as artifacts and emit the event the alerts listen to.
+
+    ``family``: ``wave`` (artifact ``wave-health-W``) or ``mmm`` (``mmm-health-RUN``).
+    """
+    key = artifact_key(f"{family}-health", health.wave)
     create_table_artifact(
         key=key,
         table=health.rows(),
-        description=f"misterp wave {outcome.wave_id}: every model, problems first",
+        description=f"misterp {health.subject} {health.wave}: every model, problems first",
     )
     create_markdown_artifact(
         key=f"{key}-summary",
         markdown=health.to_markdown(),
         description=health.headline(),
     )
-    emit_wave_event(health, outcome.output_uri)
-    return health
+    emit_wave_event(health, output_uri, family=family)
+
+
+@task
+def report_health(outcome: WaveOutcome) -> WaveHealth:
+    """Show the wave's health as artifacts and emit the wave event the alerts listen to."""
+    show_health(outcome.health, outcome.output_uri)
+    return outcome.health
 
 
 @task(task_run_name="report {wave}")
@@ -195,23 +208,54 @@ def report_wave(output: str, wave: str, storage_options: dict[str, Any]) -> Repo
     and link; the report itself is the page in the store.
     """
     outcome = update_report(ResultStore(output, storage_options), wave)
+    show_report(
+        outcome,
+        kind="wave",
+        name=wave,
+        what=f"wave {wave}",
+        headline="headline estimates and their change",
+        page="the analyst report (index.html, tables.xlsx)",
+    )
+    return outcome
+
+
+def show_report(
+    outcome: ReportStepOutcome, *, kind: str, name: str, what: str, headline: str, page: str
+) -> None:
+    """Show a written report on the flow run: its headline as a table and a link to the page.
+
+    For a wave (``kind="wave"``) and a media-mix run (``kind="mmm"``); the keys are
+    ``KIND-headline-NAME`` and ``KIND-report-NAME``; ``what`` names it in the descriptions.
+    The artifacts are a convenience: a failed report shows none, and a Prefect API that refuses
+    them costs a log line, never the run.
+    """
     if outcome.status != "written" or outcome.link is None:
-        return outcome
+        return
     try:
         if outcome.headline:
             create_table_artifact(
-                key=artifact_key("wave-headline", wave),
+                key=artifact_key(f"{kind}-headline", name),
                 table=list(outcome.headline),
-                description=f"misterp wave {wave}: headline estimates and their change",
+                description=f"misterp {what}: {headline}",
             )
         create_link_artifact(
-            key=artifact_key("wave-report", wave),
+            key=artifact_key(f"{kind}-report", name),
             link=outcome.link,
-            link_text=f"report of wave {wave}",
-            description=f"misterp wave {wave}: the analyst report (index.html, tables.xlsx)",
+            link_text=f"report of {what}",
+            description=f"misterp {what}: {page}",
         )
     except Exception as exc:
-        logger.warning(
-            "wave %s: report artifacts not created: %s: %s", wave, type(exc).__name__, exc
+        logger.warning("%s: report artifacts not created: %s: %s", what, type(exc).__name__, exc)
+
+
+def show_mmm_report(outcome: MMMReportOutcome | None) -> None:
+    """Show a media-mix run's report on the flow run: ROAS per market, and a link to the page."""
+    if outcome is not None:
+        show_report(
+            outcome,
+            kind="mmm",
+            name=outcome.run,
+            what=f"media-mix run {outcome.run}",
+            headline="ROAS per market, channels best first, with their intervals",
+            page="the media-mix report (index.html and its CSVs)",
         )
-    return outcome

@@ -38,7 +38,9 @@ __all__ = [
     "SamplerConfig",
     "TrackingConfig",
     "WaveConfig",
+    "allowed_keys",
     "check_wave_id",
+    "did_you_mean",
     "load_config",
     "parse_config",
 ]
@@ -167,6 +169,34 @@ class PriorConfig(_Frozen):
         "sum to zero and the Intercept is the grand mean (no ridge between the Intercept and "
         "the group means); 'normal', independent N(0, sd) per level (non-centred)",
     )
+    random_walk: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="ordered demographics and their levels in order, e.g. {age: [18-24, "
+        "25-34, 35-44, 45-54, 55+]}: the group intercept (1|x) of each gets a random-walk "
+        "prior across adjacent levels (Gao et al. 2021) instead of exchangeable levels, "
+        "centred so the Intercept stays the grand mean; a level without respondents is "
+        "interpolated from its neighbours. The order is the one given here (never sorted); "
+        "the levels must be the census levels",
+    )
+
+    @field_validator("random_walk")
+    @classmethod
+    def _walks_have_ordered_levels(
+        cls, value: dict[str, tuple[str, ...]]
+    ) -> dict[str, tuple[str, ...]]:
+        for column, levels in value.items():
+            repeated = sorted({level for level in levels if levels.count(level) > 1})
+            if repeated:
+                raise ValueError(
+                    f"random_walk.{column} repeats {repeated}; list each level once, in order"
+                )
+            if len(levels) < 3:
+                raise ValueError(
+                    f"random_walk.{column} has {len(levels)} level(s); a walk needs at least "
+                    "three levels in order (a two-level demographic is a common effect in the "
+                    "default formula, which the walk would silently not touch)"
+                )
+        return value
 
 
 class ModelConfig(_Frozen):
@@ -274,7 +304,7 @@ class WaveConfig(_Frozen):
         for name, definition in value.items():
             for column in definition:
                 if column not in demographics:
-                    hint = _did_you_mean(column, demographics)
+                    hint = did_you_mean(column, demographics)
                     raise ValueError(
                         f"target group '{name}' uses '{column}', which is not in demographics "
                         f"{demographics}{hint}"
@@ -305,10 +335,21 @@ class WaveConfig(_Frozen):
         return resolved
 
     @model_validator(mode="after")
+    def _walks_on_known_demographics(self) -> WaveConfig:
+        for column in self.model.priors.random_walk:
+            if column not in self.demographics:
+                hint = did_you_mean(column, self.demographics)
+                raise ValueError(
+                    f"model.priors.random_walk names '{column}', which is not in demographics "
+                    f"{self.demographics}{hint}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _headline_group_defined(self) -> WaveConfig:
         group = self.reporting.headline_group
         if group != "all" and group not in self.target_groups:
-            hint = _did_you_mean(group, list(self.target_groups))
+            hint = did_you_mean(group, list(self.target_groups))
             choices = ", ".join(["all", *sorted(self.target_groups)])
             raise ValueError(
                 f"reporting.headline_group '{group}' is not a target group{hint}; "
@@ -351,12 +392,19 @@ def check_wave_id(wave: str) -> str:
     return wave
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """A hint naming the closest of ``choices`` to a mistyped ``word``, or ``""``.
+
+    Shared by every family's config (:mod:`misterp.mmm.config` too).
+
+    >>> did_you_mean("holdout_week", ["holdout_weeks", "interval"])
+    " (did you mean 'holdout_weeks'?)"
+    """
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+def allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """The field names valid at ``loc`` (for typo hints on nested sections)."""
     current: type[BaseModel] | None = model
     for part in loc[:-1]:
@@ -380,8 +428,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> WaveConfig
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
-                allowed = _allowed_keys(WaveConfig, err["loc"])
-                hint = _did_you_mean(str(err["loc"][-1]), allowed)
+                allowed = allowed_keys(WaveConfig, err["loc"])
+                hint = did_you_mean(str(err["loc"][-1]), allowed)
                 lines.append(f"  unknown key '{loc}'{hint}; valid keys here: {', '.join(allowed)}")
             else:
                 lines.append(f"  {loc or '(top level)'}: {err['msg']}")

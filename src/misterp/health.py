@@ -69,11 +69,17 @@ class ModelHealth:
 
 @dataclass(frozen=True)
 class WaveHealth:
-    """Health of one published wave."""
+    """Health of one published wave (or of another family's run: a media-mix run)."""
 
     wave: str
     counts: StatusCounts
     models: tuple[ModelHealth, ...]
+    #: What ``wave`` names, in the headline and the title: ``wave``, ``media-mix run``.
+    subject: str = "wave"
+    #: The command that refits only the problems.
+    rerun: str | None = None
+    #: The file whose rows carry each model's status.
+    results_file: str = "estimates.parquet"
 
     @property
     def problems(self) -> list[ModelHealth]:
@@ -94,7 +100,7 @@ class WaveHealth:
 
     def headline(self) -> str:
         """One line for a log, an alert, a flow-run state message and the CLI."""
-        text = f"wave {self.wave}: {self.counts.sentence()}"
+        text = f"{self.subject} {self.wave}: {self.counts.sentence()}"
         return text if self.healthy else f"{text}; their estimates are flagged"
 
     def rows(self) -> list[dict[str, Any]]:
@@ -108,7 +114,7 @@ class WaveHealth:
         counts = self.counts
         verdict = "healthy" if self.healthy else "NEEDS ATTENTION"
         lines = [
-            f"# Wave {markdown_cell(self.wave)}: {verdict}",
+            f"# {self.subject.capitalize()} {markdown_cell(self.wave)}: {verdict}",
             "",
             markdown_cell(self.headline()) + ".",
             "",
@@ -120,12 +126,12 @@ class WaveHealth:
             lines.append(f"| flagged by their base | {counts.flagged_by_base} |")
         lines += [f"| **total** | **{counts.models}** |", ""]
         if self.problems:
+            rerun = self.rerun or f"misterp rerun --wave {self.wave}"
             lines += [
                 "## Models that need attention",
                 "",
-                "Their estimates are written with this status in `estimates.parquet`; do not "
-                "report them as converged. `misterp rerun --wave "
-                f"{markdown_cell(self.wave)}` refits only these.",
+                f"Their estimates are written with this status in `{self.results_file}`; do not "
+                f"report them as converged. `{markdown_cell(rerun)}` refits only these.",
                 "",
                 *_table(self.problems, with_problem=True),
                 "",

@@ -21,6 +21,10 @@ records of a taken-over run are ignored. What remains is a record or manifest wr
 moment between such a check and the write; the next run or re-run repairs it. Staleness compares
 the holder's heartbeat time with the reader's clock, so hosts' clocks must agree to well within
 ``stale_after`` (NTP keeps them within a second).
+
+The lease is on a folder of the store, not on surveys: ``wave`` is the leased folder (a wave
+id, or ``mmm/RUN`` for a media-mix run), and ``subject`` names it in messages ("wave 2026-10",
+"media-mix run r1"); the stored record is the same for both.
 """
 
 from __future__ import annotations
@@ -172,14 +176,27 @@ def read_lease(store: ResultStore, wave: str) -> LeaseRecord | None:
     return LeaseRecord.from_json(store.read_bytes(path), store.uri(path))
 
 
-def _locked_message(store: ResultStore, holder: LeaseRecord, now: dt.datetime) -> str:
+def _subject(wave: str, subject: str | None) -> str:
+    """How messages name the leased folder: ``wave 2026-10`` unless the caller names it."""
+    return subject or f"wave {wave}"
+
+
+def _it(subject: str | None) -> str:
+    """``the wave`` in the tracker's messages, ``it`` where the caller named the subject."""
+    return "the wave" if subject is None else "it"
+
+
+def _locked_message(
+    store: ResultStore, holder: LeaseRecord, now: dt.datetime, subject: str | None = None
+) -> str:
     silent = (now - holder.heartbeat_at).total_seconds()
     minutes = holder.stale_after / 60
     return (
-        f"wave {holder.wave} in {store.root_uri} is being run by {holder.describe()}, "
+        f"{_subject(holder.wave, subject)} in {store.root_uri} is being run by "
+        f"{holder.describe()}, "
         f"started {_when(holder.started_at)}, last heartbeat {_when(holder.heartbeat_at)} "
         f"({silent:.0f} s ago). Wait for that run to finish. If it is dead (its pod or "
-        f"process is gone), run again with --force to take the wave over, or wait until "
+        f"process is gone), run again with --force to take {_it(subject)} over, or wait until "
         f"{_when(holder.stale_at)}: after {minutes:g} minutes without a heartbeat the lease is "
         "stale and the next run takes it over."
     )
@@ -195,6 +212,7 @@ def acquire_lease(
     settle: float = DEFAULT_SETTLE,
     heartbeat: bool = True,
     note: str | None = None,
+    subject: str | None = None,
 ) -> WaveLease:
     """Take the wave's lease, or raise ``WaveLocked`` naming the live run that holds it.
 
@@ -217,6 +235,8 @@ def acquire_lease(
         Start a daemon thread that writes a heartbeat every ``stale_after / 5`` seconds.
     note
         Where to look this run up (shown to a run that finds the wave locked).
+    subject
+        How messages name what is leased; default ``wave WAVE``.
 
     Raises
     ------
@@ -224,28 +244,29 @@ def acquire_lease(
         Another live run holds the lease, or took it in the same moment.
     """
     run_id = run_id or new_run_id()
+    named = _subject(wave, subject)
     now = _now()
     try:
         current = read_lease(store, wave)
     except RecordError as exc:
         if not force:
             raise WaveLocked(
-                f"{exc}. If no run of wave {wave} is running, run again with --force to "
+                f"{exc}. If no run of {named} is running, run again with --force to "
                 "replace the lease.",
                 wave,
                 None,
             ) from exc
-        logger.warning("replacing the unreadable lease of wave %s (--force): %s", wave, exc)
+        logger.warning("replacing the unreadable lease of %s (--force): %s", named, exc)
         current = None
     taken_over: tuple[TakenOver, ...] = ()
     if current is not None:
         taken_over = current.taken_over
         if current.held and current.run_id != run_id:
             if not (force or current.is_stale(now)):
-                raise WaveLocked(_locked_message(store, current, now), wave, current)
+                raise WaveLocked(_locked_message(store, current, now, subject), wave, current)
             logger.warning(
-                "wave %s: taking over the %s lease of %s (last heartbeat %s)",
-                wave,
+                "%s: taking over the %s lease of %s (last heartbeat %s)",
+                named,
                 "live" if not current.is_stale(now) else "stale",
                 current.describe(),
                 _when(current.heartbeat_at),
@@ -272,43 +293,48 @@ def acquire_lease(
     if confirmed is None or confirmed.run_id != run_id:
         holder = f" by {confirmed.describe()}" if confirmed is not None else ""
         raise WaveLocked(
-            f"wave {wave} in {store.root_uri} was taken{holder} while run {run_id} took it; "
+            f"{named} in {store.root_uri} was taken{holder} while run {run_id} took it; "
             "two runs started at the same moment. Run again once the other run has finished.",
             wave,
             confirmed,
         )
-    lease = WaveLease(store, confirmed)
-    logger.info("wave %s: lease taken by %s", wave, confirmed.describe())
+    lease = WaveLease(store, confirmed, subject=subject)
+    logger.info("%s: lease taken by %s", named, confirmed.describe())
     if heartbeat:
         lease.start_heartbeat()
     return lease
 
 
-def check_holder(store: ResultStore, wave: str, run_id: str) -> LeaseRecord:
+def check_holder(
+    store: ResultStore, wave: str, run_id: str, subject: str | None = None
+) -> LeaseRecord:
     """The wave's lease if ``run_id`` holds it; otherwise raise ``LeaseLost``.
 
     Fit workers (other processes and pods) call this with the run id they were given, before
     they write, so a run that was taken over cannot overwrite the new run's results.
+    ``subject`` names the leased folder in messages (default ``wave WAVE``).
     """
+    named = _subject(wave, subject)
     try:
         current = read_lease(store, wave)
     except RecordError as exc:
         raise LeaseLost(
-            f"run {run_id} cannot confirm it holds wave {wave}: {exc}", wave, run_id, None
+            f"run {run_id} cannot confirm it holds {named}: {exc}", wave, run_id, None
         ) from exc
     if current is None:
         raise LeaseLost(
-            f"run {run_id} does not hold wave {wave}: {store.uri(lease_path(wave))} does not "
-            "exist (the wave was never leased, or the lease was deleted); run the wave again",
+            f"run {run_id} does not hold {named}: {store.uri(lease_path(wave))} does not "
+            f"exist ({_it(subject)} was never leased, or the lease was deleted); run "
+            f"{_it(subject)} again",
             wave,
             run_id,
             None,
         )
     if current.run_id != run_id:
         raise LeaseLost(
-            f"run {run_id} lost wave {wave} to {current.describe()}, which took it over at "
+            f"run {run_id} lost {named} to {current.describe()}, which took it over at "
             f"{_when(current.started_at)}; this run's results are refused, that run publishes "
-            "the wave",
+            f"{_it(subject)}",
             wave,
             run_id,
             current,
@@ -316,7 +342,7 @@ def check_holder(store: ResultStore, wave: str, run_id: str) -> LeaseRecord:
     if not current.held:
         released = _when(current.released_at) if current.released_at else "?"
         raise LeaseLost(
-            f"run {run_id} released wave {wave} at {released} and may no longer write to it",
+            f"run {run_id} released {named} at {released} and may no longer write to it",
             wave,
             run_id,
             current,
@@ -351,9 +377,11 @@ class WaveLease:
             ...  # stage, fit with run_id=lease.run_id, publish
     """
 
-    def __init__(self, store: ResultStore, record: LeaseRecord) -> None:
+    def __init__(self, store: ResultStore, record: LeaseRecord, subject: str | None = None) -> None:
         self.store = store
         self.record = record
+        #: How messages name the leased folder (``wave WAVE`` by default).
+        self.subject = _subject(record.wave, subject)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -376,16 +404,16 @@ class WaveLease:
 
     def check(self) -> None:
         """Raise ``LeaseLost`` unless this run still holds the lease."""
-        check_holder(self.store, self.wave, self.run_id)
+        check_holder(self.store, self.wave, self.run_id, self.subject)
 
     def heartbeat(self) -> LeaseRecord:
         """Write a fresh heartbeat; ``LeaseLost`` if another run took the lease over."""
         with self._lock:
             if self._released:
                 raise LeaseLost(
-                    f"run {self.run_id} released wave {self.wave}", self.wave, self.run_id, None
+                    f"run {self.run_id} released {self.subject}", self.wave, self.run_id, None
                 )
-            current = check_holder(self.store, self.wave, self.run_id)
+            current = check_holder(self.store, self.wave, self.run_id, self.subject)
             record = current.model_copy(update={"heartbeat_at": _now()})
             self.store.write_bytes(lease_path(self.wave), record.to_json())
             self.record = record
@@ -415,7 +443,7 @@ class WaveLease:
                 logger.error("%s", exc)
                 return
             except Exception:  # a store hiccup: the next heartbeat may get through
-                logger.warning("heartbeat of wave %s failed", self.wave, exc_info=True)
+                logger.warning("heartbeat of %s failed", self.subject, exc_info=True)
 
     def release(self) -> bool:
         """Stop the heartbeat and mark the lease released; False if this run no longer held it.
@@ -431,7 +459,7 @@ class WaveLease:
                 return False
             self._released = True
             try:
-                current = check_holder(self.store, self.wave, self.run_id)
+                current = check_holder(self.store, self.wave, self.run_id, self.subject)
                 now = _now()
                 record = current.model_copy(update={"heartbeat_at": now, "released_at": now})
                 self.store.write_bytes(lease_path(self.wave), record.to_json())
@@ -440,14 +468,14 @@ class WaveLease:
                 return False
             except Exception:  # the store is unreachable: the lease goes stale by itself
                 logger.warning(
-                    "could not release the lease of wave %s; it goes stale at %s",
-                    self.wave,
+                    "could not release the lease of %s; it goes stale at %s",
+                    self.subject,
                     _when(self.record.stale_at),
                     exc_info=True,
                 )
                 return False
             self.record = record
-        logger.info("wave %s: lease released by run %s", self.wave, self.run_id)
+        logger.info("%s: lease released by run %s", self.subject, self.run_id)
         return True
 
     def __enter__(self) -> WaveLease:

@@ -171,3 +171,39 @@ def test_reporting_settings_do_not_change_the_fit_settings_hash() -> None:
     assert fit_settings_hash(parse_config({**MINIMAL, "sampler": {"draws": 10}})) != (
         fit_settings_hash(default)
     )
+
+
+AGES = ["18-24", "25-34", "35-44", "45-54", "55+"]
+
+
+def test_a_random_walk_keeps_the_declared_level_order_and_changes_the_fit_settings() -> None:
+    order = ["55+", "45-54", "35-44", "25-34", "18-24"]  # any order the user states, unsorted
+    config = parse_config({**MINIMAL, "model": {"priors": {"random_walk": {"age": order}}}})
+    assert config.model.priors.random_walk == {"age": tuple(order)}
+    from misterp.mrp.prepare import fit_settings_hash
+
+    assert fit_settings_hash(config) != fit_settings_hash(parse_config(MINIMAL))
+
+
+def test_a_random_walk_on_an_unknown_demographic_is_rejected_with_did_you_mean() -> None:
+    with pytest.raises(
+        ConfigError, match=r"random_walk names 'agee', which is not in demographics.*'age'\?"
+    ):
+        parse_config({**MINIMAL, "model": {"priors": {"random_walk": {"agee": AGES}}}})
+
+
+@pytest.mark.parametrize(
+    ("levels", "message"),
+    [
+        (["18-34", "35+"], "has 2 level"),
+        (["18-24", "25-34", "18-24"], r"repeats \['18-24'\]; list each level once"),
+    ],
+)
+def test_a_random_walk_needs_three_distinct_levels(levels: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**MINIMAL, "model": {"priors": {"random_walk": {"age": levels}}}})
+
+
+def test_a_misspelt_random_walk_key_gets_did_you_mean() -> None:
+    with pytest.raises(ConfigError, match=r"'model\.priors\.random_wlak' \(did you mean"):
+        parse_config({**MINIMAL, "model": {"priors": {"random_wlak": {"age": AGES}}}})

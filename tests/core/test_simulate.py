@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import fsspec
@@ -250,3 +251,24 @@ def test_spec_rejects_unknown_levels() -> None:
         WaveTruthSpec(target_groups={"bad": {"age": ["99+"]}})
     with pytest.raises(ValueError, match="rare_brand"):
         WaveTruthSpec(rare_brand="nope")
+
+
+def test_smooth_age_effects_change_only_the_age_differences() -> None:
+    spec = WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None)
+    plain = simulate_wave(4, spec)
+    smooth = simulate_wave(4, dataclasses.replace(spec, smooth_effects=("age",)))
+
+    pd.testing.assert_frame_equal(plain.respondents, smooth.respondents)  # the same panel
+
+    def logit_gaps(wave: SimulatedWave, column: str) -> np.ndarray:
+        cells = wave.cell_truth[wave.cell_truth["question_id"] == "aware_brand01"]
+        logit = np.log(cells["p_true"] / (1 - cells["p_true"]))
+        others = [c for c in ("gender", "age", "education", "region") if c != column]
+        table = cells.assign(logit=logit).pivot_table("logit", others, column)
+        return np.diff(table.to_numpy(), axis=1)
+
+    # region effects (and every other draw) are unchanged; the age effects are not
+    np.testing.assert_allclose(logit_gaps(smooth, "region"), logit_gaps(plain, "region"), atol=1e-6)
+    assert not np.allclose(logit_gaps(smooth, "age"), logit_gaps(plain, "age"), atol=1e-3)
+    with pytest.raises(ValueError, match="smooth effect 'gender' must be a group-effect"):
+        WaveTruthSpec(smooth_effects=("gender",))

@@ -42,7 +42,14 @@ WORK_POOL = "misterp-k8s"
 NAMESPACE = "misterp"
 FLOW_SERVICE_ACCOUNT = "misterp-flows"
 S3_SECRET = "misterp-s3"
-DEPLOYMENTS = ["tracking-wave", "fit-batch", "rerun-failed", "mmm", "mmm-rerun-failed"]
+DEPLOYMENTS = [
+    "tracking-wave",
+    "fit-batch",
+    "rerun-failed",
+    "mmm",
+    "mmm-fit-batch",
+    "mmm-rerun-failed",
+]
 IMAGE = "registry.example.com/misterp:test"
 FLOW_RUN_ID = uuid.UUID("4d8f7f4e-8c1a-4a57-9d07-2f3b1c6e9a10")
 # The oldest Kubernetes minor we claim to run on, and the newest schema kubernetes-validate has.
@@ -561,6 +568,19 @@ def test_waves_fan_out_to_the_fit_batch_deployment(name: str) -> None:
     fit_batch = _deployment("fit-batch")
     expected = f"{_flow_name(fit_batch['entrypoint'])}/{fit_batch['name']}"
     assert _deployment(name)["parameters"]["fit_deployment"] == expected
+
+
+@pytest.mark.parametrize("name", ["mmm", "mmm-rerun-failed"])
+def test_mmm_runs_fan_out_to_the_mmm_fit_batch_deployment(name: str) -> None:
+    batch = _deployment("mmm-fit-batch")
+    expected = f"{_flow_name(batch['entrypoint'])}/{batch['name']}"
+    assert _deployment(name)["parameters"]["fit_deployment"] == expected
+    assert batch["concurrency_limit"] > 0
+    # the batch flow takes the fan-out's parameters (flows.dispatch.batch_parameters)
+    from flows.dispatch import batch_parameters
+
+    arguments = {a.arg for a in _flow_function(batch["entrypoint"]).args.args}
+    assert set(batch_parameters("s3://b", "r1", ["DE"], {}, None, "run-1")) == arguments
 
 
 def test_mmm_runs_weekly_on_a_cron_and_its_rerun_needs_the_run_id() -> None:

@@ -48,10 +48,11 @@ def test_prefect_deploy_all_accepts_the_deployments_file(prefect_client_settings
         rerun = client.read_deployment_by_name("rerun-wave/rerun-failed")
         mmm = client.read_deployment_by_name("mmm/mmm")
         mmm_rerun = client.read_deployment_by_name("mmm-rerun-failed/mmm-rerun-failed")
+        mmm_batch = client.read_deployment_by_name("mmm-fit-batch/mmm-fit-batch")
         created_pool = client.read_work_pool("misterp-k8s")
 
     assert created_pool.type == "kubernetes"
-    for deployment in (wave, batch, rerun, mmm, mmm_rerun):
+    for deployment in (wave, batch, rerun, mmm, mmm_rerun, mmm_batch):
         assert deployment.work_pool_name == "misterp-k8s"
         assert deployment.job_variables["image"] == IMAGE
         assert deployment.pull_steps == [
@@ -82,6 +83,13 @@ def test_prefect_deploy_all_accepts_the_deployments_file(prefect_client_settings
     assert batch.global_concurrency_limit is not None
     assert batch.global_concurrency_limit.limit == _declared_limit("fit-batch")
     assert batch.job_variables["cpu_limit"] == "2"
+    # media-mix markets fan out like the tracker's fits, one market per pod by default
+    for deployment in (mmm, mmm_rerun):
+        assert deployment.parameters["fit_deployment"] == "mmm-fit-batch/mmm-fit-batch"
+        assert set(deployment.parameters) <= set(deployment.parameter_openapi_schema["properties"])
+    assert {"output", "wave", "keys"} <= set(mmm_batch.parameter_openapi_schema["required"])
+    assert mmm_batch.global_concurrency_limit is not None
+    assert mmm_batch.global_concurrency_limit.limit == _declared_limit("mmm-fit-batch")
 
 
 def _declared_limit(name: str) -> int:

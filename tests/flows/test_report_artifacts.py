@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from prefect import flow
 
-from flows.tasks import artifact_key, report_wave
+from flows.tasks import artifact_key, report_wave, show_mmm_report
+from misterp.reporting.mmm_report import MMMReportOutcome, update_mmm_report
 from misterp.reporting.write import ReportOutcome
 from misterp.storage import ResultStore
 from tracking_support import publish_fake_wave
@@ -22,14 +24,25 @@ def report_flow(output: str) -> ReportOutcome:
     return report_wave(output, WAVE, {})
 
 
-def _artifact(key: str) -> Any:
+@flow(name="mmm-report-artifacts-test")
+def mmm_report_flow(output: str, run: str) -> MMMReportOutcome:
+    outcome = update_mmm_report(ResultStore(output), run)
+    show_mmm_report(outcome)
+    return outcome
+
+
+def _artifacts(key: str) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        (artifact,) = client.read_artifacts(
+        return client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
         )
+
+
+def _artifact(key: str) -> Any:
+    (artifact,) = _artifacts(key)
     return artifact
 
 
@@ -59,3 +72,36 @@ def test_the_report_step_shows_the_headline_and_links_the_page(
 
 def test_artifact_keys_are_what_prefect_accepts() -> None:
     assert artifact_key("wave-headline", "2026_W45.b") == "wave-headline-2026-w45-b"
+
+
+def test_a_media_mix_run_shows_roas_per_market_and_links_its_report(
+    prefect_api: None, tmp_path: Path
+) -> None:
+    from tests.reporting.mmm_run_store import RUN, fake_run
+
+    fake_run(tmp_path, diverging=("FR",))
+
+    outcome = mmm_report_flow(str(tmp_path / "out"), RUN)
+
+    index = tmp_path / "out" / "mmm" / RUN / "report" / "index.html"
+    assert outcome.status == "written"
+    table = _artifact(f"mmm-headline-{RUN}")
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [(row["market"], row["status"]) for row in rows] == [
+        ("DE", "converged"),
+        ("FR", "not_converged"),
+    ]
+    roas = pd.read_parquet(index.parent.parent / "roas.parquet")
+    de = roas[roas["market"] == "DE"].sort_values("roas", ascending=False).iloc[0]
+    best = f"{de['channel']} {de['roas']:.2f} ({de['roas_lower']:.2f}-{de['roas_upper']:.2f})"
+    assert rows[0]["roas"].startswith(best)
+    assert rows[1]["flag"] == "not converged: numbers are not trustworthy"
+    link = _artifact(f"mmm-report-{RUN}")
+    assert index.as_uri() in str(link.data)
+
+
+def test_a_failed_media_mix_report_shows_no_artifacts(prefect_api: None, tmp_path: Path) -> None:
+    outcome = mmm_report_flow(str(tmp_path), "never-ran")
+
+    assert outcome.status == "failed"
+    assert _artifacts("mmm-report-never-ran") == []

@@ -129,6 +129,26 @@ def test_brand_as_kpi_replaces_the_kpi_file_with_the_monthly_trend(folder: Path)
     assert any(key.startswith("brand_link:") for key in data.input_hashes)
 
 
+def test_brand_as_kpi_spreads_each_waves_spend_evenly_over_its_weeks(folder: Path) -> None:
+    """The KPI has one value per wave, so by default the spend does too; totals are kept."""
+    media = pd.read_csv(folder / "input" / "media.csv", parse_dates=["date"])
+    delivered = media[media["market"] == "DE"].pivot(index="date", columns="channel")["spend"]
+    cfg = config(folder, uncertainty_draws=0)
+    data = read_mmm_input(cfg)
+    frame = prepare_market(data, "DE", cfg).frame.set_index("date")
+    month = (frame.index + pd.Timedelta(days=3)).to_period("M")  # the wave of each week
+    for channel in ("tv", "search"):
+        per_wave = frame[channel].groupby(month)
+        assert per_wave.nunique().eq(1).all()  # one weekly spend per wave
+        np.testing.assert_allclose(per_wave.sum(), delivered[channel].groupby(month).sum())
+    as_delivered = config(folder, uncertainty_draws=0, media="week")
+    weekly = prepare_market(read_mmm_input(as_delivered), "DE", as_delivered).frame
+    np.testing.assert_allclose(weekly["tv"], delivered["tv"].to_numpy())
+    control = config(folder, role="control")
+    kept = prepare_market(read_mmm_input(control), "DE", control).frame
+    np.testing.assert_allclose(kept["tv"], delivered["tv"].to_numpy())  # only as the KPI
+
+
 def test_brand_as_control_is_a_scaled_control_of_the_sales_model(folder: Path) -> None:
     cfg = config(folder, role="control")
     data = read_mmm_input(cfg)

@@ -92,16 +92,20 @@ def test_run_publishes_every_table_and_the_manifest_last(config) -> None:
     store = RecordingStore(config.output)
     outcome = run_mmm(config, store, workers=1, functions=fake_functions)
     # the report comes after the manifest (a failing one never unpublishes the run)
-    published = store.writes.index(f"mmm/r1/{MANIFEST}")
-    assert {Path(w).name for w in store.writes[:published]} == {
+    # the staged inputs come before the fits, the run's lease is taken first and released last
+    assert store.writes[0] == store.writes[-1] == "mmm/r1/lease.json"
+    writes = [w for w in store.writes if "/staged/" not in w and w != "mmm/r1/lease.json"]
+    published = writes.index(f"mmm/r1/{MANIFEST}")
+    assert {Path(w).name for w in writes[:published]} == {
         "contributions.parquet",
         "roas.parquet",
         "response_curves.parquet",
         "adstock.parquet",
         "fitted.parquet",
         "diagnostics.parquet",
+        "health.md",
     }
-    assert store.writes[published + 1 :][-2:] == ["mmm/r1/report/index.html", "mmm/r1/report.json"]
+    assert writes[published + 1 :][-2:] == ["mmm/r1/report/index.html", "mmm/r1/report.json"]
     manifest = MMMManifest.from_json(store.read_bytes(f"mmm/r1/{MANIFEST}"), "manifest")
     assert manifest.healthy
     assert manifest.counts.converged == 2
@@ -193,4 +197,21 @@ def test_default_run_id_is_the_last_week_of_the_data(config) -> None:
     assert outcome.run == last
     assert (
         json.loads(ResultStore(config.output).read_bytes(f"mmm/{last}/{MANIFEST}"))["run"] == last
+    )
+
+
+def test_health_report_lists_the_flagged_market_with_why_before_the_manifest(config) -> None:
+    DIVERGING.add("FR")
+    store = RecordingStore(config.output)
+    outcome = run_mmm(config, store, workers=1, functions=fake_functions)
+    assert store.writes.index("mmm/r1/health.md") < store.writes.index(f"mmm/r1/{MANIFEST}")
+    page = store.read_bytes("mmm/r1/health.md").decode()
+    assert page.startswith("# Media-mix run r1: NEEDS ATTENTION")
+    problems = page.split("## Models that need attention")[1].split("## Slowest fits")[0]
+    assert "`FR` | not_converged | 3 |" in problems
+    assert "3 divergences" in problems
+    assert "`DE`" not in problems
+    assert "`misterp mmm run --config CONFIG` refits only these" in page
+    assert outcome.health.headline() == (
+        "media-mix run r1: 1 not converged, 1 of 2 converged; their estimates are flagged"
     )

@@ -102,12 +102,27 @@ def _small_model(formula: str) -> tuple[ModelSpec, MarketCells, CellCounts]:
     return spec, layout, aggregate_cells(data, {"DE": layout}, [spec])[spec.key]
 
 
-@pytest.mark.parametrize("group_effects", ["normal", "zero_sum"])
+#: Walk orders as the simulator's census has them; the regions' is deliberately not sorted.
+WALKS = {
+    "age": ("18-24", "25-34", "35-44", "45-54", "55+"),
+    "region": ("north", "east", "south", "west", "central"),
+}
+
+
+@pytest.mark.parametrize(
+    "priors",
+    [
+        PriorConfig(group_effects="normal"),
+        PriorConfig(group_effects="zero_sum"),
+        PriorConfig(random_walk=WALKS),
+        PriorConfig(group_effects="normal", random_walk={"age": WALKS["age"]}),
+    ],
+    ids=["normal", "zero_sum", "random_walk", "random_walk_age_normal_rest"],
+)
 def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model(
-    group_effects: str,
+    priors: PriorConfig,
 ) -> None:
     spec, layout, counts = _small_model("p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
-    priors = PriorConfig(group_effects=group_effects)  # type: ignore[arg-type]
     binomial = pymc_model_of(build_model(spec, layout, counts, priors), priors)
     kernel = _shared_data_model(build_model(spec, layout, counts, priors), priors)
     assert [p.name for p in kernel.potentials] == [BINOMIAL_KERNEL]

@@ -4,6 +4,7 @@ never unpublishing)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from misterp.reporting.mmm_report import (
     render_mmm_page,
 )
 from misterp.reporting.mmm_tables import MMMReportTables, budget_view, diagnostics_view, roas_view
+from misterp.reporting.write import ReportOutcome
 from misterp.storage import MANIFEST, ResultStore
 
 HOSTILE_MARKET = "<script>alert('m')</script>"
@@ -254,7 +256,8 @@ def test_a_run_writes_its_report_after_the_manifest(tmp_path: Path) -> None:
     outcome = fake_run(tmp_path, store=store)
     folder = f"mmm/{RUN}"
     after = store.writes[store.writes.index(f"{folder}/{MANIFEST}") + 1 :]
-    assert after == [
+    assert after[-1] == f"{folder}/lease.json"  # the run's lease is released last
+    assert after[:-1] == [
         f"{folder}/report/roas.csv",
         f"{folder}/report/diagnostics.csv",
         f"{folder}/report/budget.csv",
@@ -292,3 +295,17 @@ def test_a_failing_report_never_unpublishes_the_run(
     lines = [r for r in caplog.records if r.name == "misterp.reporting.mmm_report"]
     assert len(lines) == 1
     assert "is published, but its report failed" in lines[0].getMessage()
+
+
+def test_a_report_step_is_recorded_alike_for_a_run_and_a_wave(tmp_path: Path) -> None:
+    outcome = fake_run(tmp_path, diverging=())
+    assert outcome.report is not None
+    stored = json.loads((tmp_path / "out" / "mmm" / RUN / "report.json").read_text())
+    # the ROAS headline is for the orchestrator's UI only, as a wave's headline is
+    assert set(stored) == {"run", "status", "message", "index", "link", "seconds", "at"}
+    assert [(row["market"], row["status"]) for row in outcome.report.headline] == [
+        ("DE", "converged"),
+        ("FR", "converged"),
+    ]
+    wave = ReportOutcome(wave="2026-11", status="failed", message="RuntimeError: x")
+    assert set(wave.model_dump(mode="json")) - {"wave"} == set(stored) - {"run"}

@@ -17,7 +17,7 @@ Uncertainty (:func:`trend_draws`): the tracker's estimate is a posterior, not a 
 without error. pymc-marketing 1.3's ``MMM`` has one likelihood ``sigma`` for all weeks and no
 way to add a known per-week error to it, so the error is propagated by composition: the market
 is fitted on ``uncertainty_draws`` series drawn from the tracker's posterior and the posteriors
-are pooled (:func:`misterp.mmm.run.pooled_functions`), which approximates the posterior of the
+are pooled (:func:`misterp.mmm.run.mixture_functions`), which approximates the posterior of the
 media effects averaged over what the awareness could have been. Each wave's draw is
 ``mean + sd * z`` with one ``z ~ N(0, 1)`` per wave (waves are separate samples, fitted
 separately, so their errors are independent), shared by the weeks of that wave, floored at 0.
@@ -35,8 +35,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from misterp.inputs import ValidationProblem, join_distinct
 from misterp.mmm.config import BrandLink
-from misterp.mrp.validation import ValidationProblem, _join
 from misterp.storage import as_store_unavailable
 
 __all__ = [
@@ -144,7 +144,9 @@ def read_trends(
         return None, name, "", [problem]
     missing = [c for c in _NEEDED if c not in frame.columns]
     if missing:
-        message = f"missing column(s) {_join(missing)}; is this the tracker's trends.parquet?"
+        message = (
+            f"missing column(s) {join_distinct(missing)}; is this the tracker's trends.parquet?"
+        )
         return None, name, "", [ValidationProblem(uri, None, [], message, fix)]
     return frame, name, hashlib.sha256(data).hexdigest(), []
 
@@ -156,7 +158,7 @@ def _choice(
     if wanted in set(frame[column].astype(str)):
         return []
     have = sorted(set(frame[column].astype(str)))
-    shown = _join(have[:12]) + (f" and {len(have) - 12} more" if len(have) > 12 else "")
+    shown = join_distinct(have[:12]) + (f" and {len(have) - 12} more" if len(have) > 12 else "")
     message = f"no rows with {column} '{wanted}'{scope}; it has {shown or 'none'}"
     return [ValidationProblem(name, column, [], message, f"set brand_link.{key} to one of these")]
 
@@ -201,7 +203,7 @@ def align_brand(
     for market, media_weeks in weeks.items():
         rows_m = frame[frame["market"].astype(str) == market]
         if rows_m.empty:
-            have = _join(sorted(set(frame["market"].astype(str)))) or "none"
+            have = join_distinct(sorted(set(frame["market"].astype(str)))) or "none"
             message = f"no rows of {what} for market {market}; markets with it: {have}"
             fix = "track the market in the survey, or leave it out of the config (markets)"
             problems.append(ValidationProblem(name, "market", [], message, fix))
@@ -223,7 +225,7 @@ def align_brand(
             )
             message = (
                 f"market {market}: {len(uncovered)} media week(s) outside every wave of {what} "
-                f"(waves cover {covered}): {_join(str(d.date()) for d in uncovered)}"
+                f"(waves cover {covered}): {join_distinct(str(d.date()) for d in uncovered)}"
             )
             fix = (
                 "publish the tracker's waves for these weeks, or cut kpi/media/controls to the "
@@ -239,7 +241,9 @@ def align_brand(
         chosen = rows_m.iloc[position]
         if "status" in chosen and not chosen["status"].eq("converged").all():
             flagged = sorted(set(chosen.loc[chosen["status"] != "converged", "wave"].astype(str)))
-            notes.append(f"brand link, market {market}: waves {_join(flagged)} not converged")
+            notes.append(
+                f"brand link, market {market}: waves {join_distinct(flagged)} not converged"
+            )
         sd = interval_sd(chosen["q05"].to_numpy(), chosen["q95"].to_numpy())
         parts.append(
             pd.DataFrame(

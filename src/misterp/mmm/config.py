@@ -15,14 +15,21 @@ from typing import Any
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from misterp.config import (
     ConvergenceThresholds,
     RetryPolicy,
     SamplerConfig,
-    _allowed_keys,
-    _did_you_mean,
+    allowed_keys,
+    did_you_mean,
 )
 from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
@@ -37,6 +44,8 @@ __all__ = [
     "ChannelPrior",
     "MMMConfig",
     "MMMPriors",
+    "MediaAlignment",
+    "Pooling",
     "SaturationKind",
     "load_mmm_config",
     "parse_mmm_config",
@@ -69,6 +78,22 @@ class ChannelPrior(StrEnum):
 
     SPEND_SHARE = "spend_share"
     PYMC_MARKETING = "pymc_marketing"
+
+
+class Pooling(StrEnum):
+    """How markets share what is learnt about a channel.
+
+    ``independent``: one model per market, each fitted alone (its own task or pod).
+    ``hierarchical``: one model over all markets (pymc-marketing's ``dims=("market",)``) in
+    which each channel's effect, carry-over and saturation in a market are drawn around that
+    channel's mean over markets, with a learnt spread (partial pooling, as in Sun et al. 2017,
+    "Geo-level Bayesian hierarchical media mix modeling"). A market short of data borrows from
+    the others; a market with a lot of data keeps its own values. It is one fit for all
+    markets, so it needs the same weeks and channels in every market.
+    """
+
+    INDEPENDENT = "independent"
+    HIERARCHICAL = "hierarchical"
 
 
 class _Frozen(BaseModel):
@@ -123,6 +148,21 @@ class BrandRole(StrEnum):
     CONTROL = "control"
 
 
+class MediaAlignment(StrEnum):
+    """How weekly spend meets a brand metric measured once per wave (``brand_link.as: kpi``).
+
+    ``wave``: each week's spend is its wave's mean weekly spend, so media and KPI carry the same
+    information: a wave measures the period's level, so where in the month a channel spent is
+    not in the KPI, and a model given the weekly spend against a flat month reads that
+    within-month spend as noise and shrinks fast-moving channels (on simulated awareness, search
+    came out 48 % low). Spend totals per wave, and so ROAS, are unchanged. ``week``: the spend
+    as delivered.
+    """
+
+    WAVE = "wave"
+    WEEK = "week"
+
+
 class BrandLink(_Frozen):
     """One brand metric of the tracker's ``trends.parquet``, aligned to the media weeks.
 
@@ -144,6 +184,11 @@ class BrandLink(_Frozen):
         "posteriors, so the survey's error reaches the ROAS intervals; 0: fit the trend's "
         "mean as if it were exact (intervals too narrow)",
     )
+    media: MediaAlignment = Field(
+        MediaAlignment.WAVE,
+        description="as kpi: wave, each week's spend is its wave's mean weekly spend (the "
+        "KPI has one value per wave); week, spend as delivered",
+    )
 
 
 class MMMPriors(_Frozen):
@@ -153,6 +198,13 @@ class MMMPriors(_Frozen):
     beta_sigma: float = Field(1.0, gt=0, description="multiplies the spend-share sigmas")
     min_sigma: float = Field(
         0.1, gt=0, description="smallest sigma, so a low-spend channel is not forced to zero"
+    )
+    market_sigma: float = Field(
+        0.5,
+        gt=0,
+        description="pooling hierarchical: HalfNormal scale of how much a channel's log effect, "
+        "log saturation and logit carry-over vary across markets (0.5: about +-65 % on the "
+        "effect between typical markets)",
     )
 
 
@@ -172,6 +224,11 @@ class MMMConfig(_Frozen):
         "the same data reuses its converged markets and new data gets its own folder",
     )
     markets: list[str] | None = Field(None, description="fit only these markets; None: all")
+    pooling: Pooling = Field(
+        Pooling.INDEPENDENT,
+        description="independent: one model per market; hierarchical: one model over all "
+        "markets with partially pooled channel parameters, for markets short of data",
+    )
     adstock: AdstockKind = AdstockKind.GEOMETRIC
     saturation: SaturationKind = SaturationKind.LOGISTIC
     l_max: int = Field(8, ge=1, le=52, description="weeks a week's spend keeps working")
@@ -227,8 +284,30 @@ class MMMConfig(_Frozen):
             )
         return value
 
+    @model_validator(mode="after")
+    def _pooling_without_budget(self) -> MMMConfig:
+        if self.pooling is Pooling.HIERARCHICAL and self.budget is not None:
+            raise ValueError(
+                "budget is not available with pooling: hierarchical yet (pymc-marketing's "
+                "optimiser on a multi-market model splits one total across markets, not per "
+                "market); drop budget, or fit with pooling: independent for the advice"
+            )
+        return self
+
     def model_settings(self) -> dict[str, Any]:
-        """What decides a market's fit besides its data; hashed to tell if a fit is current."""
+        """What decides a market's fit besides its data; hashed to tell if a fit is current.
+
+        ``pooling`` and ``priors.market_sigma`` are left out while markets are independent, so
+        fits made before pooling existed stay current.
+        """
+        settings = self._model_settings()
+        if self.pooling is Pooling.INDEPENDENT:
+            settings["priors"].pop("market_sigma", None)
+        else:
+            settings["pooling"] = self.pooling.value
+        return settings
+
+    def _model_settings(self) -> dict[str, Any]:
         return self.model_dump(
             mode="json",
             include={
@@ -258,8 +337,8 @@ def parse_mmm_config(raw: Mapping[str, Any], source: str = "<config>") -> MMMCon
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
-                allowed = _allowed_keys(MMMConfig, err["loc"])
-                hint = _did_you_mean(str(err["loc"][-1]), allowed)
+                allowed = allowed_keys(MMMConfig, err["loc"])
+                hint = did_you_mean(str(err["loc"][-1]), allowed)
                 lines.append(f"  unknown key '{loc}'{hint}; valid keys here: {', '.join(allowed)}")
             else:
                 lines.append(f"  {loc or '(top level)'}: {err['msg']}")

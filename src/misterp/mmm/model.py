@@ -37,6 +37,7 @@ from misterp.mmm.config import (
     AdstockKind,
     BrandRole,
     ChannelPrior,
+    MediaAlignment,
     MMMConfig,
     SaturationKind,
 )
@@ -50,14 +51,19 @@ __all__ = [
     "DrawLayout",
     "FittedMMM",
     "MarketInput",
+    "adstock_weights",
     "build_mmm",
     "calibrated_mmm",
     "channel_prior_sigmas",
     "diagnose_fit",
+    "layout_for",
     "market_extractor",
     "market_lift_tests",
     "market_sampler",
+    "market_seed",
     "prepare_market",
+    "stacked_draws",
+    "thin_index",
 ]
 
 logger = logging.getLogger(__name__)
@@ -126,6 +132,8 @@ def prepare_market(data: MMMData, market: str, config: MMMConfig) -> MarketInput
     :mod:`misterp.mmm.brand`) is either the KPI, with series drawn from its posterior for the
     pooled fits, or the control ``brand_metric``, scaled like the others (its posterior mean:
     a control's error would need an errors-in-variables model pymc-marketing does not offer).
+    As the KPI, each week's spend is by default its wave's mean weekly spend
+    (:class:`misterp.mmm.config.MediaAlignment`).
     """
     frame = market_frame(data, market, config.controls)
     n_fit = len(frame) - config.holdout_weeks
@@ -136,9 +144,14 @@ def prepare_market(data: MMMData, market: str, config: MMMConfig) -> MarketInput
         if link.role is BrandRole.CONTROL:
             frame[BRAND_CONTROL] = aligned["mean"].to_numpy()
             controls.append(BRAND_CONTROL)
-        elif link.uncertainty_draws:
-            seed = market_seed(market, config.sampler.random_seed)
-            kpi_draws = trend_draws(aligned, link.uncertainty_draws, seed)
+        else:
+            if link.media is MediaAlignment.WAVE:
+                waves = frame["date"].map(dict(zip(aligned["date"], aligned["wave"], strict=True)))
+                for channel in data.channels[market]:
+                    frame[channel] = frame.groupby(waves)[channel].transform("mean")
+            if link.uncertainty_draws:
+                seed = market_seed(market, config.sampler.random_seed)
+                kpi_draws = trend_draws(aligned, link.uncertainty_draws, seed)
     for name in controls:
         divisor = float(frame[name].iloc[:n_fit].abs().max())
         frame[name] = frame[name] / divisor if divisor > 0 else frame[name]
@@ -398,16 +411,16 @@ def adstock_weights(posterior: Any, kind: AdstockKind, l_max: int) -> np.ndarray
     ``alpha**l``, delayed ``alpha**((l - theta)**2)``, each divided by its sum.
     """
     lags = np.arange(l_max)
-    alpha = _stacked(posterior["adstock_alpha"])[..., None]
+    alpha = stacked_draws(posterior["adstock_alpha"])[..., None]
     if kind is AdstockKind.GEOMETRIC:
         weights = alpha**lags
     else:
-        theta = _stacked(posterior["adstock_theta"])[..., None]
+        theta = stacked_draws(posterior["adstock_theta"])[..., None]
         weights = alpha ** ((lags - theta) ** 2)
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
-def _stacked(variable: Any) -> np.ndarray:
+def stacked_draws(variable: Any) -> np.ndarray:
     """``(chain * draw, ...)`` values of a posterior variable, chains one after another."""
     stacked = variable.stack(sample=("chain", "draw"))
     return np.asarray(stacked.transpose("sample", ...).values, dtype=float)
@@ -433,8 +446,8 @@ def market_extractor(market: MarketInput, config: MMMConfig) -> Extract:
         idata, mmm = fitted.idata, fitted.mmm
         scale = float(idata["constant_data"]["target_scale"].values)
         posterior = idata["posterior"].to_dataset()
-        channel = _stacked(posterior["channel_contribution"].sel(channel=channels)) * scale
-        mu = _stacked(posterior["mu"]) * scale
+        channel = stacked_draws(posterior["channel_contribution"].sel(channel=channels)) * scale
+        mu = stacked_draws(posterior["mu"]) * scale
         baseline = mu - channel.sum(axis=-1)
         sweep = mmm.sensitivity.run_sweep(
             var_input="channel_data",

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from misterp.health import ModelHealth, WaveHealth
 from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import SWEEP_FACTORS, TARGET, DrawLayout, MarketInput
 from misterp.mmm.simulate import BASELINE
@@ -40,6 +41,7 @@ __all__ = [
     "MarketTables",
     "fit_quality",
     "market_tables",
+    "run_health",
     "summarise_draws",
 ]
 
@@ -247,6 +249,8 @@ class MMMFitRecord(VersionedRecord):
     last_week: str
     quality: FitQuality | None = None
     has_draws: bool
+    #: The other markets of its pooled fit (``pooling: hierarchical``); empty when fitted alone.
+    pooled_with: tuple[str, ...] = ()
     fit_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     fitted_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
 
@@ -291,3 +295,45 @@ class MMMManifest(VersionedRecord):
     markets: tuple[MMMFitRecord, ...]
     notes: tuple[str, ...] = ()
     healthy: bool
+
+
+def run_health(manifest: MMMManifest) -> WaveHealth:
+    """The tracker's health report for a media-mix run: one line per market, problems first.
+
+    Written as ``OUTPUT/mmm/RUN/health.md`` before the manifest, shown as Prefect artifacts and
+    sent with the run's ``misterp.wave.finished`` event, so one alert covers both families.
+    """
+    models = []
+    for record in manifest.markets:
+        last = record.attempts[-1] if record.attempts else None
+        report = last.report if last is not None else None
+        problem = None
+        if record.status.needs_attention:
+            if last is None:
+                problem = "no fit recorded (lost worker or pod?)"
+            elif last.error:
+                problem = last.error.splitlines()[0]
+            else:
+                problem = "; ".join(last.failures) or "missed the convergence thresholds"
+        models.append(
+            ModelHealth(
+                key=record.market,
+                status=record.status,
+                attempts=len(record.attempts),
+                r_hat_max=report.r_hat_max if report else None,
+                ess_bulk_min=report.ess_bulk_min if report else None,
+                ess_tail_min=report.ess_tail_min if report else None,
+                divergences=report.divergences if report else None,
+                bfmi_min=report.bfmi_min if report else None,
+                seconds=record.seconds,
+                problem=problem,
+            )
+        )
+    return WaveHealth(
+        manifest.run,
+        manifest.counts,
+        tuple(models),
+        subject="media-mix run",
+        rerun="misterp mmm run --config CONFIG",
+        results_file="roas.parquet",
+    )

@@ -20,7 +20,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
@@ -30,10 +30,13 @@ import numpy as np
 import pandas as pd
 
 from misterp.config import SamplerConfig
+from misterp.errors import ConfigError
 from misterp.fitting import Diagnose, Extract, Sample, fit_with_policy
+from misterp.health import HEALTH_FILE, WaveHealth
 from misterp.ids import id_problem
+from misterp.lease import DEFAULT_SETTLE, DEFAULT_STALE_AFTER
 from misterp.mmm.budget import BUDGET_FILE, budget_table
-from misterp.mmm.config import MMMConfig
+from misterp.mmm.config import MMMConfig, Pooling
 from misterp.mmm.model import (
     MarketInput,
     diagnose_fit,
@@ -53,7 +56,18 @@ from misterp.mmm.outputs import (
     MMMManifest,
     fit_quality,
     market_tables,
+    run_health,
 )
+from misterp.mmm.pooled import (
+    POOLED_KEY,
+    PooledInput,
+    ordered,
+    pooled_extractor,
+    pooled_sampler,
+    pooling_problems,
+    split_pooled_draws,
+)
+from misterp.mmm.staging import check_run_holder, lease_run, run_folder, stage_run
 from misterp.mmm.validation import MMMData, read_mmm_input
 from misterp.records import ConvergenceReport, RecordError, StatusCounts
 from misterp.reporting.mmm_report import MMMReportOutcome, update_mmm_report
@@ -64,9 +78,12 @@ __all__ = [
     "DIAGNOSTICS_FILE",
     "FitFunctions",
     "MMMRunOutcome",
+    "PooledFitFunctions",
     "fit_market",
-    "pooled_functions",
+    "fit_pooled",
+    "mixture_functions",
     "pymc_marketing_fit",
+    "pymc_marketing_pooled_fit",
     "run_folder",
     "run_mmm",
 ]
@@ -78,6 +95,9 @@ DIAGNOSTICS_FILE = "diagnostics.parquet"
 #: Builds a market's ``sample``, ``extract`` and ``diagnose`` functions for the retry loop;
 #: tests pass one that samples nothing. Must be a module-level function to reach a process.
 FitFunctions = Callable[[MarketInput, MMMConfig], tuple[Sample, Extract, Diagnose]]
+#: The same for the one model of a pooled run (``pooling: hierarchical``): its ``extract``
+#: returns every market's draws side by side, in the input's market order.
+PooledFitFunctions = Callable[[PooledInput, MMMConfig], tuple[Sample, Extract, Diagnose]]
 
 
 def pymc_marketing_fit(market: MarketInput, config: MMMConfig) -> tuple[Sample, Extract, Diagnose]:
@@ -85,8 +105,17 @@ def pymc_marketing_fit(market: MarketInput, config: MMMConfig) -> tuple[Sample, 
     return market_sampler(market, config), market_extractor(market, config), diagnose_fit
 
 
-def pooled_functions(
-    functions: FitFunctions, market: MarketInput, config: MMMConfig
+def pymc_marketing_pooled_fit(
+    pooled: PooledInput, config: MMMConfig
+) -> tuple[Sample, Extract, Diagnose]:
+    """pymc-marketing's multi-market MMM with pooled channel priors, sampled with nutpie."""
+    return pooled_sampler(pooled, config), pooled_extractor(pooled, config), diagnose_fit
+
+
+def mixture_functions[Versioned: (MarketInput, PooledInput)](
+    functions: Callable[[Versioned, MMMConfig], tuple[Sample, Extract, Diagnose]],
+    market: Versioned,
+    config: MMMConfig,
 ) -> tuple[Sample, Extract, Diagnose]:
     """The market's functions, fitting every KPI draw in turn and pooling the posteriors.
 
@@ -134,11 +163,6 @@ def worst_report(reports: list[ConvergenceReport]) -> ConvergenceReport:
     )
 
 
-def run_folder(run: str) -> str:
-    """Where a run lives under the results root."""
-    return f"mmm/{run}"
-
-
 def settings_hash(config: MMMConfig) -> str:
     """Hash of everything besides the data that decides a market's fit."""
     text = json.dumps(config.model_settings(), sort_keys=True)
@@ -155,6 +179,27 @@ def _read_record(store: ResultStore, path: str) -> MMMFitRecord | None:
         return None
 
 
+def read_fit_record(store: ResultStore, run: str, market: str) -> MMMFitRecord | None:
+    """A market's stored record, or None if there is none or it cannot be read."""
+    return _read_record(store, f"{run_folder(run)}/fits/{market}.json")
+
+
+def reusable_fit(
+    store: ResultStore, run: str, market: str, data_hash: str, digest: str
+) -> MMMFitRecord | None:
+    """The market's stored fit if a re-run may reuse it: converged, current, draws present."""
+    folder = f"{run_folder(run)}/fits"
+    previous = read_fit_record(store, run, market)
+    if (
+        previous is not None
+        and previous.status is FitStatus.CONVERGED
+        and previous.is_current(data_hash, digest)
+        and store.exists(f"{folder}/{market}.npy")
+    ):
+        return previous
+    return None
+
+
 def fit_market(
     market: MarketInput,
     config: MMMConfig,
@@ -164,27 +209,25 @@ def fit_market(
     cores: int | None = None,
     refit: bool = False,
     functions: FitFunctions = pymc_marketing_fit,
+    run_id: str | None = None,
 ) -> MMMFitRecord:
     """Fit one market (or reuse its current converged fit) and write draws, then record.
 
     Runs in a worker process as well as inline: it opens the store itself from the config.
+    ``run_id``: the run holding the run's lease; checked before anything is written
+    (``LeaseLost`` if another run took the run over).
     """
     store = ResultStore(config.output, config.storage_options)
     folder = f"{run_folder(run)}/fits"
     digest = settings_hash(config)
-    previous = None if refit else _read_record(store, f"{folder}/{market.market}.json")
-    if (
-        previous is not None
-        and previous.status is FitStatus.CONVERGED
-        and previous.is_current(market.data_hash, digest)
-        and store.exists(f"{folder}/{market.market}.npy")
-    ):
+    previous = None if refit else reusable_fit(store, run, market.market, market.data_hash, digest)
+    if previous is not None:
         logger.info("market %s: converged fit reused (data and settings unchanged)", market.market)
         return previous
     sampler = (
         config.sampler if cores is None else config.sampler.model_copy(update={"cores": cores})
     )
-    sample, extract, diagnose = pooled_functions(functions, market, config)
+    sample, extract, diagnose = mixture_functions(functions, market, config)
     result = fit_with_policy(
         sample,
         extract,
@@ -194,6 +237,8 @@ def fit_market(
         policy=config.retry,
         diagnose=diagnose,
     )
+    if run_id is not None:  # fencing: a run that lost its lease writes nothing
+        check_run_holder(store, run, run_id)
     quality = None
     if result.draws is not None:
         layout = layout_for(market, config)
@@ -247,6 +292,11 @@ class MMMRunOutcome:
         return self.manifest.counts
 
     @property
+    def health(self) -> WaveHealth:
+        """The run's health report (``health.md``): every market, problems first."""
+        return run_health(self.manifest)
+
+    @property
     def headline(self) -> str:
         """E.g. ``media-mix run 2025-12-22: all 2 models converged``."""
         return f"media-mix run {self.run}: {self.counts.sentence()}"
@@ -277,6 +327,10 @@ def run_mmm(
     functions: FitFunctions = pymc_marketing_fit,
     progress: Callable[[MMMFitRecord], None] | None = None,
     data: MMMData | None = None,
+    pooled_functions: PooledFitFunctions = pymc_marketing_pooled_fit,
+    force: bool = False,
+    settle: float = DEFAULT_SETTLE,
+    stale_after: float = DEFAULT_STALE_AFTER,
 ) -> MMMRunOutcome:
     """Validate the input, fit every market, publish the tables and, last, the manifest.
 
@@ -292,15 +346,23 @@ def run_mmm(
         Refit converged markets whose data and settings did not change.
     functions
         Builds each market's sample/extract/diagnose; tests inject a fake sampler here.
+    pooled_functions
+        The same for the one model of all markets with ``pooling: hierarchical``.
     progress
         Called with each market's record as it finishes.
     data
         Already validated input (skips reading ``config.input`` again).
+    force, settle, stale_after
+        The run's lease (``OUTPUT/mmm/RUN/lease.json``, taken after validation and released
+        at the end): ``force`` takes it over from a run that looks alive; see
+        :func:`misterp.lease.acquire_lease` for the other two.
 
     Raises
     ------
     InputValidationError
         With every problem of the input; nothing is written.
+    WaveLocked
+        Another live run of the same run id holds its lease; nothing is written.
     """
     started = time.perf_counter()
     data = data if data is not None else read_mmm_input(config)
@@ -309,12 +371,71 @@ def run_mmm(
     assert id_problem(run) is None
     markets = [m for m in data.markets if config.markets is None or m in config.markets]
     inputs = {market: prepare_market(data, market, config) for market in markets}
+    if config.pooling is Pooling.HIERARCHICAL:
+        check_poolable(list(inputs.values()))  # before the lease: a refused run writes nothing
+    with lease_run(store, run, force=force, settle=settle, stale_after=stale_after) as lease:
+        return _fit_and_publish(
+            config,
+            store,
+            run,
+            data,
+            inputs,
+            workers,
+            refit_all,
+            functions,
+            progress,
+            started,
+            lease.run_id,
+            pooled_functions=pooled_functions,
+        )
+
+
+def _fit_and_publish(
+    config: MMMConfig,
+    store: ResultStore,
+    run: str,
+    data: MMMData,
+    inputs: dict[str, MarketInput],
+    workers: int | None,
+    refit_all: bool,
+    functions: FitFunctions,
+    progress: Callable[[MMMFitRecord], None] | None,
+    started: float,
+    run_id: str,
+    *,
+    pooled_functions: PooledFitFunctions = pymc_marketing_pooled_fit,
+) -> MMMRunOutcome:
+    """``run_mmm`` once it holds the run's lease: stage, fit every market, publish."""
+    markets = list(inputs)
     folder = run_folder(run)
     store.retract(folder)  # an interrupted run must never look complete
+    stage_run(
+        store,
+        run,
+        config,
+        inputs,
+        dropped=data.dropped,
+        input_hashes=data.input_hashes,
+        notes=data.notes,
+        refit_all=refit_all,
+    )
     n_workers = _workers(config, len(markets), workers)
     records: dict[str, MMMFitRecord] = {}
-    common: dict[str, Any] = {"refit": refit_all, "functions": functions}
-    if n_workers == 1:
+    common: dict[str, Any] = {"refit": refit_all, "functions": functions, "run_id": run_id}
+    if config.pooling is Pooling.HIERARCHICAL:
+        records = fit_pooled(
+            [inputs[market] for market in markets],
+            config,
+            run,
+            dropped=data.dropped,
+            refit=refit_all,
+            functions=pooled_functions,
+            run_id=run_id,
+        )
+        if progress is not None:
+            for record in records.values():
+                progress(record)
+    elif n_workers == 1:
         for market in markets:
             records[market] = fit_market(
                 inputs[market],
@@ -347,7 +468,7 @@ def run_mmm(
                 records[market] = future.result()
                 if progress is not None:
                     progress(records[market])
-    return publish_run(config, store, run, data, inputs, records, started)
+    return publish_run(config, store, run, data, inputs, records, started, run_id=run_id)
 
 
 def publish_run(
@@ -358,8 +479,13 @@ def publish_run(
     inputs: Mapping[str, MarketInput],
     records: Mapping[str, MMMFitRecord],
     started: float | None = None,
+    *,
+    run_id: str | None = None,
 ) -> MMMRunOutcome:
-    """Write the tables of every market with draws, then the manifest (last)."""
+    """Write the tables of every market with draws, then the manifest (last).
+
+    ``run_id``: the run holding the run's lease, checked before the manifest is written.
+    """
     folder = run_folder(run)
     store.retract(folder)
     names = (*_TABLE_FILES, BUDGET_FILE) if config.budget is not None else _TABLE_FILES
@@ -406,12 +532,16 @@ def publish_run(
         config=config.model_dump(mode="json", exclude={"storage_options"}),
         counts=counts,
         wall_seconds=time.perf_counter() - started if started is not None else None,
-        files={name.removesuffix(".parquet"): name for name in names} | {"fits": "fits/"},
+        files={name.removesuffix(".parquet"): name for name in names}
+        | {"fits": "fits/", "health": HEALTH_FILE},
         sha256=sha256,
         markets=tuple(records.values()),
         notes=tuple(data.notes),
         healthy=counts.healthy,
     )
+    store.write_bytes(f"{folder}/{HEALTH_FILE}", run_health(manifest).to_markdown().encode())
+    if run_id is not None:  # fencing, as for the fits
+        check_run_holder(store, run, run_id)
     store.publish(folder, manifest.to_json())
     report = update_mmm_report(store, run)
     return MMMRunOutcome(
@@ -427,3 +557,104 @@ _TABLE_FILES: tuple[str, ...] = (
     FITTED_FILE,
     DIAGNOSTICS_FILE,
 )
+
+
+def check_poolable(markets: Sequence[MarketInput]) -> None:
+    """Raise ``ConfigError`` naming every reason these markets cannot be fitted as one model."""
+    problems = pooling_problems(markets)
+    if problems:
+        lines = "\n  ".join(problems)
+        raise ConfigError(f"pooling: hierarchical cannot fit these markets\n  {lines}")
+
+
+def fit_pooled(
+    markets: Sequence[MarketInput],
+    config: MMMConfig,
+    run: str,
+    *,
+    dropped: Mapping[str, Sequence[str]] | None = None,
+    cores: int | None = None,
+    refit: bool = False,
+    functions: PooledFitFunctions = pymc_marketing_pooled_fit,
+    run_id: str | None = None,
+) -> dict[str, MMMFitRecord]:
+    """Fit every market as one pooled model (or reuse it) and write each market's draws and record.
+
+    The markets share one fit, so they share its status, attempts and time; each record's
+    ``data_hash`` is the hash of all markets' data, so new data in any market refits them all
+    (partial pooling makes every market's posterior depend on every market's data).
+
+    Raises
+    ------
+    ConfigError
+        The markets cannot be pooled (different weeks, channels or controls), naming each.
+    """
+    check_poolable(markets)
+    pooled = ordered(markets)
+    store = ResultStore(config.output, config.storage_options)
+    folder = f"{run_folder(run)}/fits"
+    digest = settings_hash(config)
+    dropped = dropped or {}
+    if not refit:
+        reused = {
+            name: reusable_fit(store, run, name, pooled.data_hash, digest) for name in pooled.names
+        }
+        if all(record is not None for record in reused.values()):
+            logger.info("pooled fit of %d markets reused (data and settings same)", len(reused))
+            return {name: record for name, record in reused.items() if record is not None}
+    sampler = (
+        config.sampler if cores is None else config.sampler.model_copy(update={"cores": cores})
+    )
+    sample, extract, diagnose = mixture_functions(functions, pooled, config)
+    result = fit_with_policy(
+        sample,
+        extract,
+        key=POOLED_KEY,
+        sampler=sampler,
+        thresholds=config.convergence,
+        policy=config.retry,
+        diagnose=diagnose,
+    )
+    if run_id is not None:  # fencing: a run that lost its lease writes nothing
+        check_run_holder(store, run, run_id)
+    parts = (
+        split_pooled_draws(result.draws, len(pooled.markets))
+        if result.draws is not None
+        else [None] * len(pooled.markets)
+    )
+    records = {}
+    for market, draws in zip(pooled.markets, parts, strict=True):
+        quality = None
+        if draws is not None:
+            quality = fit_quality(market, layout_for(market, config).unpack(draws))
+            store.write_array(f"{folder}/{market.market}.npy", draws)
+        else:
+            store.remove(f"{folder}/{market.market}.npy")
+        fit = market.fit_frame
+        record = MMMFitRecord(
+            market=market.market,
+            channels=market.channels,
+            dropped_channels=tuple(dropped.get(market.market, ())),
+            data_hash=pooled.data_hash,
+            settings_hash=digest,
+            status=result.status,
+            attempts=tuple(result.attempts),
+            seconds=result.seconds,
+            n_weeks=len(fit),
+            holdout_weeks=market.holdout_weeks,
+            first_week=str(pd.Timestamp(fit["date"].iloc[0]).date()),
+            last_week=str(pd.Timestamp(fit["date"].iloc[-1]).date()),
+            quality=quality,
+            has_draws=draws is not None,
+            pooled_with=tuple(name for name in pooled.names if name != market.market),
+        )
+        store.write_bytes(f"{folder}/{market.market}.json", record.to_json())
+        records[market.market] = record
+    logger.info(
+        "pooled fit of %s: %s after %d attempt(s) in %.0f s",
+        ", ".join(pooled.names),
+        result.status.value,
+        len(result.attempts),
+        result.seconds,
+    )
+    return records

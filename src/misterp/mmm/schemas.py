@@ -1,10 +1,10 @@
 """Pandera schemas of the per-file input contract of a media-mix run.
 
 Every check carries its message (``error``) and its fix (``description``) and every column its
-"missing column" fix, as in :mod:`misterp.mrp.schemas`, whose helpers are reused. Files arrive
-as text (see :mod:`misterp.mrp.validation`), so numbers and dates are parsed inside the checks;
-rules that span rows or files (weekly dates, coverage, zero spend) are in
-:mod:`misterp.mmm.validation`.
+"missing column" fix, built with the helpers of :mod:`misterp.inputs` as the tracker's schemas
+are. Files arrive as text (see :func:`misterp.inputs.read_table`), so numbers and dates are
+parsed inside the checks; rules that span rows or files (weekly dates, coverage, zero spend) are
+in :mod:`misterp.mmm.validation`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import pandera.pandas as pa
 
-from misterp.mrp.schemas import _check, _no_duplicate_rows, _safe_id, _text
+from misterp.inputs import check_with_fix, no_duplicate_rows, safe_id_check, text_column
 
 __all__ = [
     "MMM_FILES",
@@ -61,10 +61,10 @@ def _is_finite(series: pd.Series) -> pd.Series:
 
 
 def _date_column() -> pa.Column:
-    return _text(
+    return text_column(
         "add the date column (the week's first day, YYYY-MM-DD)",
         checks=[
-            _check(
+            check_with_fix(
                 _is_date,
                 error="not a date",
                 fix="write dates as YYYY-MM-DD, the first day of the week",
@@ -74,14 +74,14 @@ def _date_column() -> pa.Column:
 
 
 def _market_column() -> pa.Column:
-    return _text("add the market column", checks=[_safe_id("market")])
+    return text_column("add the market column", checks=[safe_id_check("market")])
 
 
 def _amount(name: str, *, what: str, fix: str, nullable: bool = False) -> pa.Column:
     return pa.Column(
         None,
         nullable=nullable,
-        checks=[_check(_is_non_negative, error=f"{name} must be a number >= 0", fix=fix)],
+        checks=[check_with_fix(_is_non_negative, error=f"{name} must be a number >= 0", fix=fix)],
         metadata={"missing_fix": f"add the {name} column ({what})"},
     )
 
@@ -100,7 +100,7 @@ def kpi_schema() -> pa.DataFrameSchema:
             ),
         },
         checks=[
-            _no_duplicate_rows(
+            no_duplicate_rows(
                 ("date", "market"),
                 error="duplicate weeks (same date and market)",
                 fix="keep one row per market and week: sum the duplicates",
@@ -117,7 +117,7 @@ def media_schema() -> pa.DataFrameSchema:
         {
             "date": _date_column(),
             "market": _market_column(),
-            "channel": _text("add the channel column", checks=[_safe_id("channel")]),
+            "channel": text_column("add the channel column", checks=[safe_id_check("channel")]),
             "spend": _amount(
                 "spend",
                 what="in one currency unit, e.g. thousands per week",
@@ -132,7 +132,7 @@ def media_schema() -> pa.DataFrameSchema:
             ),
         },
         checks=[
-            _no_duplicate_rows(
+            no_duplicate_rows(
                 ("date", "market", "channel"),
                 error="duplicate rows (same date, market and channel)",
                 fix="keep one row per market, channel and week: sum the duplicates",
@@ -153,7 +153,7 @@ def controls_schema(controls: list[str]) -> pa.DataFrameSchema:
             None,
             nullable=False,
             checks=[
-                _check(
+                check_with_fix(
                     _is_finite,
                     error="not a number",
                     fix="give every week a number (0 if the control did not apply)",
@@ -166,7 +166,7 @@ def controls_schema(controls: list[str]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {"date": _date_column(), "market": _market_column(), **columns},
         checks=[
-            _no_duplicate_rows(
+            no_duplicate_rows(
                 ("date", "market"),
                 error="duplicate weeks (same date and market)",
                 fix="keep one row per market and week",
@@ -181,7 +181,7 @@ def lift_tests_schema() -> pa.DataFrameSchema:
     """Lift tests: a spend change ``delta_x`` from ``x`` moved the KPI by ``delta_y``."""
 
     def number(name: str, what: str, positive: bool = False) -> pa.Column:
-        check = _check(
+        check = check_with_fix(
             _is_positive if positive else _is_finite,
             error=f"{name} must be a number{' > 0' if positive else ''}",
             fix=f"give {what}",
@@ -191,7 +191,7 @@ def lift_tests_schema() -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {
             "market": _market_column(),
-            "channel": _text("add the channel column", checks=[_safe_id("channel")]),
+            "channel": text_column("add the channel column", checks=[safe_id_check("channel")]),
             "start": _date_column(),
             "end": _date_column(),
             "x": number("x", "the weekly spend before the test"),

@@ -4,22 +4,30 @@ The folder (local path or fsspec URL) holds ``kpi`` and ``media``, and optionall
 and ``lift_tests``, each as ``.csv`` or ``.parquet``. Per-file rules are the pandera schemas of
 :mod:`misterp.mmm.schemas`; the rules of a weekly series (one weekday, no gaps, long enough for
 the adstock and the seasonality) and across files (every media market has a KPI, every channel
-spends something, lift tests name known channels and weeks) are coded here. The report, its
-problems and the error are the tracker's (:mod:`misterp.mrp.validation`), so both families say
-"file, column, rows, fix" the same way. Nothing is ever written.
+spends something, lift tests name known channels and weeks) are coded here. Reading, the report,
+its problems and the error are shared with the tracker (:mod:`misterp.inputs`), so both families
+say "file, column, rows, fix" the same way. Nothing is ever written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import fsspec
 import pandas as pd
 import pandera.pandas as pa
 
+from misterp.inputs import (
+    InputTable,
+    InputValidationError,
+    ValidationProblem,
+    ValidationReport,
+    join_distinct,
+    load_table,
+    open_folder,
+    schema_problems,
+)
 from misterp.mmm.brand import AlignedBrand, align_brand, read_trends
 from misterp.mmm.config import BrandRole, MMMConfig
 from misterp.mmm.schemas import (
@@ -32,16 +40,6 @@ from misterp.mmm.schemas import (
     parse_dates,
     parse_numbers,
 )
-from misterp.mrp.validation import (
-    InputValidationError,
-    ValidationProblem,
-    ValidationReport,
-    _join,
-    _read,
-    _schema_problems,
-    _Table,
-)
-from misterp.storage import as_store_unavailable
 
 __all__ = [
     "InputValidationError",
@@ -103,40 +101,7 @@ class MMMData:
         return pd.Timestamp(self.kpi["date"].max())
 
 
-def _load(
-    fs: fsspec.AbstractFileSystem,
-    root: str,
-    role: str,
-    problems: list[ValidationProblem],
-    hashes: dict[str, str],
-) -> _Table | None:
-    """Find and read ``role``.csv or ``role``.parquet; record why it cannot be used."""
-    folder = fs.unstrip_protocol(root).removeprefix("file://")
-    with as_store_unavailable(folder, f"looking for {role}", any_os_error=False):
-        found = [f"{role}.{ext}" for ext in ("csv", "parquet") if fs.exists(f"{root}/{role}.{ext}")]
-    either = f"{role}.{{csv,parquet}}"
-    if len(found) == 2:
-        problems.append(
-            ValidationProblem(either, None, [], "both csv and parquet exist", "keep only one")
-        )
-    elif not found and role not in OPTIONAL_FILES:
-        problems.append(ValidationProblem(either, None, [], f"missing file in {folder}", "add it"))
-    if len(found) != 1:
-        return None
-    try:
-        with as_store_unavailable(folder, f"reading {found[0]}", any_os_error=False):
-            hashes[found[0]] = hashlib.sha256(fs.cat_file(f"{root}/{found[0]}")).hexdigest()
-            frame, first_row = _read(fs, f"{root}/{found[0]}")
-    except (OSError, ValueError, TypeError) as exc:
-        fix = "export it again as UTF-8 csv or parquet"
-        problems.append(ValidationProblem(found[0], None, [], f"cannot be read: {exc}", fix))
-        return None
-    if frame.empty and role not in OPTIONAL_FILES:
-        problems.append(ValidationProblem(found[0], None, [], "no data rows", "export its data"))
-    return _Table(found[0], frame, first_row)
-
-
-def _typed(table: _Table, numbers: Sequence[str], dates: Sequence[str]) -> pd.DataFrame:
+def _typed(table: InputTable, numbers: Sequence[str], dates: Sequence[str]) -> pd.DataFrame:
     """The table's frame with dates and numbers parsed (index kept for row numbers)."""
     frame = table.frame.copy()
     for name in dates:
@@ -152,7 +117,7 @@ def _span(first: pd.Timestamp, last: pd.Timestamp) -> str:
     return str(first.date()) if first == last else f"{first.date()} to {last.date()}"
 
 
-def _weekly_problems(table: _Table, frame: pd.DataFrame) -> list[ValidationProblem]:
+def _weekly_problems(table: InputTable, frame: pd.DataFrame) -> list[ValidationProblem]:
     """Each market's weeks must fall on one weekday, 7 days apart, without gaps."""
     problems = []
     for market, group in frame.groupby("market", sort=False):
@@ -163,7 +128,7 @@ def _weekly_problems(table: _Table, frame: pd.DataFrame) -> list[ValidationProbl
         if len(off):
             message = (
                 f"market {market}: dates not on the weekly frequency (the other weeks start on "
-                f"{usual}s): {_join(str(d.date()) for d in group.loc[off, 'date'])}"
+                f"{usual}s): {join_distinct(str(d.date()) for d in group.loc[off, 'date'])}"
             )
             fix = f"date each week by its first day ({usual}), as the other rows do"
             problems.append(table.problem("date", off, message, fix))
@@ -176,14 +141,14 @@ def _weekly_problems(table: _Table, frame: pd.DataFrame) -> list[ValidationProbl
         ]
         if gaps:
             last_rows = group.index[group["date"].isin(dates.iloc[1:][steps.gt(7).to_numpy()])]
-            message = f"market {market}: weeks missing: {_join(gaps)}"
+            message = f"market {market}: weeks missing: {join_distinct(gaps)}"
             fix = "add the missing weeks (with 0 where there was nothing)"
             problems.append(table.problem("date", last_rows, message, fix))
     return problems
 
 
 def _coverage_problems(
-    kpi: _Table, kpi_frame: pd.DataFrame, media: _Table, media_frame: pd.DataFrame
+    kpi: InputTable, kpi_frame: pd.DataFrame, media: InputTable, media_frame: pd.DataFrame
 ) -> list[ValidationProblem]:
     """Markets on both sides; every channel has a spend row for every KPI week."""
     problems = []
@@ -191,13 +156,13 @@ def _coverage_problems(
     media_markets = set(media_frame["market"])
     only_media = media_frame.index[~media_frame["market"].isin(kpi_markets)]
     if len(only_media):
-        markets = _join(sorted(set(media_frame.loc[only_media, "market"])))
+        markets = join_distinct(sorted(set(media_frame.loc[only_media, "market"])))
         message = f"market(s) {markets} have media but no rows in {kpi.name}"
         fix = f"add their weekly KPI to {kpi.name}, or drop their media rows"
         problems.append(media.problem("market", only_media, message, fix))
     only_kpi = kpi_frame.index[~kpi_frame["market"].isin(media_markets)]
     if len(only_kpi):
-        markets = _join(sorted(set(kpi_frame.loc[only_kpi, "market"])))
+        markets = join_distinct(sorted(set(kpi_frame.loc[only_kpi, "market"])))
         message = f"market(s) {markets} have a KPI but no rows in {media.name}"
         fix = f"add their spend to {media.name}, or drop their KPI rows"
         problems.append(kpi.problem("market", only_kpi, message, fix))
@@ -208,7 +173,7 @@ def _coverage_problems(
             if missing:
                 message = (
                     f"market {market}, channel {channel}: no spend row for {len(missing)} "
-                    f"KPI week(s): {_join(str(d.date()) for d in missing)}"
+                    f"KPI week(s): {join_distinct(str(d.date()) for d in missing)}"
                 )
                 fix = "add a row for every KPI week (spend 0 for weeks without any)"
                 problems.append(media.problem("channel", spent.index, message, fix))
@@ -216,7 +181,7 @@ def _coverage_problems(
 
 
 def _zero_spend(
-    media: _Table, frame: pd.DataFrame, drop: bool
+    media: InputTable, frame: pd.DataFrame, drop: bool
 ) -> tuple[list[ValidationProblem], dict[str, list[str]], list[str]]:
     """Channels without any spend in a market: refused, or dropped when configured."""
     totals = frame.groupby(["market", "channel"], sort=False)["spend"].sum()
@@ -242,7 +207,7 @@ def _zero_spend(
 
 
 def _length_problems(
-    kpi: _Table, frame: pd.DataFrame, config: MMMConfig, channels: dict[str, list[str]]
+    kpi: InputTable, frame: pd.DataFrame, config: MMMConfig, channels: dict[str, list[str]]
 ) -> list[ValidationProblem]:
     """A market must have enough weeks left after the holdout for its parameters."""
     problems = []
@@ -270,7 +235,7 @@ def _length_problems(
 
 
 def _lift_problems(
-    lift: _Table, frame: pd.DataFrame, media: pd.DataFrame
+    lift: InputTable, frame: pd.DataFrame, media: pd.DataFrame
 ) -> list[ValidationProblem]:
     """Lift tests must name a channel of their market and lie within its weeks."""
     problems = []
@@ -279,7 +244,9 @@ def _lift_problems(
         [(m, c) not in known for m, c in zip(frame["market"], frame["channel"], strict=True)]
     ]
     if len(unknown):
-        pairs = _join(f"{c} in {m}" for m, c in frame.loc[unknown, ["market", "channel"]].values)
+        pairs = join_distinct(
+            f"{c} in {m}" for m, c in frame.loc[unknown, ["market", "channel"]].values
+        )
         message = f"lift tests of channels without media rows: {pairs}"
         fix = "fix the market or channel to one in the media file, or drop the test"
         problems.append(lift.problem("channel", unknown, message, fix))
@@ -330,11 +297,10 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
         With ``.report`` listing every problem of every file, each with file, column, rows and
         the fix.
     """
-    fs, root = fsspec.core.url_to_fs(config.input, **config.storage_options)
-    root = root.rstrip("/")
+    fs, root = open_folder(config.input, config.storage_options)
     problems: list[ValidationProblem] = []
     hashes: dict[str, str] = {}
-    tables: dict[str, _Table | None] = {"kpi": None}
+    tables: dict[str, InputTable | None] = {"kpi": None}
     link = config.brand_link
     brand_is_kpi = link is not None and link.role is BrandRole.KPI
     schemas: dict[str, pa.DataFrameSchema] = {
@@ -346,13 +312,15 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
     for role in MMM_FILES:
         if role == "kpi" and brand_is_kpi:
             continue  # the KPI is the tracker's brand metric, aligned below
-        tables[role] = table = _load(fs, root, role, problems, hashes)
+        tables[role] = table = load_table(
+            fs, root, role, problems, optional=role in OPTIONAL_FILES, hashes=hashes
+        )
         if table is None:
             continue
         schema = schemas[role]
         if role == "media" and "impressions" not in table.frame.columns:
             schema = schema.remove_columns(["impressions"])
-        file_problems = _schema_problems(table, schema)
+        file_problems = schema_problems(table, schema)
         problems += file_problems
         if file_problems:
             tables[role] = None  # cross-file rules need clean files; fix these first
@@ -427,7 +395,9 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
                     problems.append(kpi.problem("date", missing, message, fix))
                 else:
                     absent = kpi_frame.loc[missing, ["market", "date"]].to_numpy()
-                    weeks_missing = _join(f"{m} {pd.Timestamp(d).date()}" for m, d in absent)
+                    weeks_missing = join_distinct(
+                        f"{m} {pd.Timestamp(d).date()}" for m, d in absent
+                    )
                     problems.append(
                         ValidationProblem(
                             controls.name, "date", [], f"{message}: {weeks_missing}", fix

@@ -21,6 +21,7 @@ import numpy as np
 from misterp.config import PriorConfig, SamplerConfig
 from misterp.fitting import Sample
 from misterp.mrp.cells import CellCounts, MarketCells
+from misterp.mrp.ordered import random_walk_group_intercepts
 from misterp.mrp.specs import ModelSpec
 
 __all__ = [
@@ -93,9 +94,14 @@ def pymc_model_of(model: bmb.Model, priors: PriorConfig) -> Any:
     leaves the likelihood unchanged, a ridge that the sampler pays for in leapfrog steps.
     A level with no respondents (all census levels are in the model) is then predicted around
     the mean of the others with sd about ``sd``, the sum-to-zero form of the N(0, sd) policy.
+    The terms of ``priors.random_walk`` get a centred random walk across their ordered levels
+    instead (:func:`misterp.mrp.ordered.random_walk_group_intercepts`), whichever
+    ``group_effects``.
     """
     model.build()
     pymc_model = model.backend.model
+    if priors.random_walk:  # first: the walk replaces its terms' offsets, zero-sum the rest
+        pymc_model = random_walk_group_intercepts(pymc_model, priors.random_walk)
     if priors.group_effects == "zero_sum":
         pymc_model = _zero_sum_group_intercepts(pymc_model)
     return pymc_model

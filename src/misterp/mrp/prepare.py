@@ -106,6 +106,7 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
     specs = plan_model_specs(data, config.model)
     check_funnel_stages(config, specs)
     layouts = build_market_cells(data, config.target_groups)
+    check_random_walk_levels(config, layouts)
     counts = aggregate_cells(data, layouts, specs)
     shares = sample_shares(data, rake_weights(data), config.target_groups)
     hashes = {
@@ -164,6 +165,41 @@ def check_funnel_stages(config: WaveConfig, specs: list[ModelSpec]) -> None:
                 f"families: {', '.join(families) or 'none (no question names a brand)'}; give "
                 "question-id prefixes, e.g. [aware, consider] for aware_BRAND, consider_BRAND"
             )
+
+
+def check_random_walk_levels(config: WaveConfig, layouts: dict[str, MarketCells]) -> None:
+    """The declared order of a random-walk demographic must list exactly its levels.
+
+    A level left out would have no place on the walk, and an extra one (a typo) would mean the
+    order was written for other data; the census and survey levels of every market count.
+
+    >>> import pandas as pd
+    >>> from misterp.config import parse_config
+    >>> config = parse_config(
+    ...     {"input": "i", "output": "o", "demographics": ["age"],
+    ...      "model": {"priors": {"random_walk": {"age": ["18-34", "35-54", "55-64"]}}}}
+    ... )
+    >>> frame = pd.DataFrame({"age": ["18-34", "35-54", "55+"], "population": 1.0})
+    >>> check_random_walk_levels(config, {"DE": MarketCells("DE", frame, ("age",))})
+    Traceback (most recent call last):
+    ...
+    misterp.errors.ConfigError: model.priors.random_walk.age: market DE has levels ['18-34', '35-54', '55+'] but the order lists ['18-34', '35-54', '55-64']: missing 55+; not in the data 55-64; list every level of the census once, in order
+    """  # noqa: E501
+    problems = []
+    for column, order in config.model.priors.random_walk.items():
+        for market, layout in layouts.items():
+            levels = sorted(layout.frame[column].astype(str).unique().tolist())
+            missing = sorted(set(levels) - set(order))
+            unknown = sorted(set(order) - set(levels))
+            if missing or unknown:
+                problems.append(
+                    f"model.priors.random_walk.{column}: market {market} has levels {levels} but "
+                    f"the order lists {list(order)}: missing {', '.join(missing) or 'none'}; "
+                    f"not in the data {', '.join(unknown) or 'none'}; list every level of the "
+                    "census once, in order"
+                )
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def check_target_groups(config: WaveConfig, data: WaveData) -> None:

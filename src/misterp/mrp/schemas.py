@@ -7,18 +7,25 @@ Cross-file rules (respondents vs poststrat, answers vs questions, ...) live in
 :mod:`misterp.mrp.validation`.
 
 All checks expect text columns as python strings (object dtype) with blank cells as None;
-:mod:`misterp.mrp.validation` normalises what it reads before validating, and converts to clean
-dtypes afterwards.
+:mod:`misterp.inputs` normalises what it reads before validating (its helpers build the checks
+and columns here), and :mod:`misterp.mrp.validation` converts to clean dtypes afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 import pandera.pandas as pa
 
 from misterp.ids import ID_RULE, is_safe_id
+from misterp.inputs import (
+    ID_FIX,
+    check_with_fix,
+    no_duplicate_rows,
+    safe_id_check,
+    text_column,
+)
 
 #: Column names of the contract itself; a demographic may not reuse them.
 RESERVED_COLUMNS: frozenset[str] = frozenset(
@@ -36,18 +43,7 @@ RESERVED_COLUMNS: frozenset[str] = frozenset(
 )
 QUESTION_KINDS: tuple[str, ...] = ("single", "multi")
 
-#: Fixes for pandera's built-in, structural checks (the custom checks carry their own).
-BUILTIN_FIXES: dict[str, str] = {
-    "not_nullable": "fill in every value of this column, or drop the incomplete rows",
-}
-
 UNEXPECTED_DEMOGRAPHIC_FIX = "remove it, or add it to demographics in the config"
-
-#: Why ids are restricted, for every fix that asks to rename one (see :mod:`misterp.ids`).
-ID_FIX = (
-    "ids become file and folder names of the results "
-    "(OUTPUT/WAVE/draws/MARKET/QUESTION/OPTION.parquet)"
-)
 
 
 def parse_base(base: str) -> tuple[str, str] | None:
@@ -62,47 +58,10 @@ def parse_base(base: str) -> tuple[str, str] | None:
     return question, option
 
 
-def _check(
-    fn: Callable[..., pd.Series | bool], *, error: str, fix: str, element_wise: bool = False
-) -> pa.Check:
-    """A check with its message and fix side by side (the fix is kept in ``description``)."""
-    return pa.Check(fn, error=error, description=fix, element_wise=element_wise)
-
-
-def _safe_id(what: str) -> pa.Check:
-    """Values must be safe ids (:mod:`misterp.ids`); blank cells are reported apart."""
-    return _check(
-        lambda s: s.map(is_safe_id),
-        error=f"not a safe id ({ID_RULE})",
-        fix=f"rename the {what}, in every file that uses it; {ID_FIX}",
-    )
-
-
 def _safe_base(base: object) -> bool:
     """A base's question and option must be safe ids; a malformed base is reported apart."""
     parsed = parse_base(str(base))
     return parsed is None or (is_safe_id(parsed[0]) and is_safe_id(parsed[1]))
-
-
-def _text(
-    missing_fix: str, *, nullable: bool = False, checks: list[pa.Check] | None = None
-) -> pa.Column:
-    """A text column; blank cells arrive as missing values (see module docstring)."""
-    return pa.Column(
-        None, nullable=nullable, checks=checks or [], metadata={"missing_fix": missing_fix}
-    )
-
-
-def _no_duplicate_rows(key: Sequence[str], *, error: str, fix: str) -> pa.Check:
-    """Rows must be unique on ``key``; skipped when a key column is missing (reported apart)."""
-
-    def unique(frame: pd.DataFrame) -> pd.Series | bool:
-        if not set(key) <= set(frame.columns):
-            return True
-        return ~frame.duplicated(list(key), keep=False)
-
-    # ``statistics`` records the key so a report can show the duplicated key values
-    return pa.Check(unique, error=error, description=fix, statistics={"key": list(key)})
 
 
 def _demographic_columns(demographics: Sequence[str]) -> dict[str, pa.Column]:
@@ -110,17 +69,17 @@ def _demographic_columns(demographics: Sequence[str]) -> dict[str, pa.Column]:
     if clash or len(set(demographics)) != len(demographics):
         raise ValueError(f"demographics must be distinct and not reuse {clash or 'a name twice'}")
     return {
-        name: _text(f"add it, or remove '{name}' from demographics in the config")
+        name: text_column(f"add it, or remove '{name}' from demographics in the config")
         for name in demographics
     }
 
 
 def respondents_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
     """One row per respondent: ``respondent_id``, ``market`` and the demographics."""
-    respondent_id = _text(
+    respondent_id = text_column(
         "add the respondent_id column",
         checks=[
-            _check(
+            check_with_fix(
                 lambda s: ~s.duplicated(keep=False),
                 error="duplicate respondent_id",
                 fix="give each respondent exactly one row (was a file appended twice?)",
@@ -130,7 +89,7 @@ def respondents_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {
             "respondent_id": respondent_id,
-            "market": _text("add the market column", checks=[_safe_id("market")]),
+            "market": text_column("add the market column", checks=[safe_id_check("market")]),
             **_demographic_columns(demographics),
         },
         strict=True,
@@ -148,7 +107,7 @@ def answers_schema() -> pa.DataFrameSchema:
         None,
         nullable=False,
         checks=[
-            _check(
+            check_with_fix(
                 _is_zero_or_one,
                 error="selected must be 0 or 1",
                 fix="multi-select questions must be one row per option with selected 0/1",
@@ -158,16 +117,18 @@ def answers_schema() -> pa.DataFrameSchema:
     )
     return pa.DataFrameSchema(
         {
-            "respondent_id": _text("add the respondent_id column"),
-            "question_id": _text("add the question_id column", checks=[_safe_id("question")]),
-            "option": _text(
+            "respondent_id": text_column("add the respondent_id column"),
+            "question_id": text_column(
+                "add the question_id column", checks=[safe_id_check("question")]
+            ),
+            "option": text_column(
                 "add the option column (e.g. 'yes' for a yes/no question)",
-                checks=[_safe_id("option")],
+                checks=[safe_id_check("option")],
             ),
             "selected": selected,
         },
         checks=[
-            _no_duplicate_rows(
+            no_duplicate_rows(
                 ("respondent_id", "question_id", "option"),
                 error="duplicate answer rows (same respondent_id, question_id, option)",
                 fix="keep one row per respondent, question and option shown",
@@ -189,7 +150,7 @@ def poststrat_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
         None,
         nullable=False,
         checks=[
-            _check(
+            check_with_fix(
                 _is_count,
                 error="population must be a number >= 0",
                 fix="use the census head count of the cell (0 for an empty cell)",
@@ -199,12 +160,12 @@ def poststrat_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
     )
     return pa.DataFrameSchema(
         {
-            "market": _text("add the market column", checks=[_safe_id("market")]),
+            "market": text_column("add the market column", checks=[safe_id_check("market")]),
             **_demographic_columns(demographics),
             "population": population,
         },
         checks=[
-            _no_duplicate_rows(
+            no_duplicate_rows(
                 ("market", *demographics),
                 error="duplicate poststrat cells (same market and demographics)",
                 fix="keep one row per cell: sum the population of the duplicates",
@@ -217,27 +178,27 @@ def poststrat_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
 
 def questions_schema() -> pa.DataFrameSchema:
     """Optional question metadata: brand, kind, base (filter) and label per question and market."""
-    kind = _text(
+    kind = text_column(
         "add the kind column (single or multi)",
         checks=[
-            _check(
+            check_with_fix(
                 lambda s: s.isin(QUESTION_KINDS),
                 error="kind must be single or multi",
                 fix="use 'single' for a one-option (yes/no) question, 'multi' for multi-select",
             )
         ],
     )
-    base = _text(
+    base = text_column(
         "add the base column (may be empty: asked to everyone)",
         nullable=True,
         checks=[
-            _check(
+            check_with_fix(
                 lambda v: parse_base(v) is not None,
                 error="malformed base, expected question=option",
                 fix="write the base as question_id=option (e.g. aware_brand03=yes), or leave empty",
                 element_wise=True,
             ),
-            _check(
+            check_with_fix(
                 _safe_base,
                 error=f"base names a question or option that is not a safe id ({ID_RULE})",
                 fix=f"rename the question or option, in every file that uses it; {ID_FIX}",
@@ -247,9 +208,11 @@ def questions_schema() -> pa.DataFrameSchema:
     )
     return pa.DataFrameSchema(
         {
-            "question_id": _text("add the question_id column", checks=[_safe_id("question")]),
-            "market": _text("add the market column", checks=[_safe_id("market")]),
-            "brand": _text("add the brand column (may be empty)", nullable=True),
+            "question_id": text_column(
+                "add the question_id column", checks=[safe_id_check("question")]
+            ),
+            "market": text_column("add the market column", checks=[safe_id_check("market")]),
+            "brand": text_column("add the brand column (may be empty)", nullable=True),
             "kind": kind,
             "base": base,
             # optional: the question as people read it, shown in reports beside the id
@@ -258,7 +221,7 @@ def questions_schema() -> pa.DataFrameSchema:
             ),
         },
         checks=[
-            _no_duplicate_rows(
+            no_duplicate_rows(
                 ("question_id", "market"),
                 error="duplicate questions (same question_id and market)",
                 fix="keep one row per question and market",

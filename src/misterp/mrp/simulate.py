@@ -18,6 +18,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from misterp.mrp.ordered import random_walk_matrix
+
 __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_TARGET_GROUPS",
@@ -90,6 +92,12 @@ class WaveTruthSpec:
         others get one independent effect per level (group effects).
     effect_sd
         Logit-scale standard deviation of the generating effects, per demographic.
+    smooth_effects
+        Group-effect demographics whose levels, in ``levels`` order, follow a random walk
+        (adjacent levels alike, as age bands are in real data) instead of independent
+        effects: the same normal draws, cumulated, centred and scaled to about ``effect_sd``
+        per level (``misterp.mrp.ordered.random_walk_matrix``), so every other draw is
+        unchanged. Empty by default: independent levels, the worst case for a walk prior.
     interaction_sd
         Two-way interactions: ``{("age", "gender"): 0.5}`` adds to every item's logit one
         effect per level pair of the two demographics, drawn N(0, sd) independently per item
@@ -130,6 +138,7 @@ class WaveTruthSpec:
     )
     common_effects: tuple[str, ...] = ("gender",)
     effect_sd: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EFFECT_SD))
+    smooth_effects: tuple[str, ...] = ()
     interaction_sd: Mapping[tuple[str, str], float] = field(default_factory=dict)
     rare_brand: str | None = "brand03"
     rare_awareness: float = 0.07
@@ -160,6 +169,12 @@ class WaveTruthSpec:
         for dim in self.common_effects:
             if dim not in self.levels:
                 raise ValueError(f"common effect {dim!r} is not a demographic")
+        for dim in self.smooth_effects:
+            if dim not in self.levels or dim in self.common_effects or len(self.levels[dim]) < 3:
+                raise ValueError(
+                    f"smooth effect {dim!r} must be a group-effect demographic with at least "
+                    "three levels"
+                )
         seen: set[frozenset[str]] = set()
         for pair, sd in self.interaction_sd.items():
             if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(self.levels):
@@ -328,6 +343,8 @@ def _linear_predictor(
             eta += slope[:, None] * (grid[None, :, j] > 0)
         else:
             effects = rng.normal(0.0, sd, size=(n_items, len(lv)))
+            if dim in spec.smooth_effects:  # the walk of the first K - 1 draws, in level order
+                effects = effects[:, :-1] @ random_walk_matrix(lv, lv).T
             eta += effects[:, grid[:, j]]
     return eta
 

@@ -16,13 +16,13 @@ import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import pandas as pd
 
 from misterp.errors import ConfigError
+from misterp.ids import ID_RULE, id_problem, shown
 from misterp.mmm.outputs import MMMManifest
-from misterp.records import Record, RecordError, utc_now
+from misterp.records import RecordError, utc_now
 from misterp.reporting.charts import Chart
 from misterp.reporting.html import charts_grid, document, empty, escape
 from misterp.reporting.mmm_charts import contribution_charts, response_charts, roas_charts
@@ -31,9 +31,17 @@ from misterp.reporting.mmm_tables import (
     MMMReportTables,
     budget_view,
     diagnostics_view,
+    roas_headline,
     roas_view,
 )
-from misterp.reporting.write import INDEX_FILE, REPORT_FILE, REPORT_FOLDER, csv_bytes, link_of
+from misterp.reporting.write import (
+    INDEX_FILE,
+    REPORT_FILE,
+    REPORT_FOLDER,
+    ReportStepOutcome,
+    csv_bytes,
+    link_of,
+)
 from misterp.reporting.write import location_of as _location
 from misterp.storage import MANIFEST, ResultStore
 
@@ -42,7 +50,9 @@ __all__ = [
     "MMMPageContext",
     "MMMReportOutcome",
     "build_mmm_report",
+    "check_published_run",
     "mmm_index_location",
+    "published_runs",
     "render_mmm_page",
     "update_mmm_report",
     "write_mmm_report",
@@ -74,16 +84,13 @@ class MMMPageContext:
     fitted_note: str | None = None
 
 
-class MMMReportOutcome(Record):
-    """How the report step of one media-mix run ended (also stored as ``report.json``)."""
+class MMMReportOutcome(ReportStepOutcome):
+    """How the report step of one media-mix run ended (also stored as ``report.json``).
+
+    Its ``headline`` is the ROAS per market (:func:`~misterp.reporting.mmm_tables.roas_headline`).
+    """
 
     run: str
-    status: Literal["written", "failed"]
-    message: str
-    index: str | None = None
-    link: str | None = None
-    seconds: float = 0.0
-    at: str = ""
 
 
 def _folder(run: str) -> str:
@@ -104,6 +111,46 @@ def _table(store: ResultStore, manifest: MMMManifest, stem: str) -> pd.DataFrame
             "another run wrote it; run the media-mix run again"
         )
     return pd.read_parquet(io.BytesIO(data))
+
+
+def published_runs(store: ResultStore) -> list[str]:
+    """The media-mix runs under ``OUTPUT/mmm/`` that have a manifest, sorted."""
+    parts = (path.split("/") for path in store.list("mmm"))
+    return sorted({p[1] for p in parts if len(p) == 3 and p[0] == "mmm" and p[2] == MANIFEST})
+
+
+def check_published_run(store: ResultStore, run: str) -> str:
+    """``run`` when it names a published media-mix run in ``store``; else say which exist.
+
+    A command that writes the report of a run checks this first, so an unknown or unfinished
+    run is refused with its path and the fix, and nothing is written for it.
+
+    Raises
+    ------
+    ConfigError
+        The run id is not a safe id, there is no such run, or it has no manifest yet.
+    """
+    problem = id_problem(run)
+    if problem is not None:
+        raise ConfigError(
+            f"run id {shown(run)} {problem}; run ids are folders (OUTPUT/mmm/RUN/), so use "
+            f"{ID_RULE}, as the run's config or `misterp mmm run` printed it"
+        )
+    folder = _folder(run)
+    if store.exists(f"{folder}/{MANIFEST}"):
+        return run
+    if store.list(folder):
+        raise ConfigError(
+            f"media-mix run {run} in {store.uri(folder)} is not published (no {MANIFEST}: it "
+            "was interrupted or is still running): finish it with `misterp mmm run --config "
+            "CONFIG` (a re-run reuses its converged markets), then write its report"
+        )
+    runs = published_runs(store)
+    listed = f"published runs there: {', '.join(runs)}" if runs else "no published runs there"
+    raise ConfigError(
+        f"no media-mix run {shown(run)} in {store.uri('mmm')} ({listed}): give the id of a "
+        "published run with --run, or check --output"
+    )
 
 
 def build_mmm_report(store: ResultStore, run: str) -> tuple[MMMReportTables, MMMPageContext]:
@@ -291,7 +338,7 @@ def update_mmm_report(store: ResultStore, run: str) -> MMMReportOutcome:
     started = time.perf_counter()
     outcome: MMMReportOutcome
     try:
-        write_mmm_report(store, run)
+        tables = write_mmm_report(store, run)
         location = mmm_index_location(store, run)
         outcome = MMMReportOutcome(
             run=run,
@@ -299,6 +346,7 @@ def update_mmm_report(store: ResultStore, run: str) -> MMMReportOutcome:
             message=f"report written to {location}",
             index=location,
             link=link_of(store, f"{_folder(run)}/{REPORT_FOLDER}/{INDEX_FILE}"),
+            headline=tuple(roas_headline(tables.roas_raw, tables.diagnostics)),
         )
     except Exception as exc:  # the run stays published whatever happens here
         logger.warning(

@@ -17,6 +17,7 @@ __all__ = [
     "MMMReportTables",
     "budget_view",
     "diagnostics_view",
+    "roas_headline",
     "roas_view",
 ]
 
@@ -150,3 +151,37 @@ def diagnostics_view(diagnostics: pd.DataFrame) -> pd.DataFrame:
             FLAG: diagnostics.apply(_flag, axis=1) if len(diagnostics) else [],
         }
     ).reset_index(drop=True)
+
+
+def roas_headline(roas: pd.DataFrame, diagnostics: pd.DataFrame) -> list[dict[str, str]]:
+    """One short row per market: its status and each channel's ROAS with its interval, best first.
+
+    For the orchestrator's UI, beside the link to the page. ``roas`` is the published table,
+    ``diagnostics`` the :func:`diagnostics_view` (one row per market, failed ones too).
+
+    >>> roas = pd.DataFrame({"market": ["DE", "DE"], "channel": ["tv", "search"],
+    ...     "roas": [1.5, 2.25], "roas_lower": [1.25, 2.0], "roas_upper": [1.75, 2.5]})
+    >>> diagnostics = pd.DataFrame({"Market": ["DE", "FR"], "Status": ["converged", "failed"],
+    ...     "Flag": ["", "failed: no draws"]})
+    >>> [row["roas"] for row in roas_headline(roas, diagnostics)]
+    ['search 2.25 (2.00-2.50) · tv 1.50 (1.25-1.75)', '']
+    >>> roas_headline(roas, diagnostics)[1]["flag"]
+    'failed: no draws'
+    """
+    rows = []
+    for market, status, flag in zip(
+        diagnostics["Market"], diagnostics["Status"], diagnostics[FLAG], strict=True
+    ):
+        channels = roas[roas["market"] == market].sort_values("roas", ascending=False)
+        rows.append(
+            {
+                "market": str(market),
+                "status": str(status),
+                "roas": " · ".join(
+                    f"{row.channel} {row.roas:.2f} ({row.roas_lower:.2f}-{row.roas_upper:.2f})"
+                    for row in channels.itertuples(index=False)
+                ),
+                "flag": str(flag),
+            }
+        )
+    return rows

@@ -36,6 +36,7 @@ __all__ = [
     "REPORT_FILE",
     "REPORT_FOLDER",
     "ReportOutcome",
+    "ReportStepOutcome",
     "WaveReport",
     "build_report",
     "csv_bytes",
@@ -65,10 +66,14 @@ NO_LABELS = (
 )
 
 
-class ReportOutcome(Record):
-    """How the report step of one wave ended (also stored as ``report.json``)."""
+class ReportStepOutcome(Record):
+    """How a report step ended (also stored as ``report.json``); what it reported is the subclass's.
 
-    wave: str
+    One record for the tracker's waves (:class:`ReportOutcome`) and the media-mix runs
+    (:class:`misterp.reporting.mmm_report.MMMReportOutcome`), so a caller shows either the same
+    way (a line on the command line, a table and a link on the orchestrator's run).
+    """
+
     status: Literal["written", "failed"]
     message: str
     #: Where a person opens the page (a local path or the store's URI) and a link to it.
@@ -78,6 +83,12 @@ class ReportOutcome(Record):
     at: str = ""
     #: The headline as short rows for the orchestrator's UI; not stored in report.json.
     headline: tuple[dict[str, Any], ...] = Field(default=(), exclude=True)
+
+
+class ReportOutcome(ReportStepOutcome):
+    """How the report step of one wave ended (also stored as ``report.json``)."""
+
+    wave: str
 
 
 @dataclass(frozen=True)
