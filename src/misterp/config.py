@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from misterp.ids import ID_RULE, id_problem, shown
 from misterp.tracking.periods import parse_period
 
 __all__ = [
+    "DEFAULT_INTERACTIONS",
     "ConfigError",
     "ConvergenceThresholds",
     "ModelConfig",
@@ -156,8 +157,11 @@ class PriorConfig(_Frozen):
     # Measured on 36 simulated models (bench/wave_throughput.py --group-effects, and the
     # closing note of issue 14): zero_sum needs about half the leapfrog steps per draw, and
     # 1 fit in 36 had divergences at the first attempt against 9 in 36 with normal.
+    # Measured with bench/model_comparison.py (issue 14): with (1|age:gender) in the default
+    # formula, 0.5 kept retries where the truth has no interaction at 17 % (15 % without the
+    # term) where group_sigma 1.0 let the collapsing sd make a funnel (42 %).
     interaction_sigma: float | None = Field(
-        None,
+        0.5,
         gt=0,
         description="sd ~ HalfNormal(s) of interaction group effects such as (1|age:gender); "
         "None: group_sigma. A tighter prior keeps an interaction the data do not support "
@@ -199,6 +203,12 @@ class PriorConfig(_Frozen):
         return value
 
 
+#: Interactions of the default formula when ``model.interactions`` is not set: trackers' target
+#: groups cross age and gender (young women, men 45+), and a main-effects model shrinks a change
+#: or level confined to such a group towards the population's (issue 14's comparison).
+DEFAULT_INTERACTIONS: tuple[tuple[str, str], ...] = (("age", "gender"),)
+
+
 class ModelConfig(_Frozen):
     """Formulas in Bambi syntax; the response is always ``p(yes, n)`` over demographic cells."""
 
@@ -210,13 +220,28 @@ class ModelConfig(_Frozen):
     formulas: dict[str, str] = Field(
         default_factory=dict, description="per question_id overrides of the default formula"
     )
-    interactions: list[tuple[str, str]] = Field(
-        default_factory=list,
+    interactions: list[tuple[str, str]] | None = Field(
+        None,
         description="two-way interactions added to the default formula as group effects, "
-        "e.g. [[age, gender]] adds (1|age:gender); with priors.interaction_sigma 0.5 this "
-        "cut target-group error by a third where the truth has the interaction "
-        "(bench/model_comparison.py)",
+        "e.g. [[age, gender]] adds (1|age:gender); None: age x gender when the wave has both "
+        "demographics (DEFAULT_INTERACTIONS); []: main effects only. Where the truth has the "
+        "interaction it cut target-group error by a third (bench/model_comparison.py)",
     )
+
+    def interactions_for(self, demographics: Sequence[str]) -> list[tuple[str, str]]:
+        """The interactions of the default formula for a wave with these demographics.
+
+        >>> ModelConfig().interactions_for(["gender", "age", "region"])
+        [('age', 'gender')]
+        >>> ModelConfig().interactions_for(["age", "region"])
+        []
+        >>> ModelConfig(interactions=[]).interactions_for(["gender", "age"])
+        []
+        """
+        if self.interactions is not None:
+            return list(self.interactions)
+        return [pair for pair in DEFAULT_INTERACTIONS if set(pair) <= set(demographics)]
+
     priors: PriorConfig = PriorConfig()
 
 

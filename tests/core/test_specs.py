@@ -109,18 +109,20 @@ def test_plan_model_specs_carries_question_metadata_and_the_default_formula() ->
         market="X",
         question_id="a_consider",
         option="quality",
-        formula="p(yes, n) ~ 1 + gender + (1|age)",
+        formula="p(yes, n) ~ 1 + gender + (1|age) + (1|age:gender)",  # the default interaction
         brand="b1",
         base_question="z_aware",
         base_option="yes",
     )
+    main_effects = plan_model_specs(tiny_wave(), ModelConfig(interactions=[]))
+    assert {s.formula for s in main_effects} == {"p(yes, n) ~ 1 + gender + (1|age)"}
 
 
 def test_plan_model_specs_uses_a_per_question_formula_override() -> None:
     model = ModelConfig(formulas={"a_consider": "p(yes, n) ~ 1 + gender"})
     specs = {s.key: s for s in plan_model_specs(tiny_wave(), model)}
     assert specs["X/a_consider/price"].formula == "p(yes, n) ~ 1 + gender"
-    assert specs["X/z_aware/yes"].formula == "p(yes, n) ~ 1 + gender + (1|age)"
+    assert specs["X/z_aware/yes"].formula == "p(yes, n) ~ 1 + gender + (1|age) + (1|age:gender)"
 
 
 def test_plan_model_specs_rejects_an_override_for_an_unknown_question() -> None:

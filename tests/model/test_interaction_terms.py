@@ -71,7 +71,10 @@ def test_interaction_sigma_tightens_only_the_interaction_terms_sd() -> None:
         terms = model.components[model.family.likelihood.parent].group_specific_terms
         return {name: term.prior.args["sigma"].args["sigma"] for name, term in terms.items()}
 
-    assert sd_priors(PriorConfig()) == dict.fromkeys(
+    default = sd_priors(PriorConfig())
+    assert default.pop("1|age:gender") == 0.5  # the default interaction_sigma
+    assert default == dict.fromkeys(["1|age", "1|education", "1|region"], 1.0)
+    assert sd_priors(PriorConfig(interaction_sigma=None)) == dict.fromkeys(
         ["1|age", "1|education", "1|region", "1|age:gender"], 1.0
     )
     tight = sd_priors(PriorConfig(interaction_sigma=0.3))

@@ -165,7 +165,8 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
         column: sorted(wave.poststrat[column].astype(str).unique().tolist())
         for column in wave.demographics
     }
-    base_formula = model.formula or default_formula(wave.demographics, levels, model.interactions)
+    interactions = model.interactions_for(wave.demographics)
+    base_formula = model.formula or default_formula(wave.demographics, levels, interactions)
     check_formula(base_formula, wave.demographics, "model.formula")
     known_questions = set(wave.answers["question_id"].unique())
     for question_id, formula in model.formulas.items():
