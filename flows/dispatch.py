@@ -199,6 +199,7 @@ def fit_in_processes(
     *,
     fit: FitTask = fit_model,
     record: RecordLost = record_lost,
+    rerun: str | None = None,
 ) -> list[FitSummary]:
     """Fit ``keys`` as one task each in a pool of worker processes, logging progress.
 
@@ -222,6 +223,9 @@ def fit_in_processes(
         The run holding the wave's lease, passed to every fit.
     fit, record
         The family's fit task and its lost-fit recorder (MRP: ``fit_model``, ``record_lost``).
+    rerun
+        The command that refits only the failed fits, for the warning after lost workers;
+        default the tracker's ``misterp rerun --wave WAVE --output OUTPUT``.
 
     Raises
     ------
@@ -293,13 +297,11 @@ def fit_in_processes(
     if lost_twice:
         report.logger.warning(
             "wave %s: %d fits recorded as failed because their worker process died twice "
-            "(%s); once the cause is fixed, refit only the failed and missing fits with: "
-            "misterp rerun --wave %s --output %s",
+            "(%s); once the cause is fixed, refit only the failed and missing fits with: %s",
             wave,
             len(lost_twice),
             ", ".join(lost_twice),
-            wave,
-            output,
+            rerun or f"misterp rerun --wave {wave} --output {output}",
         )
     return report.summaries
 

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.dispatch import fit_in_processes
-from flows.mmm_tasks import fit_mmm_market, record_lost_mmm_market
+from flows.mmm_tasks import MMM_RERUN, fit_mmm_market, record_lost_mmm_market
 
 
 @flow(name="mmm-fit-batch")
@@ -53,6 +53,7 @@ def mmm_fit_batch(
         run_id,
         fit=fit_mmm_market,
         record=record_lost_mmm_market,
+        rerun=MMM_RERUN.format(run=wave),
     )
     counts = Counter(summary.status.value for summary in summaries)
     get_run_logger().info("batch of %d markets: %s", len(keys), dict(counts))

@@ -23,6 +23,7 @@ from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict
 
 from flows.dispatch import fit_in_processes, fit_on_deployment
+from flows.mmm_tasks import MMM_RERUN
 from flows.tasks import show_mmm_report
 from flows.wave import refuse_credentials_in_parameters
 from misterp.errors import ConfigError
@@ -117,6 +118,7 @@ def fit_markets(
             run_id,
             fit=mmm_tasks.fit_mmm_market,
             record=mmm_tasks.record_lost_mmm_market,
+            rerun=MMM_RERUN.format(run=run),
         )
 
 

@@ -39,12 +39,17 @@ from misterp.records import FitSummary
 from misterp.storage import ResultStore
 
 __all__ = [
+    "MMM_RERUN",
     "fit_mmm_market",
     "publish_mmm",
     "record_lost_mmm_market",
     "show_mmm_health",
     "stage_mmm",
 ]
+
+
+#: How to refit only a run's failed markets (the deployment ``mmm-rerun-failed`` does the same).
+MMM_RERUN = "misterp mmm run --config CONFIG (run {run}: converged markets are reused)"
 
 
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)

@@ -58,7 +58,7 @@ BUILTIN_FIXES: dict[str, str] = {
 #: Why ids are restricted, for every fix that asks to rename one (see :mod:`misterp.ids`).
 ID_FIX = (
     "ids become file and folder names of the results "
-    "(OUTPUT/WAVE/draws/MARKET/QUESTION/OPTION.parquet)"
+    "(OUTPUT/WAVE/draws/MARKET/QUESTION/OPTION.parquet, OUTPUT/mmm/RUN/fits/MARKET.json)"
 )
 
 
