@@ -13,10 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from misterp.records import Manifest, ManifestModel, StatusCounts
+from misterp.records import Attempt, Manifest, ManifestModel, StatusCounts
 from misterp.status import FitStatus
 
-__all__ = ["HEALTH_FILE", "ModelHealth", "WaveHealth", "markdown_cell", "wave_health"]
+__all__ = [
+    "HEALTH_FILE",
+    "ModelHealth",
+    "WaveHealth",
+    "attempts_problem",
+    "markdown_cell",
+    "wave_health",
+]
 
 HEALTH_FILE = "health.md"
 #: How many of the slowest fits the report lists.
@@ -171,9 +178,18 @@ def _problem(model: ManifestModel) -> str | None:
         base = model.spec.get("base_question"), model.spec.get("base_option")
         market = model.spec.get("market")
         return f"its base model {market}/{base[0]}/{base[1]} is {model.estimate_status.value}"
-    if not model.attempts:
+    return attempts_problem(model.attempts)
+
+
+def attempts_problem(attempts: Sequence[Attempt]) -> str:
+    """Why a fit that needs attention does, from its attempts: the last one's error or misses.
+
+    >>> attempts_problem([])
+    'no fit recorded (lost worker or pod?)'
+    """
+    if not attempts:
         return "no fit recorded (lost worker or pod?)"
-    last = model.attempts[-1]
+    last = attempts[-1]
     if last.error:
         return last.error.splitlines()[0]
     return "; ".join(last.failures) or "missed the convergence thresholds"

@@ -62,3 +62,24 @@ def test_lift_tests_change_the_data_hash(config, tmp_path: Path) -> None:
     (tmp_path / "input" / "lift_tests.csv").unlink()
     without = prepare_market(read_mmm_input(config), "DE", config)
     assert with_lift.data_hash != without.data_hash  # a re-run refits when lift tests change
+
+
+def test_a_pooled_model_takes_each_markets_lift_tests_on_that_markets_scale(config) -> None:
+    from misterp.mmm.config import Pooling
+    from misterp.mmm.model import with_lift_tests
+    from misterp.mmm.pooled import build_pooled_mmm, ordered
+
+    pooled_config = config.model_copy(update={"pooling": Pooling.HIERARCHICAL})
+    data = read_mmm_input(pooled_config)
+    pooled = ordered([prepare_market(data, m, pooled_config) for m in data.markets])
+    assert pooled.lift_tests is not None
+    assert pooled.lift_tests["market"].tolist() == ["DE", "DE"]
+
+    mmm = with_lift_tests(
+        build_pooled_mmm(pooled, pooled_config), pooled.fit_frame, pooled.lift_tests
+    )
+    lift = mmm.model.named_vars["lift_measurements"]
+    value = mmm.model.rvs_to_values[lift]
+    observed = np.asarray(value.data if hasattr(value, "data") else value.eval())
+    germany_max = pooled.markets[0].fit_frame["kpi"].max()  # per-market scaling
+    np.testing.assert_allclose(observed, np.array([3000.0, 1500.0]) / germany_max)

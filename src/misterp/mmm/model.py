@@ -61,9 +61,12 @@ __all__ = [
     "market_lift_tests",
     "market_sampler",
     "market_seed",
+    "media_components",
     "prepare_market",
+    "sample_mmm",
     "stacked_draws",
     "thin_index",
+    "with_lift_tests",
 ]
 
 logger = logging.getLogger(__name__)
@@ -210,12 +213,15 @@ def calibrated_mmm(market: MarketInput, config: MMMConfig) -> Any:
     the likelihood ``lift_measurements`` of the saturation curve's difference. Without lift
     tests the model is returned unbuilt (``fit`` builds it).
     """
-    mmm = build_mmm(market, config)
-    if market.lift_tests is None or market.lift_tests.empty:
+    return with_lift_tests(build_mmm(market, config), market.fit_frame, market.lift_tests)
+
+
+def with_lift_tests(mmm: Any, fit: pd.DataFrame, lift: pd.DataFrame | None) -> Any:
+    """``mmm`` built on ``fit`` with the lift tests' likelihood added; unbuilt without tests."""
+    if lift is None or lift.empty:
         return mmm
-    fit = market.fit_frame
     mmm.build_model(fit.drop(columns=[TARGET]), fit[TARGET].rename(TARGET))
-    mmm.add_lift_test_measurements(market.lift_tests)
+    mmm.add_lift_test_measurements(lift)
     return mmm
 
 
@@ -232,12 +238,9 @@ def channel_prior_sigmas(spend: pd.Series, config: MMMConfig) -> np.ndarray:
     return np.asarray(sigmas, dtype=float)
 
 
-def build_mmm(market: MarketInput, config: MMMConfig) -> Any:
-    """pymc-marketing's MMM for one market, with misterp's components and priors."""
-    import xarray as xr
-    from pymc_extras.prior import Prior  # type: ignore[import-untyped]
+def media_components(config: MMMConfig) -> tuple[Any, Any]:
+    """The configured pymc-marketing adstock and saturation, with their default priors."""
     from pymc_marketing.mmm import (
-        MMM,
         DelayedAdstock,
         GeometricAdstock,
         HillSaturation,
@@ -252,6 +255,44 @@ def build_mmm(market: MarketInput, config: MMMConfig) -> Any:
         SaturationKind.LOGISTIC: LogisticSaturation,
         SaturationKind.HILL: HillSaturation,
     }[config.saturation]()
+    return adstock, saturation
+
+
+def sample_mmm(
+    mmm: Any, fit: pd.DataFrame, settings: SamplerConfig, seed: int, lift: pd.DataFrame | None
+) -> Any:
+    """Sample a pymc-marketing MMM on the fitted weeks with nutpie (the InferenceData).
+
+    With lift tests the model is built first and their likelihood added
+    (:func:`with_lift_tests`).
+    """
+    features, target = fit.drop(columns=[TARGET]), fit[TARGET].rename(TARGET)
+    cores = settings.cores or min(settings.chains, os.cpu_count() or 1)
+    with warnings.catch_warnings():
+        # pymc-marketing's notices about its own defaults are not the user's business
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return with_lift_tests(mmm, fit, lift).fit(
+            features,
+            target,
+            nuts_sampler=settings.backend,
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=cores,
+            target_accept=settings.target_accept,
+            random_seed=seed,
+            progressbar=False,
+        )
+
+
+def build_mmm(market: MarketInput, config: MMMConfig) -> Any:
+    """pymc-marketing's MMM for one market, with misterp's components and priors."""
+    import xarray as xr
+    from pymc_extras.prior import Prior  # type: ignore[import-untyped]
+    from pymc_marketing.mmm import MMM
+
+    adstock, saturation = media_components(config)
     model_config: dict[str, Any] = {}
     if config.priors.channel is ChannelPrior.SPEND_SHARE:
         sigma = xr.DataArray(
@@ -290,26 +331,9 @@ def market_sampler(market: MarketInput, config: MMMConfig) -> Sample:
     """The ``sample`` function of the retry loop: a fresh model sampled with ``settings``."""
 
     def sample(settings: SamplerConfig) -> FittedMMM:
-        mmm = calibrated_mmm(market, config)
-        fit = market.fit_frame
-        cores = settings.cores or min(settings.chains, os.cpu_count() or 1)
-        with warnings.catch_warnings():
-            # pymc-marketing's notices about its own defaults are not the user's business
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            idata = mmm.fit(
-                fit.drop(columns=[TARGET]),
-                fit[TARGET].rename(TARGET),
-                nuts_sampler=settings.backend,
-                draws=settings.draws,
-                tune=settings.tune,
-                chains=settings.chains,
-                cores=cores,
-                target_accept=settings.target_accept,
-                random_seed=market_seed(market.market, settings.random_seed),
-                progressbar=False,
-            )
-        return FittedMMM(mmm, idata)
+        mmm = build_mmm(market, config)
+        seed = market_seed(market.market, settings.random_seed)
+        return FittedMMM(mmm, sample_mmm(mmm, market.fit_frame, settings, seed, market.lift_tests))
 
     return sample
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from misterp.health import ModelHealth, WaveHealth
+from misterp.health import ModelHealth, WaveHealth, attempts_problem
 from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import SWEEP_FACTORS, TARGET, DrawLayout, MarketInput
 from misterp.mmm.simulate import BASELINE
@@ -307,14 +307,7 @@ def run_health(manifest: MMMManifest) -> WaveHealth:
     for record in manifest.markets:
         last = record.attempts[-1] if record.attempts else None
         report = last.report if last is not None else None
-        problem = None
-        if record.status.needs_attention:
-            if last is None:
-                problem = "no fit recorded (lost worker or pod?)"
-            elif last.error:
-                problem = last.error.splitlines()[0]
-            else:
-                problem = "; ".join(last.failures) or "missed the convergence thresholds"
+        problem = attempts_problem(record.attempts) if record.status.needs_attention else None
         models.append(
             ModelHealth(
                 key=record.market,

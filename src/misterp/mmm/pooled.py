@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ import pandas as pd
 
 from misterp.config import SamplerConfig
 from misterp.fitting import Extract, Sample
-from misterp.mmm.config import AdstockKind, ChannelPrior, MMMConfig, SaturationKind
+from misterp.mmm.config import ChannelPrior, MMMConfig, SaturationKind
 from misterp.mmm.model import (
     SWEEP_FACTORS,
     TARGET,
@@ -45,6 +44,8 @@ from misterp.mmm.model import (
     channel_prior_sigmas,
     layout_for,
     market_seed,
+    media_components,
+    sample_mmm,
     stacked_draws,
     thin_index,
 )
@@ -254,23 +255,10 @@ def pooled_priors(pooled: PooledInput, config: MMMConfig) -> dict[str, Any]:
 
 def build_pooled_mmm(pooled: PooledInput, config: MMMConfig) -> Any:
     """pymc-marketing's MMM over every market, scaled per market, with pooled priors."""
-    from pymc_marketing.mmm import (
-        MMM,
-        DelayedAdstock,
-        GeometricAdstock,
-        HillSaturation,
-        LogisticSaturation,
-    )
+    from pymc_marketing.mmm import MMM
     from pymc_marketing.mmm.scaling import DataDerivedScaling
 
-    adstock = {
-        AdstockKind.GEOMETRIC: GeometricAdstock,
-        AdstockKind.DELAYED: DelayedAdstock,
-    }[config.adstock](l_max=config.l_max)
-    saturation = {
-        SaturationKind.LOGISTIC: LogisticSaturation,
-        SaturationKind.HILL: HillSaturation,
-    }[config.saturation]()
+    adstock, saturation = media_components(config)
     # dims=(): reduce over dates only, so each market (and market x channel) has its own scale
     per_market = DataDerivedScaling(method="max", dims=())
     return MMM(
@@ -292,29 +280,8 @@ def pooled_sampler(pooled: PooledInput, config: MMMConfig) -> Sample:
 
     def sample(settings: SamplerConfig) -> FittedMMM:
         mmm = build_pooled_mmm(pooled, config)
-        fit = pooled.fit_frame
-        features, target = fit.drop(columns=[TARGET]), fit[TARGET].rename(TARGET)
-        cores = settings.cores or min(settings.chains, os.cpu_count() or 1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            lift = pooled.lift_tests
-            if lift is not None:
-                mmm.build_model(features, target)
-                mmm.add_lift_test_measurements(lift)
-            idata = mmm.fit(
-                features,
-                target,
-                nuts_sampler=settings.backend,
-                draws=settings.draws,
-                tune=settings.tune,
-                chains=settings.chains,
-                cores=cores,
-                target_accept=settings.target_accept,
-                random_seed=market_seed("|".join(pooled.names), settings.random_seed),
-                progressbar=False,
-            )
-        return FittedMMM(mmm, idata)
+        seed = market_seed("|".join(pooled.names), settings.random_seed)
+        return FittedMMM(mmm, sample_mmm(mmm, pooled.fit_frame, settings, seed, pooled.lift_tests))
 
     return sample
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 from misterp.config import SamplerConfig
 from misterp.errors import ConfigError
-from misterp.fitting import Diagnose, Extract, Sample, fit_with_policy
+from misterp.fitting import Diagnose, Extract, FitResult, Sample, fit_with_policy
 from misterp.health import HEALTH_FILE, WaveHealth
 from misterp.ids import id_problem
 from misterp.lease import DEFAULT_SETTLE, DEFAULT_STALE_AFTER
@@ -200,6 +200,53 @@ def reusable_fit(
     return None
 
 
+def write_fit(
+    store: ResultStore,
+    run: str,
+    market: MarketInput,
+    config: MMMConfig,
+    result: FitResult,
+    draws: np.ndarray | None,
+    *,
+    data_hash: str,
+    settings_hash: str,
+    dropped: tuple[str, ...] = (),
+    pooled_with: tuple[str, ...] = (),
+) -> MMMFitRecord:
+    """Write a market's draws (or remove stale ones), then its record, which is returned.
+
+    ``draws`` are the market's own (a pooled fit's are split first); status, attempts and time
+    are the fit's.
+    """
+    folder = f"{run_folder(run)}/fits"
+    quality = None
+    if draws is not None:
+        quality = fit_quality(market, layout_for(market, config).unpack(draws))
+        store.write_array(f"{folder}/{market.market}.npy", draws)
+    else:
+        store.remove(f"{folder}/{market.market}.npy")
+    fit = market.fit_frame
+    record = MMMFitRecord(
+        market=market.market,
+        channels=market.channels,
+        dropped_channels=dropped,
+        data_hash=data_hash,
+        settings_hash=settings_hash,
+        status=result.status,
+        attempts=tuple(result.attempts),
+        seconds=result.seconds,
+        n_weeks=len(fit),
+        holdout_weeks=market.holdout_weeks,
+        first_week=str(pd.Timestamp(fit["date"].iloc[0]).date()),
+        last_week=str(pd.Timestamp(fit["date"].iloc[-1]).date()),
+        quality=quality,
+        has_draws=draws is not None,
+        pooled_with=pooled_with,
+    )
+    store.write_bytes(f"{folder}/{market.market}.json", record.to_json())
+    return record
+
+
 def fit_market(
     market: MarketInput,
     config: MMMConfig,
@@ -218,7 +265,6 @@ def fit_market(
     (``LeaseLost`` if another run took the run over).
     """
     store = ResultStore(config.output, config.storage_options)
-    folder = f"{run_folder(run)}/fits"
     digest = settings_hash(config)
     previous = None if refit else reusable_fit(store, run, market.market, market.data_hash, digest)
     if previous is not None:
@@ -239,31 +285,17 @@ def fit_market(
     )
     if run_id is not None:  # fencing: a run that lost its lease writes nothing
         check_run_holder(store, run, run_id)
-    quality = None
-    if result.draws is not None:
-        layout = layout_for(market, config)
-        quality = fit_quality(market, layout.unpack(result.draws))
-        store.write_array(f"{folder}/{market.market}.npy", result.draws)
-    else:
-        store.remove(f"{folder}/{market.market}.npy")
-    fit = market.fit_frame
-    record = MMMFitRecord(
-        market=market.market,
-        channels=market.channels,
-        dropped_channels=dropped,
+    record = write_fit(
+        store,
+        run,
+        market,
+        config,
+        result,
+        result.draws,
         data_hash=market.data_hash,
         settings_hash=digest,
-        status=result.status,
-        attempts=tuple(result.attempts),
-        seconds=result.seconds,
-        n_weeks=len(fit),
-        holdout_weeks=market.holdout_weeks,
-        first_week=str(pd.Timestamp(fit["date"].iloc[0]).date()),
-        last_week=str(pd.Timestamp(fit["date"].iloc[-1]).date()),
-        quality=quality,
-        has_draws=result.draws is not None,
+        dropped=dropped,
     )
-    store.write_bytes(f"{folder}/{market.market}.json", record.to_json())
     logger.info(
         "market %s: %s after %d attempt(s) in %.0f s",
         market.market,
@@ -592,7 +624,6 @@ def fit_pooled(
     check_poolable(markets)
     pooled = ordered(markets)
     store = ResultStore(config.output, config.storage_options)
-    folder = f"{run_folder(run)}/fits"
     digest = settings_hash(config)
     dropped = dropped or {}
     if not refit:
@@ -622,34 +653,21 @@ def fit_pooled(
         if result.draws is not None
         else [None] * len(pooled.markets)
     )
-    records = {}
-    for market, draws in zip(pooled.markets, parts, strict=True):
-        quality = None
-        if draws is not None:
-            quality = fit_quality(market, layout_for(market, config).unpack(draws))
-            store.write_array(f"{folder}/{market.market}.npy", draws)
-        else:
-            store.remove(f"{folder}/{market.market}.npy")
-        fit = market.fit_frame
-        record = MMMFitRecord(
-            market=market.market,
-            channels=market.channels,
-            dropped_channels=tuple(dropped.get(market.market, ())),
+    records = {
+        market.market: write_fit(
+            store,
+            run,
+            market,
+            config,
+            result,
+            draws,
             data_hash=pooled.data_hash,
             settings_hash=digest,
-            status=result.status,
-            attempts=tuple(result.attempts),
-            seconds=result.seconds,
-            n_weeks=len(fit),
-            holdout_weeks=market.holdout_weeks,
-            first_week=str(pd.Timestamp(fit["date"].iloc[0]).date()),
-            last_week=str(pd.Timestamp(fit["date"].iloc[-1]).date()),
-            quality=quality,
-            has_draws=draws is not None,
+            dropped=tuple(dropped.get(market.market, ())),
             pooled_with=tuple(name for name in pooled.names if name != market.market),
         )
-        store.write_bytes(f"{folder}/{market.market}.json", record.to_json())
-        records[market.market] = record
+        for market, draws in zip(pooled.markets, parts, strict=True)
+    }
     logger.info(
         "pooled fit of %s: %s after %d attempt(s) in %.0f s",
         ", ".join(pooled.names),
