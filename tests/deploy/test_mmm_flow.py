@@ -32,10 +32,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[None]:
+    """A Prefect test API for this module; the environment is restored after it.
+
+    The process fan-out points its workers at the API through ``PREFECT_API_URL``
+    (``flows.dispatch.share_api_with_workers``); left set, it would send every later
+    subprocess (``misterp run`` in tests/flows) to this server after it has stopped.
+    """
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+    saved = os.environ.get("PREFECT_API_URL")
+    try:
+        with prefect_test_harness(server_startup_timeout=180):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
 
 
 @pytest.fixture
