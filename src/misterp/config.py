@@ -163,9 +163,9 @@ class PriorConfig(_Frozen):
     interaction_sigma: float | None = Field(
         0.5,
         gt=0,
-        description="sd ~ HalfNormal(s) of interaction group effects such as (1|age:gender); "
-        "None: group_sigma. A tighter prior keeps an interaction the data do not support "
-        "from becoming a funnel for the sampler",
+        description="sd ~ Gamma(2, 2/s) (mean s, zero-avoiding) of interaction group effects "
+        "such as (1|age:gender); None: HalfNormal(group_sigma) like the other group effects. "
+        "It keeps an interaction the data do not support from becoming a funnel at sd 0",
     )
     group_effects: Literal["zero_sum", "normal"] = Field(
         "zero_sum",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from misterp.config import PriorConfig
 from misterp.mrp.cells import aggregate_cells, build_market_cells
@@ -66,17 +67,26 @@ def test_interaction_sigma_tightens_only_the_interaction_terms_sd() -> None:
     spec = ModelSpec("DE", "aware_brand01", "yes", FORMULA)
     counts = aggregate_cells(data, layouts, [spec])[spec.key]
 
-    def sd_priors(priors: PriorConfig) -> dict[str, float]:
+    def sd_priors(priors: PriorConfig) -> dict[str, tuple[str, float]]:
+        """Each group term's sd prior: its distribution and its mean."""
         model = build_model(spec, layouts["DE"], counts, priors)
         terms = model.components[model.family.likelihood.parent].group_specific_terms
-        return {name: term.prior.args["sigma"].args["sigma"] for name, term in terms.items()}
+        out = {}
+        for name, term in terms.items():
+            sd = term.prior.args["sigma"]
+            if sd.name == "Gamma":
+                out[name] = (sd.name, sd.args["alpha"] / sd.args["beta"])
+            else:
+                out[name] = (sd.name, sd.args["sigma"])
+        return out
 
+    main = dict.fromkeys(["1|age", "1|education", "1|region"], ("HalfNormal", 1.0))
     default = sd_priors(PriorConfig())
-    assert default.pop("1|age:gender") == 0.5  # the default interaction_sigma
-    assert default == dict.fromkeys(["1|age", "1|education", "1|region"], 1.0)
-    assert sd_priors(PriorConfig(interaction_sigma=None)) == dict.fromkeys(
-        ["1|age", "1|education", "1|region", "1|age:gender"], 1.0
-    )
+    assert default.pop("1|age:gender") == ("Gamma", pytest.approx(0.5))  # zero-avoiding, mean 0.5
+    assert default == main
+    assert sd_priors(PriorConfig(interaction_sigma=None)) == main | {
+        "1|age:gender": ("HalfNormal", 1.0)
+    }
     tight = sd_priors(PriorConfig(interaction_sigma=0.3))
-    assert tight.pop("1|age:gender") == 0.3
-    assert tight == dict.fromkeys(["1|age", "1|education", "1|region"], 1.0)
+    assert tight.pop("1|age:gender") == ("Gamma", pytest.approx(0.3))
+    assert tight == main

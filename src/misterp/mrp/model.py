@@ -77,9 +77,11 @@ def bambi_model(formula: str, frame: Any, family: str, priors: PriorConfig) -> b
         terms = model.components[model.family.likelihood.parent].group_specific_terms
         interactions = [name for name in terms if ":" in name.partition("|")[2]]
         if interactions:
-            tighter = bmb.Prior(
-                "Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=priors.interaction_sigma)
-            )
+            # Gamma(2, 2/s): mean s and zero density at 0, so an interaction the data do not
+            # support cannot pull its sd into the funnel at 0 (HalfNormal(s) can: 15 % of the
+            # fits needed a retry on a wave without a true interaction, 8 % with this).
+            sd = bmb.Prior("Gamma", alpha=2.0, beta=2.0 / priors.interaction_sigma)
+            tighter = bmb.Prior("Normal", mu=0, sigma=sd)
             model.set_priors(priors=dict.fromkeys(interactions, tighter))
     return model
 
