@@ -22,6 +22,7 @@ __all__ = [
     "WaveHealth",
     "attempts_problem",
     "markdown_cell",
+    "model_health",
     "wave_health",
 ]
 
@@ -149,19 +150,32 @@ class WaveHealth:
 
 
 def _model_health(model: ManifestModel) -> ModelHealth:
-    last = model.attempts[-1] if model.attempts else None
+    return model_health(
+        model.key, model.estimate_status, model.attempts, model.seconds, _problem(model)
+    )
+
+
+def model_health(
+    key: str,
+    status: FitStatus,
+    attempts: Sequence[Attempt],
+    seconds: float | None,
+    problem: str | None,
+) -> ModelHealth:
+    """A model's line in the report from its attempts: the last attempt's diagnostics."""
+    last = attempts[-1] if attempts else None
     report = last.report if last is not None else None
     return ModelHealth(
-        key=model.key,
-        status=model.estimate_status,
-        attempts=len(model.attempts),
+        key=key,
+        status=status,
+        attempts=len(attempts),
         r_hat_max=report.r_hat_max if report else None,
         ess_bulk_min=report.ess_bulk_min if report else None,
         ess_tail_min=report.ess_tail_min if report else None,
         divergences=report.divergences if report else None,
         bfmi_min=report.bfmi_min if report else None,
-        seconds=model.seconds,
-        problem=_problem(model),
+        seconds=seconds,
+        problem=problem,
     )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from misterp.health import ModelHealth, WaveHealth, attempts_problem
+from misterp.health import WaveHealth, attempts_problem, model_health
 from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import SWEEP_FACTORS, TARGET, DrawLayout, MarketInput
 from misterp.mmm.simulate import BASELINE
@@ -303,25 +303,16 @@ def run_health(manifest: MMMManifest) -> WaveHealth:
     Written as ``OUTPUT/mmm/RUN/health.md`` before the manifest, shown as Prefect artifacts and
     sent with the run's ``misterp.wave.finished`` event, so one alert covers both families.
     """
-    models = []
-    for record in manifest.markets:
-        last = record.attempts[-1] if record.attempts else None
-        report = last.report if last is not None else None
-        problem = attempts_problem(record.attempts) if record.status.needs_attention else None
-        models.append(
-            ModelHealth(
-                key=record.market,
-                status=record.status,
-                attempts=len(record.attempts),
-                r_hat_max=report.r_hat_max if report else None,
-                ess_bulk_min=report.ess_bulk_min if report else None,
-                ess_tail_min=report.ess_tail_min if report else None,
-                divergences=report.divergences if report else None,
-                bfmi_min=report.bfmi_min if report else None,
-                seconds=record.seconds,
-                problem=problem,
-            )
+    models = [
+        model_health(
+            record.market,
+            record.status,
+            record.attempts,
+            record.seconds,
+            attempts_problem(record.attempts) if record.status.needs_attention else None,
         )
+        for record in manifest.markets
+    ]
     return WaveHealth(
         manifest.run,
         manifest.counts,
