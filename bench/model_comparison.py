@@ -67,7 +67,6 @@ import pandas as pd
 from misterp.config import parse_config
 from misterp.mrp.simulate import DEFAULT_LEVELS, SimulatedWave, WaveTruthSpec, simulate_wave
 from misterp.mrp.wave import run_wave_inline
-from misterp.records import FitRecord
 
 MARKET = "DE"
 WAVE = "2026-01"
@@ -77,31 +76,52 @@ PAIR = ("age", "gender")
 MAIN = "p(yes, n) ~ 1 + gender + (1|age) + (1|education) + (1|region)"
 #: The age bands in census order, as a user declares them for the random-walk prior.
 AGE_WALK = {"random_walk": {"age": list(DEFAULT_LEVELS["age"])}}
-#: Variant name: formula and priors (``model.priors`` overrides; {} = misterp's defaults).
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "main": (MAIN, {}),
-    "age:gender": (f"{MAIN} + (1|age:gender)", {}),
-    "age:gender sd.5": (f"{MAIN} + (1|age:gender)", {"interaction_sigma": 0.5}),
-    "pairwise": (f"{MAIN} + (1|age:gender) + (1|age:education)", {}),
-    "rw-age": (MAIN, AGE_WALK),
-    "rw-age + age:gender sd.5": (
+#: ``model.joint_families`` of the "joint brands" variant: filled in per wave with every
+#: association question (one family per market over all brands' batteries).
+ALL_BATTERIES = "every assoc_ question"
+#: Variant name: formula, priors (``model.priors`` overrides; {} = misterp's defaults) and
+#: other ``model`` settings.
+VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "main": (MAIN, {}, {}),
+    "age:gender": (f"{MAIN} + (1|age:gender)", {"interaction_sigma": None}, {}),
+    "age:gender sd.5": (f"{MAIN} + (1|age:gender)", {}, {}),
+    "pairwise": (f"{MAIN} + (1|age:gender) + (1|age:education)", {}, {}),
+    "rw-age": (MAIN, AGE_WALK, {}),
+    "rw-age + age:gender sd.5": (f"{MAIN} + (1|age:gender)", AGE_WALK, {}),
+    "joint": (f"{MAIN} + (1|age:gender)", {}, {"joint_questions": "multi"}),
+    "joint brands": (
         f"{MAIN} + (1|age:gender)",
-        {"interaction_sigma": 0.5, **AGE_WALK},
+        {},
+        {"joint_families": {"associations": ALL_BATTERIES}},
     ),
 }
 KINDS = ("aware", "consider", "assoc")
 KEYS = ["market", "question_id", "option", "target_group"]
 
 
-def truth_spec(respondents: int, interaction_sd: float, smooth_age: bool = False) -> WaveTruthSpec:
-    """One market, three brands, two association options: 12 models per wave."""
+def truth_spec(
+    respondents: int,
+    interaction_sd: float,
+    smooth_age: bool = False,
+    associations: int = len(ASSOCIATIONS),
+    association_shared: float = 0.0,
+    rare_awareness: float | None = None,
+) -> WaveTruthSpec:
+    """One market, three brands, two association options (by default): 12 models per wave."""
+    options = (
+        ASSOCIATIONS
+        if associations == len(ASSOCIATIONS)
+        else tuple(f"attribute{k:02d}" for k in range(1, associations + 1))
+    )
     return WaveTruthSpec(
         smooth_effects=("age",) if smooth_age else (),
         markets=(MARKET,),
         brands=BRANDS,
         n_respondents=respondents,
-        association_options=ASSOCIATIONS,
-        rare_brand=None,
+        association_options=options,
+        association_shared=association_shared,
+        rare_brand=None if rare_awareness is None else BRANDS[-1],
+        rare_awareness=rare_awareness or 0.07,
         interaction_sd={PAIR: interaction_sd} if interaction_sd > 0 else {},
     )
 
@@ -111,23 +131,29 @@ def fit_variant(
     input_dir: Path,
     output: Path,
     variant: str,
-    model: tuple[str, dict[str, Any]],
+    model: tuple[str, dict[str, Any], dict[str, Any]],
 ) -> pd.DataFrame:
-    """Fit the wave with one formula and priors; its estimates beside the truth, with seconds."""
-    formula, priors = model
+    """Fit the wave with one formula and priors; its estimates beside the truth, with seconds.
+
+    ``fit_seconds`` is per model: a joint fit's seconds divided among its items; ``fit`` names
+    the fit a model came from (its own key, or the joint family's), so retries count per fit.
+    """
+    formula, priors, settings = model
+    if settings.get("joint_families") == {"associations": ALL_BATTERIES}:
+        batteries = sorted({q for q in wave.questions["question_id"] if q.startswith("assoc_")})
+        settings = {"joint_families": {"associations": batteries}}
     config = wave.config(str(input_dir), str(output)) | {
         "wave": WAVE,
-        "model": {"formula": formula, "priors": priors},
+        "model": {"formula": formula, "priors": priors, **settings},
     }
-    seconds: dict[str, float] = {}
-
-    def progress(record: FitRecord, _number: int, _total: int) -> None:
-        seconds[record.key] = record.seconds
-
-    outcome = run_wave_inline(parse_config(config), progress)
+    outcome = run_wave_inline(parse_config(config))
+    specs = {m.key: m.spec for m in outcome.manifest.models}
+    unit = {key: f"{s['market']}/{s.get('joint') or key}" for key, s in specs.items()}
+    size = pd.Series(unit).value_counts()
+    seconds = {m.key: (m.seconds or np.nan) / size[unit[m.key]] for m in outcome.manifest.models}
     estimates = outcome.estimates.merge(wave.truth, on=KEYS, validate="one_to_one")
     key = estimates["market"] + "/" + estimates["question_id"] + "/" + estimates["option"]
-    return estimates.assign(variant=variant, fit_seconds=key.map(seconds))
+    return estimates.assign(variant=variant, fit_seconds=key.map(seconds), fit=key.map(unit))
 
 
 def _rmse(error: pd.Series) -> float:
@@ -156,8 +182,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         row = score(part, "mean")
         covered = (part["lower"] <= part["true_value"]) & (part["true_value"] <= part["upper"])
         models = part.drop_duplicates(["seed", "market", "question_id", "option"])
+        fits = part.drop_duplicates(["seed", "fit"])
         row["cover90"] = float(covered.mean())
-        row["retried"] = float((models["attempts"] > 1).mean())
+        row["retried"] = float((fits["attempts"] > 1).mean())
         row["s/model"] = float(models["fit_seconds"].mean())
         rows[variant] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
@@ -182,6 +209,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="true age effects follow a random walk across the bands (default: independent)",
     )
+    parser.add_argument(
+        "--associations", type=int, default=len(ASSOCIATIONS), help="options per battery"
+    )
+    parser.add_argument(
+        "--association-shared",
+        type=float,
+        default=0.0,
+        help="share of the demographic effects all association items have in common",
+    )
+    parser.add_argument(
+        "--rare-awareness",
+        type=float,
+        help=f"pin {BRANDS[-1]}'s awareness (a small association base); default: not pinned",
+    )
     parser.add_argument("--output", type=Path, help="keep the waves here (default: temporary)")
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), help="fit only these (default: all)"
@@ -191,7 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("misterp").setLevel(logging.WARNING)
     command = " ".join([".venv/bin/python", "bench/model_comparison.py", *sys.argv[1:]])
 
-    spec = truth_spec(args.respondents, args.interaction_sd, args.smooth_age)
+    spec = truth_spec(
+        args.respondents,
+        args.interaction_sd,
+        args.smooth_age,
+        args.associations,
+        args.association_shared,
+        args.rare_awareness,
+    )
     root = args.output or Path(tempfile.mkdtemp(prefix="model-comparison-"))
     started = time.perf_counter()
     parts = []

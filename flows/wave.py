@@ -50,12 +50,13 @@ def fit_planned(
     if not plan.to_fit:
         return
     config = prepared.config
+    units = prepared.fit_units(plan.to_fit)  # a joint family is one fit
     if fit_deployment:
         fit_on_deployment(
             fit_deployment,
             config.output,
             prepared.wave_id,
-            plan.to_fit,
+            units,
             config.storage_options,
             config.workers,
             batch_size,
@@ -65,7 +66,7 @@ def fit_planned(
         fit_in_processes(
             config.output,
             prepared.wave_id,
-            plan.to_fit,
+            units,
             config.storage_options,
             config.workers,
             run_id=run_id,

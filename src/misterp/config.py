@@ -242,6 +242,41 @@ class ModelConfig(_Frozen):
             return list(self.interactions)
         return [pair for pair in DEFAULT_INTERACTIONS if set(pair) <= set(demographics)]
 
+    joint_questions: Literal["none", "multi"] = Field(
+        "none",
+        description="'multi': the options of each multi-select question (an association "
+        "battery) are one model per market, sharing the demographic effects with partially "
+        "pooled deviations per option, instead of one independent model per option; 'none': "
+        "one model per option (the default)",
+    )
+    joint_families: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="named families of questions fitted as one joint model per market, e.g. "
+        "{associations: [assoc_brand_a, assoc_brand_b]}: every option of every listed question "
+        "is an item of the family, so a brand with a small base borrows the demographic "
+        "structure of the others. A question is in at most one family; families take the "
+        "default formula (no per-question override)",
+    )
+
+    @field_validator("joint_families")
+    @classmethod
+    def _families_are_distinct(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        owner: dict[str, str] = {}
+        for name, questions in value.items():
+            problem = id_problem(name)
+            if problem is not None:
+                raise ValueError(f"joint_families name {shown(name)} {problem}; {ID_RULE}")
+            if not questions:
+                raise ValueError(f"joint_families.{name} lists no question")
+            for question in questions:
+                if question in owner:
+                    raise ValueError(
+                        f"question '{question}' is in joint_families.{owner[question]} and "
+                        f"joint_families.{name}; a question can be in one family only"
+                    )
+                owner[question] = name
+        return value
+
     priors: PriorConfig = PriorConfig()
 
 

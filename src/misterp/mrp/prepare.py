@@ -13,7 +13,9 @@ import difflib
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 
@@ -21,6 +23,7 @@ from misterp.config import ConfigError, WaveConfig
 from misterp.fitstore import PlannedFit
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
 from misterp.mrp.data import WaveData
+from misterp.mrp.joint import FitUnit, stacked_cells, stacked_counts
 from misterp.mrp.raking import rake_weights, sample_shares
 from misterp.mrp.specs import ModelSpec, plan_model_specs
 from misterp.mrp.validation import read_wave
@@ -70,10 +73,54 @@ class PreparedWave:
 
     def spec(self, key: str) -> ModelSpec:
         """The planned spec with this key."""
+        spec = self._by_key.get(key)
+        if spec is None:
+            raise KeyError(f"model '{key}' is not planned in wave {self.wave_id}")
+        return spec
+
+    @cached_property
+    def _by_key(self) -> dict[str, ModelSpec]:
+        return {spec.key: spec for spec in self.specs}
+
+    @cached_property
+    def _families(self) -> dict[tuple[str, str], tuple[ModelSpec, ...]]:
+        families: dict[tuple[str, str], list[ModelSpec]] = {}
         for spec in self.specs:
-            if spec.key == key:
-                return spec
-        raise KeyError(f"model '{key}' is not planned in wave {self.wave_id}")
+            if spec.joint is not None:
+                families.setdefault((spec.market, spec.joint), []).append(spec)
+        return {
+            name: tuple(sorted(members, key=lambda s: s.key)) for name, members in families.items()
+        }
+
+    def members(self, spec: ModelSpec) -> tuple[ModelSpec, ...]:
+        """The specs fitted together with ``spec`` (itself alone unless it is in a joint family)."""
+        if spec.joint is None:
+            return (spec,)
+        return self._families[(spec.market, spec.joint)]
+
+    def fit_unit(self, spec: ModelSpec) -> FitUnit:
+        """What fitting ``spec`` fits: the spec on its market's cells, or its whole family."""
+        members = self.members(spec)
+        layout = self.layouts[spec.market]
+        if len(members) == 1:
+            return FitUnit(spec, members, layout, self.counts[spec.key])
+        return FitUnit(
+            members[0],
+            members,
+            stacked_cells(layout, len(members)),
+            stacked_counts([self.counts[member.key] for member in members]),
+        )
+
+    def fit_units(self, keys: Iterable[str]) -> list[str]:
+        """The fits that bring ``keys`` up to date, in order, each once.
+
+        A joint family is one fit under its lead's key, for any of its members: it writes
+        every member's record.
+        """
+        leads: dict[str, None] = {}
+        for key in keys:
+            leads[self.members(self.spec(key))[0].key] = None
+        return list(leads)
 
     @property
     def settings_hash(self) -> str:
@@ -81,8 +128,14 @@ class PreparedWave:
         return fit_settings_hash(self.config)
 
     def planned(self, spec: ModelSpec) -> PlannedFit:
-        """What a current fit record of ``spec`` must match."""
-        return PlannedFit(spec.key, spec.spec_hash, self.counts[spec.key].data_hash)
+        """What a current fit record of ``spec`` must match.
+
+        A member of a joint family carries the family's data hash: its posterior depends on
+        every item's answers.
+        """
+        if spec.joint is None:
+            return PlannedFit(spec.key, spec.spec_hash, self.counts[spec.key].data_hash)
+        return PlannedFit(spec.key, spec.spec_hash, self.fit_unit(spec).counts.data_hash)
 
     def planned_fits(self) -> list[PlannedFit]:
         """Every planned model, as the fit store compares them."""

@@ -105,6 +105,14 @@ class WaveTruthSpec:
         what their age and their gender add up to). Empty by default; drawn after everything
         else in the market's world stream, so that turning it on changes no other draw and
         turning it off gives exactly the waves of a spec without it.
+    association_shared
+        Share (0-1) of the demographic main effects that all association items of a market
+        (every option of every brand's ``assoc_`` question) have in common: each item's
+        effects are ``sqrt(1 - r)`` times its own draw plus ``sqrt(r)`` times one profile
+        shared by the market's associations, so the variance per item is unchanged. Real
+        batteries have such a profile (some groups tick more boxes for every brand); a joint
+        model of the battery (``model.joint_questions``) can borrow it. 0 by default: items
+        independent; drawn after the interactions, so 0 changes no other draw.
     rare_brand, rare_awareness
         One brand whose population awareness is pinned low, so that rare outcomes (few aware
         respondents, small association bases) are exercised. ``None`` disables it.
@@ -140,6 +148,7 @@ class WaveTruthSpec:
     effect_sd: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EFFECT_SD))
     smooth_effects: tuple[str, ...] = ()
     interaction_sd: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    association_shared: float = 0.0
     rare_brand: str | None = "brand03"
     rare_awareness: float = 0.07
     awareness_range: tuple[float, float] = (0.35, 0.85)
@@ -187,6 +196,8 @@ class WaveTruthSpec:
             seen.add(frozenset(pair))
             if not sd >= 0:
                 raise ValueError(f"interaction_sd[{pair!r}] = {sd} must be >= 0")
+        if not 0.0 <= self.association_shared <= 1.0:
+            raise ValueError(f"association_shared = {self.association_shared} must be in [0, 1]")
         for dim, shares in self.marginals.items():
             if dim in self.levels and len(shares) != len(self.levels[dim]):
                 raise ValueError(f"marginals[{dim!r}] needs {len(self.levels[dim])} shares")
@@ -503,6 +514,12 @@ def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layo
     if spec.interaction_sd:
         # Last draws of the world stream: a spec without interactions keeps every number.
         interaction = _interaction_predictor(world, spec, layout.grid, len(items))
+    if spec.association_shared:  # after the interactions: r = 0 keeps every number
+        profile = _linear_predictor(world, spec, layout.grid, 1)[0]
+        battery = np.array([kind == "multi" for _q, _o, _b, kind, _base in items])
+        r = spec.association_shared
+        eta[battery] = np.sqrt(1.0 - r) * eta[battery] + np.sqrt(r) * profile
+    if interaction is not None:
         eta = eta + interaction
     logit = np.empty_like(eta)
     unconditional = ~layout.conditional

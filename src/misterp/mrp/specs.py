@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import formulae
@@ -20,18 +20,24 @@ from misterp.mrp.data import WaveData
 from misterp.mrp.schemas import parse_base
 
 __all__ = [
+    "JOINT_ITEM",
     "RESPONSE",
     "FormulaError",
     "ModelSpec",
     "base_of",
     "default_formula",
     "formula_columns",
+    "joint_formula",
     "plan_model_specs",
 ]
 
 #: The response every misterp formula models: successes ``yes`` out of ``n`` trials per cell.
 RESPONSE = "p(yes, n)"
 
+
+#: The column of a joint model's long frame that names the item (option, or question and option)
+#: of each row; "option" is a reserved input column, so no demographic can be called so.
+JOINT_ITEM = "option"
 
 #: Spec fields that label a model without changing it (left out of ``spec_hash``).
 _LABELS = frozenset({"brand", "label"})
@@ -58,6 +64,10 @@ class ModelSpec:
     base_option: str | None = None
     #: How people read the question (``questions.csv`` column ``label``); reports show it.
     label: str | None = None
+    #: The joint model this option is an item of (``model.joint_questions`` or
+    #: ``model.joint_families``): the family's specs of a market are fitted as one model,
+    #: and ``formula`` is then the joint formula over the items. None: fitted on its own.
+    joint: str | None = None
 
     @property
     def key(self) -> str:
@@ -78,7 +88,11 @@ class ModelSpec:
         The brand and the label name things, they are not part of the model: renaming them
         must not force a refit.
         """
-        payload = {k: v for k, v in asdict(self).items() if k not in _LABELS}
+        payload = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in _LABELS and not (k == "joint" and v is None)  # older hashes unchanged
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, str | None]:
@@ -120,6 +134,66 @@ def default_formula(
             terms.append(f"(1|{column})")
     terms += [f"(1|{first}:{second})" for first, second in interactions]
     return f"{RESPONSE} ~ " + " + ".join(terms)
+
+
+def _top_level_terms(rhs: str) -> list[str]:
+    terms, depth, current = [], 0, ""
+    for char in rhs:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "+" and depth == 0:
+            terms.append(current.strip())
+            current = ""
+        else:
+            current += char
+    terms.append(current.strip())
+    return [term for term in terms if term]
+
+
+def joint_formula(formula: str, item: str = JOINT_ITEM) -> str:
+    """The formula of a joint model over the items of a family, from a one-item formula.
+
+    Every term of ``formula`` stays as the effect the items share, and gets a deviation per
+    item as a group effect crossed with ``item``: the Intercept ``(1|item)``, a common effect
+    ``x`` or a group intercept ``(1|x)`` the term ``(1|x:item)``. Each deviation is shrunk
+    towards the shared effect by its own sd (the interaction prior), so an item with a small
+    base borrows the battery's demographic profile and a well-measured item keeps its own.
+
+    >>> joint_formula("p(yes, n) ~ gender + (1|age)")
+    'p(yes, n) ~ 1 + gender + (1|age) + (1|option) + (1|gender:option) + (1|age:option)'
+
+    Raises
+    ------
+    FormulaError
+        For a term without an item counterpart: no intercept (``0``, ``-1``), or a group
+        slope ``(x|g)``.
+    """
+    left, sep, rhs = formula.partition("~")
+    if not sep:
+        raise FormulaError(f"formula '{formula}' has no '~'")
+    terms = _top_level_terms(rhs)
+    deviations: list[str] = []
+    for term in terms:
+        if term == "1":
+            deviations.append(f"(1|{item})")
+        elif term.startswith("(") and term.endswith(")"):
+            expr, bar, factor = term[1:-1].partition("|")
+            if not bar or expr.strip() != "1":
+                raise FormulaError(
+                    f"a joint model cannot take the term '{term}' of '{formula}': it takes the "
+                    "intercept, common effects and group intercepts (1|x)"
+                )
+            deviations.append(f"(1|{factor.strip()}:{item})")
+        elif term in {"0", "-1"}:
+            raise FormulaError(
+                f"a joint model needs an intercept; '{formula}' removes it with '{term}'"
+            )
+        else:
+            deviations.append(f"(1|{term}:{item})")
+    if "1" not in terms:
+        terms.insert(0, "1")
+        deviations.insert(0, f"(1|{item})")
+    return f"{left.strip()} ~ " + " + ".join(terms + deviations)
 
 
 def formula_columns(formula: str) -> set[str]:
@@ -205,5 +279,57 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
                 label=None if label is None or pd.isna(label) else str(label),
             )
         )
+    specs = _with_joint_families(specs, model, questions, known_questions)
     # Unconditional models first: a conditional question's poststratification needs them.
     return sorted(specs, key=lambda s: (s.base_question is not None, s.key))
+
+
+def _with_joint_families(
+    specs: list[ModelSpec],
+    model: ModelConfig,
+    questions: Mapping[tuple[str, str], Mapping[Any, Any]],
+    known_questions: set[str],
+) -> list[ModelSpec]:
+    """Mark the specs of each joint family and give them the family's joint formula.
+
+    A family of one item in a market (a battery with a single option answered there) stays an
+    ordinary model: there is nothing to share.
+    """
+    family_of: dict[str, str] = {}
+    for name, members in model.joint_families.items():
+        if name in known_questions:
+            raise FormulaError(
+                f"model.joint_families.{name}: the name is a question id of this wave; give "
+                "the family a name of its own (e.g. associations)"
+            )
+        unknown = sorted(set(members) - known_questions)
+        if unknown:
+            raise FormulaError(
+                f"model.joint_families.{name} names question(s) {unknown} with no answers in "
+                f"this wave; known questions: {', '.join(sorted(known_questions))}"
+            )
+        family_of |= dict.fromkeys(members, name)
+    grouped: dict[tuple[str, str], list[int]] = {}
+    for index, spec in enumerate(specs):
+        family = family_of.get(spec.question_id)
+        meta = questions.get((spec.market, spec.question_id)) or {}
+        if family is None and model.joint_questions == "multi" and meta.get("kind") == "multi":
+            family = spec.question_id
+        if family is not None:
+            grouped.setdefault((spec.market, family), []).append(index)
+    planned = list(specs)
+    for (market, family), indexes in grouped.items():
+        if len(indexes) < 2:
+            continue
+        formulas = {specs[i].formula for i in indexes}
+        if len(formulas) > 1:
+            named = sorted({specs[i].question_id for i in indexes})
+            raise FormulaError(
+                f"joint family '{family}' in market {market} mixes formulas "
+                f"({' / '.join(sorted(formulas))}) of its questions {named}; a joint model "
+                "has one formula: give them the same model.formulas entry, or none"
+            )
+        formula = joint_formula(formulas.pop())
+        for i in indexes:
+            planned[i] = replace(specs[i], joint=family, formula=formula)
+    return planned

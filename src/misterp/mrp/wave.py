@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
 
@@ -25,6 +25,7 @@ from misterp.fitstore import StoredFit, plan_refits, read_current_fits, read_fit
 from misterp.fitting import FitResult, fit_with_policy, resume_settings
 from misterp.health import HEALTH_FILE, WaveHealth, wave_health
 from misterp.lease import DEFAULT_STALE_AFTER, acquire_lease, check_holder
+from misterp.mrp.joint import FitUnit, split_draws
 from misterp.mrp.model import BACKENDS, Backend, cell_sampler, extract_cell_draws
 from misterp.mrp.poststratify import (
     SUMMARY_COLUMNS,
@@ -125,13 +126,17 @@ def fit_prepared(
     *,
     backends: Mapping[str, Backend] = BACKENDS,
 ) -> FitResult:
-    """Fit one planned spec of a prepared wave (from ``sampler`` instead of the config's)."""
+    """Fit one planned spec of a prepared wave (from ``sampler`` instead of the config's).
+
+    For a member of a joint family this fits the family's model under its lead's key; its
+    draws are the stacked cells of every item (``misterp.mrp.joint.split_draws`` splits them).
+    """
     config = prepared.config
-    layout, counts = prepared.layouts[spec.market], prepared.counts[spec.key]
+    unit = prepared.fit_unit(spec)
     return fit_with_policy(
-        cell_sampler(spec, layout, counts, config.model.priors, backends),
+        cell_sampler(unit.lead, unit.layout, unit.counts, config.model.priors, backends),
         extract_cell_draws,
-        key=spec.key,
+        key=unit.lead.key,
         sampler=sampler or config.sampler,
         thresholds=config.convergence,
         policy=config.retry,
@@ -153,7 +158,11 @@ def fit_and_record(
     its record keeps every attempt across runs. ``cores``: CPUs this fit's chains may use.
     ``run_id``: the run holding the wave's lease; the lease is checked before the fit and
     again before the record is written (``LeaseLost`` if another run took the wave over).
+    A member of a joint family fits the family and writes every member's record (each with
+    its own draws and the family's attempts); the lead's record is returned.
     """
+    unit = prepared.fit_unit(spec)
+    spec = unit.lead
     planned = prepared.planned(spec)
     config = prepared.config
     if run_id is not None:  # a run that lost its wave does not spend the CPU
@@ -182,16 +191,39 @@ def fit_and_record(
         )
     if run_id is not None:  # fencing: the record of a run that lost the lease is refused
         check_holder(store, prepared.wave_id, run_id)
-    return write_fit(
-        store,
-        prepared.wave_id,
-        result,
-        spec=spec.to_dict(),
-        planned=planned,
-        settings_hash=prepared.settings_hash,
-        n_respondents=int(prepared.counts[spec.key].n.sum()),
-        run_id=run_id,
+    return _write_members(prepared, store, unit, result, run_id)
+
+
+def _write_members(
+    prepared: PreparedWave,
+    store: ResultStore,
+    unit: FitUnit,
+    result: FitResult,
+    run_id: str | None,
+) -> FitRecord:
+    """Write one record per member of a fit unit (the lead's last) and return the lead's.
+
+    The lead's record is written last because a re-run looks at the lead's record to know
+    where the family's retry ladder stands.
+    """
+    parts = (
+        split_draws(result.draws, len(unit.members))
+        if result.draws is not None and unit.joint
+        else [result.draws] * len(unit.members)
     )
+    written: dict[str, FitRecord] = {}
+    for member, draws in reversed(list(zip(unit.members, parts, strict=True))):
+        written[member.key] = write_fit(
+            store,
+            prepared.wave_id,
+            replace(result, key=member.key, draws=draws),
+            spec=member.to_dict(),
+            planned=prepared.planned(member),
+            settings_hash=prepared.settings_hash,
+            n_respondents=int(prepared.counts[member.key].n.sum()),
+            run_id=run_id,
+        )
+    return written[unit.lead.key]
 
 
 def fit_staged(
@@ -227,22 +259,16 @@ def record_lost_fit(
     """
     prepared = open_staged_wave(output, wave, storage_options)
     store = ResultStore(output, storage_options)
-    spec = prepared.spec(key)
+    unit = prepared.fit_unit(prepared.spec(key))
     if run_id is not None:  # fencing, as for a fit: a run that lost the wave writes nothing
         check_holder(store, prepared.wave_id, run_id)
     lost = Attempt(
         sampler=prepared.config.sampler, report=None, status=FitStatus.FAILED, error=reason
     )
-    record = write_fit(
-        store,
-        prepared.wave_id,
-        FitResult(key=key, status=FitStatus.FAILED, attempts=[lost], draws=None, seconds=0.0),
-        spec=spec.to_dict(),
-        planned=prepared.planned(spec),
-        settings_hash=prepared.settings_hash,
-        n_respondents=int(prepared.counts[key].n.sum()),
-        run_id=run_id,
+    failed = FitResult(
+        key=unit.lead.key, status=FitStatus.FAILED, attempts=[lost], draws=None, seconds=0.0
     )
+    record = _write_members(prepared, store, unit, failed, run_id)
     return FitSummary.from_record(record)
 
 
@@ -403,7 +429,7 @@ def publish_wave(
                 key=spec.key,
                 spec=spec.to_dict(),
                 spec_hash=spec.spec_hash,
-                data_hash=prepared.counts[spec.key].data_hash,
+                data_hash=prepared.planned(spec).data_hash,
                 status=own[spec.key],
                 estimate_status=published[spec.key],
                 attempts=fit.record.attempts if fit else (),
@@ -471,12 +497,13 @@ def run_wave_inline(
             store, prepared.wave_id, planned, prepared.settings_hash, refit_all=refit_all
         )
         logger.info("wave %s: %s", prepared.wave_id, plan.summary())
-        for number, key in enumerate(plan.to_fit, start=1):
+        units = prepared.fit_units(plan.to_fit)
+        for number, key in enumerate(units, start=1):
             record = fit_and_record(
                 prepared, prepared.spec(key), store, backends=backends, run_id=lease.run_id
             )
             if progress is not None:
-                progress(record, number, len(plan.to_fit))
+                progress(record, number, len(units))
         fits = read_current_fits(store, prepared.wave_id, planned, prepared.settings_hash)
         outcome = publish_wave(prepared, fits, started_at=started, run_id=lease.run_id)
         # After publication and still under the lease: changes.parquet sits in the wave's
