@@ -70,7 +70,7 @@ def test_interaction_sigma_tightens_only_the_interaction_terms_sd() -> None:
     def sd_priors(priors: PriorConfig) -> dict[str, tuple[str, float]]:
         """Each group term's sd prior: its distribution and its mean."""
         model = build_model(spec, layouts["DE"], counts, priors)
-        terms = model.components[model.family.likelihood.parent].group_specific_terms
+        terms = model.parameters[model.family.likelihood.parent].group_specific_terms
         out = {}
         for name, term in terms.items():
             sd = term.prior.args["sigma"]

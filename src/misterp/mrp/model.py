@@ -22,7 +22,7 @@ from misterp.config import PriorConfig, SamplerConfig
 from misterp.fitting import Sample
 from misterp.mrp.cells import CellCounts, MarketCells
 from misterp.mrp.ordered import random_walk_group_intercepts
-from misterp.mrp.specs import ModelSpec
+from misterp.mrp.specs import JOINT_ITEM, ModelSpec
 
 __all__ = [
     "BACKENDS",
@@ -74,7 +74,7 @@ def bambi_model(formula: str, frame: Any, family: str, priors: PriorConfig) -> b
         ),
     )
     if priors.interaction_sigma is not None:
-        terms = model.components[model.family.likelihood.parent].group_specific_terms
+        terms = model.parameters[model.family.likelihood.parent].group_specific_terms
         interactions = [name for name in terms if ":" in name.partition("|")[2]]
         if interactions:
             # Gamma(2, 2/s): mean s and zero density at 0, so an interaction the data do not
@@ -124,15 +124,34 @@ def _zero_sum_group_intercepts(pymc_model: Any) -> Any:
             isinstance(op, ModelFreeRV) and op.name.startswith("1|") and op.name.endswith("_offset")
         ):
             continue
-        rv = pm.ZeroSumNormal.dist(sigma=1.0, shape=shapes[op.name])
-        transform = ZeroSumTransform([-1])
-        value = transform.forward(rv).type(name=f"{op.name}_zerosum__")
-        fgraph.replace(
-            node.outputs[0],
-            model_free_rv(rv, value, transform, op.name, *op.dims),
-            import_missing=True,
-        )
+        n_items = _items_of(op.name, pymc_model.coords)
+        if n_items is None:
+            rv = pm.ZeroSumNormal.dist(sigma=1.0, shape=shapes[op.name])
+            transform = ZeroSumTransform([-1])
+            value = transform.forward(rv).type(name=f"{op.name}_zerosum__")
+            replacement = model_free_rv(rv, value, transform, op.name, *op.dims)
+        else:
+            # An item deviation (1|x:option): levels are x-major, item last (Bambi's order),
+            # so the flat offsets are a (levels of x, items) table. Zero sums over the items
+            # (the shared effect x is their mean) and over the levels (the item's own
+            # intercept is its mean) leave neither ridge to the sampler.
+            (size,) = shapes[op.name]
+            table = (size // n_items, n_items)
+            rv = pm.ZeroSumNormal.dist(sigma=1.0, shape=table, n_zerosum_axes=2)
+            transform = ZeroSumTransform([-2, -1])
+            value = transform.forward(rv).type(name=f"{op.name}_zerosum__")
+            replacement = model_free_rv(rv, value, transform, op.name).reshape((size,))
+        fgraph.replace(node.outputs[0], replacement, import_missing=True)
     return model_from_fgraph(fgraph, mutate_fgraph=True)
+
+
+def _items_of(name: str, coords: Mapping[str, Any]) -> int | None:
+    """How many items a joint model's deviation term ``1|x:option_offset`` has, else None."""
+    term = name.removeprefix("1|").removesuffix("_offset")
+    if not term.endswith(f":{JOINT_ITEM}"):
+        return None
+    items = coords.get(f"{JOINT_ITEM}__factor_dim")
+    return len(items) if items is not None else None
 
 
 def spec_seed(spec: ModelSpec, base_seed: int) -> int:
