@@ -15,12 +15,22 @@ file.
 Variants
 --------
 main
-    The default formula: ``1 + gender + (1|age) + (1|education) + (1|region)``.
+    Main effects only, ``1 + gender + (1|age) + (1|education) + (1|region)`` (the default
+    formula before the interaction).
 age:gender
-    ``main + (1|age:gender)``: the interaction the truth has.
+    ``main + (1|age:gender)`` with the sd ~ HalfNormal(group_sigma) of the other group terms.
+age:gender sd.5
+    The same with the default interaction prior, sd ~ Gamma(2, 4) (mean 0.5): the default model.
 pairwise
     ``age:gender + (1|age:education)``: a second pair a tracker might add without knowing
     which are real (the truth has only age x gender); what an unneeded term costs.
+joint, joint brands
+    ``age:gender sd.5`` fitted as joint models (issue 14, item 3): ``joint`` makes each brand's
+    association battery one model (``model.joint_questions: multi``), ``joint brands`` all
+    brands' batteries one model (``model.joint_families``): shared demographic effects plus
+    partially pooled deviations per item. Give them something to share with
+    ``--association-shared`` (the simulator's common profile of the association items) and a
+    small base with ``--rare-awareness``; ``--associations`` sets the options per battery.
 rw-age, rw-age + age:gender sd.5
     ``main`` and ``age:gender sd.5`` with a random-walk prior across the age bands in their
     census order (``priors.random_walk``, Gao et al. 2021) instead of exchangeable bands.
@@ -39,9 +49,11 @@ all
 cover90
     Share of 90% intervals (all estimates, national and groups) that cover the truth.
 retried
-    Share of models whose fit needed more than one attempt (divergences or low ESS).
+    Share of fits that needed more than one attempt (divergences or low ESS); a joint family
+    is one fit.
 s/model
-    Fit seconds per model (the fit records' own timing, compilation included).
+    Fit seconds per model (the fit records' own timing, compilation included); a joint fit's
+    seconds are divided among its items.
 
 Run from the repository root: ``.venv/bin/python bench/model_comparison.py`` (about 10 minutes on
 2 cores with the defaults); ``--seeds``, ``--respondents``, ``--interaction-sd`` (0: a truth

@@ -67,6 +67,19 @@ def small_wave_config(
     return raw | {"wave": wave} | config
 
 
+def cell_posterior(p: np.ndarray, rng: np.random.Generator) -> Any:
+    """An ArviZ posterior of P(yes | cell) ``p`` (chains, draws, cells), without divergences."""
+    return az.from_dict(
+        {
+            "posterior": {"p": p, "Intercept": rng.normal(size=p.shape[:2])},
+            "sample_stats": {
+                "diverging": np.zeros(p.shape[:2], dtype=bool),
+                "energy": rng.normal(size=p.shape[:2]),
+            },
+        }
+    )
+
+
 def conjugate_posterior(counts: CellCounts, sampler: SamplerConfig, seed: int) -> Any:
     """A posterior of P(yes | cell) drawn from independent Beta(1 + yes, 1 + no) per cell.
 
@@ -75,20 +88,15 @@ def conjugate_posterior(counts: CellCounts, sampler: SamplerConfig, seed: int) -
     """
     rng = np.random.default_rng(seed)
     shape = (sampler.chains, sampler.draws, len(counts.n))
-    p = rng.beta(1 + counts.yes, 1 + counts.n - counts.yes, size=shape)
-    return az.from_dict(
-        {
-            "posterior": {"p": p, "Intercept": rng.normal(size=shape[:2])},
-            "sample_stats": {
-                "diverging": np.zeros(shape[:2], dtype=bool),
-                "energy": rng.normal(size=shape[:2]),
-            },
-        }
-    )
+    return cell_posterior(rng.beta(1 + counts.yes, 1 + counts.n - counts.yes, size=shape), rng)
 
 
-def no_mcmc_backends(seed: int = 0) -> dict[str, Backend]:
-    """Backends (by name, as ``SamplerConfig.backend`` picks them) that sample nothing."""
+#: A posterior from what a backend is given (no layout or priors needed by the fakes).
+FakePosterior = Callable[[ModelSpec, CellCounts, SamplerConfig], Any]
+
+
+def fake_backends(posterior: FakePosterior) -> dict[str, Backend]:
+    """Backends (by name, as ``SamplerConfig.backend`` picks them) that call ``posterior``."""
 
     def sample(
         spec: ModelSpec,
@@ -97,9 +105,18 @@ def no_mcmc_backends(seed: int = 0) -> dict[str, Backend]:
         priors: PriorConfig,
         sampler: SamplerConfig,
     ) -> Any:
-        return conjugate_posterior(counts, sampler, seed + sampler.random_seed)
+        return posterior(spec, counts, sampler)
 
     return dict.fromkeys(BACKENDS, sample)
+
+
+def no_mcmc_backends(seed: int = 0) -> dict[str, Backend]:
+    """Backends that sample nothing: the conjugate posterior of each model's cells."""
+    return fake_backends(
+        lambda spec, counts, sampler: conjugate_posterior(
+            counts, sampler, seed + sampler.random_seed
+        )
+    )
 
 
 def crashing_for(

@@ -12,24 +12,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from misterp.config import ModelConfig, PriorConfig, SamplerConfig, parse_config
+from misterp.config import ModelConfig, SamplerConfig, parse_config
 from misterp.fitstore import plan_refits, read_current_fits, read_fit_record
 from misterp.mrp.cells import CellCounts, MarketCells
 from misterp.mrp.joint import split_draws, stacked_cells, stacked_counts
-from misterp.mrp.model import BACKENDS, Backend
+from misterp.mrp.model import Backend
 from misterp.mrp.prepare import prepare_wave
 from misterp.mrp.specs import FormulaError, ModelSpec, joint_formula
 from misterp.mrp.staging import stage_wave
 from misterp.mrp.wave import fit_and_record, publish_wave, record_lost_fit, run_wave_inline
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
-from support import PLUMBING, WAVE, small_wave_config
+from support import PLUMBING, WAVE, cell_posterior, fake_backends, small_wave_config
 
 OPTIONS = ("innovative", "trustworthy", "good_value")
 BATTERY = {"markets": ("DE",), "brands": ("brand01", "brand02"), "association_options": OPTIONS}
@@ -208,29 +207,15 @@ def test_stacked_cells_and_counts_line_up_item_after_item() -> None:
 def position_backends(calls: list[tuple[str, int]]) -> dict[str, Backend]:
     """Backends whose P(yes | stacked cell j of J) is (j + 0.5) / J in every draw (to 1e-9)."""
 
-    def sample(
-        spec: ModelSpec,
-        layout: MarketCells,
-        counts: CellCounts,
-        priors: PriorConfig,
-        sampler: SamplerConfig,
-    ) -> Any:
+    def posterior(spec: ModelSpec, counts: CellCounts, sampler: SamplerConfig) -> Any:
         calls.append((spec.key, len(counts.n)))
         cells = len(counts.n)
         rng = np.random.default_rng(0)
         shape = (sampler.chains, sampler.draws, cells)  # noise far below float32's precision
         p = (np.arange(cells) + 0.5) / cells + rng.normal(scale=1e-9, size=shape)
-        return az.from_dict(
-            {
-                "posterior": {"p": p, "Intercept": rng.normal(size=p.shape[:2])},
-                "sample_stats": {
-                    "diverging": np.zeros(p.shape[:2], dtype=bool),
-                    "energy": rng.normal(size=p.shape[:2]),
-                },
-            }
-        )
+        return cell_posterior(p, rng)
 
-    return dict.fromkeys(BACKENDS, sample)
+    return fake_backends(posterior)
 
 
 def test_a_joint_family_is_one_fit_and_each_option_gets_its_own_slice(tmp_path: Path) -> None:

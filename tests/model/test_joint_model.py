@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from misterp.config import PriorConfig
+import numpy as np
+import pytest
+
+from misterp.config import PriorConfig, parse_config
 from misterp.mrp.cells import aggregate_cells, build_market_cells
 from misterp.mrp.data import WaveData
 from misterp.mrp.joint import stacked_cells, stacked_counts
 from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, pymc_model_of
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec, joint_formula
+from misterp.mrp.wave import run_wave_inline
 
 FORMULA = joint_formula("p(yes, n) ~ 1 + gender + (1|age) + (1|age:gender)")
 OPTIONS = ("innovative", "trustworthy", "good_value")
@@ -57,3 +61,43 @@ def test_item_deviations_sum_to_zero_over_items_and_over_levels() -> None:
     start = shared.initial_point()
     assert np.isfinite(shared.compile_logp()(start))
     assert np.isfinite(shared.compile_dlogp()(start)).all()
+
+
+@pytest.mark.slow
+def test_a_joint_family_recovers_known_values_like_independent_models(tmp_path: Path) -> None:
+    """The bounds are the ones the independent models' recovery test has always had."""
+    wave = simulate_wave(
+        2024,
+        WaveTruthSpec(
+            markets=("DE",),
+            brands=("brand01", "brand02"),
+            rare_brand="brand02",
+            rare_awareness=0.15,
+            association_options=OPTIONS,
+            association_shared=0.6,
+            interaction_sd={("age", "gender"): 0.5},
+        ),
+    )
+    wave.write(f"{tmp_path}/input")
+    families = {"associations": ["assoc_brand01", "assoc_brand02"]}
+    config = parse_config(
+        wave.config(f"{tmp_path}/input", f"{tmp_path}/out")
+        | {"wave": "2026-11", "model": {"joint_families": families}}
+    )
+
+    outcome = run_wave_inline(config)
+
+    table = outcome.estimates.merge(
+        wave.truth, on=["market", "question_id", "option", "target_group"]
+    )
+    assert outcome.counts.converged == len(outcome.manifest.models) == 2 * (2 + len(OPTIONS))
+    assert {m.spec["joint"] for m in outcome.manifest.models if "assoc" in m.key} == {
+        "associations"
+    }
+    assoc = table[table["question_id"].str.startswith("assoc_")]
+    covered = (assoc["q05"] <= assoc["true_value"]) & (assoc["true_value"] <= assoc["q95"])
+    assert covered.mean() >= 0.75
+    groups = assoc[assoc["target_group"] != "all"]
+    mrp_error = (groups["mean"] - groups["true_value"]).abs().mean()
+    raw_error = (groups["raw_mean"] - groups["true_value"]).abs().mean()
+    assert mrp_error < 0.85 * raw_error
