@@ -51,6 +51,9 @@ cover90
 retried
     Share of fits that needed more than one attempt (divergences or low ESS); a joint family
     is one fit.
+steps
+    Leapfrog steps per draw at a fit's first attempt, averaged over fits: the cost of a draw
+    whatever the machine's load.
 s/model
     Fit seconds per model (the fit records' own timing, compilation included); a joint fit's
     seconds are divided among its items.
@@ -163,9 +166,17 @@ def fit_variant(
     unit = {key: f"{s['market']}/{s.get('joint') or key}" for key, s in specs.items()}
     size = pd.Series(unit).value_counts()
     seconds = {m.key: (m.seconds or np.nan) / size[unit[m.key]] for m in outcome.manifest.models}
+    steps = {
+        m.key: m.attempts[0].report.steps_per_draw
+        if m.attempts and m.attempts[0].report
+        else np.nan
+        for m in outcome.manifest.models
+    }
     estimates = outcome.estimates.merge(wave.truth, on=KEYS, validate="one_to_one")
     key = estimates["market"] + "/" + estimates["question_id"] + "/" + estimates["option"]
-    return estimates.assign(variant=variant, fit_seconds=key.map(seconds), fit=key.map(unit))
+    return estimates.assign(
+        variant=variant, fit_seconds=key.map(seconds), fit=key.map(unit), steps=key.map(steps)
+    )
 
 
 def _rmse(error: pd.Series) -> float:
@@ -198,6 +209,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         row["cover90"] = float(covered.mean())
         row["retried"] = float((fits["attempts"] > 1).mean())
         row["s/model"] = float(models["fit_seconds"].mean())
+        row["steps"] = float(fits["steps"].mean())
         rows[variant] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.insert(4, "/raked", out["groups"] / out.loc["raked", "groups"])

@@ -496,6 +496,7 @@ def fit_table(manifest: dict[str, Any]) -> pd.DataFrame:
                 "ess_bulk_min": last.get("ess_bulk_min"),
                 "ess_tail_min": last.get("ess_tail_min"),
                 "divergences": last.get("divergences"),
+                "steps_per_draw": (reports[0] if reports else {}).get("steps_per_draw"),
                 "n_respondents": model["n_respondents"],
             }
         )
@@ -774,6 +775,11 @@ def print_report(
         _section("convergence (core thresholds, after retries)")
         print(fits["status"].value_counts().to_string())
         print(f"attempts: {fits['attempts'].value_counts().sort_index().to_dict()}")
+        steps = pd.to_numeric(fits["steps_per_draw"], errors="coerce")
+        print(
+            f"leapfrog steps per draw at attempt 1: mean {steps.mean():.1f}, "
+            f"median {steps.median():.1f}, max {steps.max():.1f}"
+        )
         print(
             f"worst: r_hat {fits['r_hat_max'].max():.4f}, bulk ESS {fits['ess_bulk_min'].min():.0f}"
             f", tail ESS {fits['ess_tail_min'].min():.0f}, "

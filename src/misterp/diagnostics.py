@@ -90,7 +90,7 @@ def check_convergence(idata: Any, seconds: float = math.nan) -> ConvergenceRepor
     ess_bulk = az.ess(params, method="bulk", **axes)
     # what az.ess(Dataset, method="tail") uses when no prob is given
     ess_tail = az.ess(params, method="tail", prob=rcParams["stats.ci_prob"], **axes)
-    divergences, bfmi_min = -1, math.nan
+    divergences, bfmi_min, steps_per_draw = -1, math.nan, math.nan
     if (
         "sample_stats" in idata.children
         if hasattr(idata, "children")
@@ -103,6 +103,8 @@ def check_convergence(idata: Any, seconds: float = math.nan) -> ConvergenceRepor
             energy = np.asarray(stats["energy"], dtype=float)
             bfmi = np.square(np.diff(energy, axis=1)).mean(axis=1) / np.var(energy, axis=1)
             bfmi_min = float(np.min(bfmi))
+        if "n_steps" in stats:  # nutpie and PyMC both name it so
+            steps_per_draw = float(np.asarray(stats["n_steps"], dtype=float).mean())
     return ConvergenceReport(
         r_hat_max=_max_or_nan(r_hat),
         ess_bulk_min=_min_or_nan(ess_bulk),
@@ -112,6 +114,7 @@ def check_convergence(idata: Any, seconds: float = math.nan) -> ConvergenceRepor
         chains=chains,
         draws=draws,
         seconds=seconds,
+        steps_per_draw=steps_per_draw,
     )
 
 

@@ -144,6 +144,9 @@ class ConvergenceReport(Record):
     chains: int
     draws: int
     seconds: MaybeFloat = math.nan
+    #: Mean leapfrog steps per kept draw: what a draw costs, whatever the machine's load
+    #: (the geometry's price; NaN when the sampler does not report it, and in older records).
+    steps_per_draw: MaybeFloat = math.nan
 
     def failures(self, thresholds: ConvergenceThresholds) -> list[str]:
         """Human-readable reasons this attempt misses the thresholds (empty when it passes)."""

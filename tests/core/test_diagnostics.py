@@ -179,6 +179,16 @@ def test_counts_divergences_from_sample_stats() -> None:
     assert not result.passes(THRESHOLDS)
 
 
+def test_steps_per_draw_is_the_mean_tree_size_and_unknown_without_it() -> None:
+    values = np.random.default_rng(0).normal(size=(2, 4))
+    tree = posterior_tree(values)
+    stats = tree["sample_stats"].to_dataset()
+    steps = np.array([[3, 7, 15, 7], [31, 1, 3, 7]])
+    tree["sample_stats"] = stats.assign(n_steps=(("chain", "draw"), steps))
+    assert check_convergence(tree).steps_per_draw == 74 / 8
+    assert math.isnan(check_convergence(posterior_tree(values)).steps_per_draw)
+
+
 def test_chains_with_different_means_give_a_high_r_hat() -> None:
     values = np.random.default_rng(0).normal(size=(4, 1000)) + np.arange(4)[:, None] * 3.0
     result = check_convergence(posterior_tree(values))
