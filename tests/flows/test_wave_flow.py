@@ -58,6 +58,8 @@ def test_demo_wave_runs_end_to_end_on_s3(
         "sampler": PLUMBING_SAMPLER,
         "retry": {"max_attempts": 1},
         "workers": 2,
+        # each brand's association battery is one joint fit in a worker, split per option
+        "model": {"joint_questions": "multi"},
     }
 
     state = run_wave(config=config, wave="2026-10", return_state=True)
@@ -78,6 +80,12 @@ def test_demo_wave_runs_end_to_end_on_s3(
     estimates = store.read_parquet("2026-10/estimates.parquet")
     n_models = 2 * 2 + 2 * 2  # aware+consider per brand, 2 association options per brand
     assert summary.counts.models == n_models == len(manifest.models)
+    batteries = [m for m in manifest.models if m.spec["question_id"].startswith("assoc_")]
+    assert {m.spec["joint"] for m in batteries} == {"assoc_brand01", "assoc_brand02"}
+    for question in ("assoc_brand01", "assoc_brand02"):  # one fit: same attempts and seconds
+        members = [m for m in batteries if m.spec["question_id"] == question]
+        assert len({(m.seconds, m.attempts) for m in members}) == 1
+        assert len({m.fit_id for m in members}) == len(members)
     groups = 1 + len(wave.target_groups)
     assert len(estimates) == n_models * groups
     assert set(estimates["status"]) <= {"converged", "not_converged", "failed"}
