@@ -163,7 +163,9 @@ def fit_variant(
     }
     outcome = run_wave_inline(parse_config(config))
     specs = {m.key: m.spec for m in outcome.manifest.models}
-    unit = {key: f"{s['market']}/{s.get('joint') or key}" for key, s in specs.items()}
+    unit = {
+        key: f"{s['market']}/{s['joint']}" if s.get("joint") else key for key, s in specs.items()
+    }
     size = pd.Series(unit).value_counts()
     seconds = {m.key: (m.seconds or np.nan) / size[unit[m.key]] for m in outcome.manifest.models}
     steps = {

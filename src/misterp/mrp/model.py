@@ -124,23 +124,20 @@ def _zero_sum_group_intercepts(pymc_model: Any) -> Any:
             isinstance(op, ModelFreeRV) and op.name.startswith("1|") and op.name.endswith("_offset")
         ):
             continue
+        shape, dims, axes = shapes[op.name], op.dims, 1
         n_items = _items_of(op.name, pymc_model.coords)
-        if n_items is None:
-            rv = pm.ZeroSumNormal.dist(sigma=1.0, shape=shapes[op.name])
-            transform = ZeroSumTransform([-1])
-            value = transform.forward(rv).type(name=f"{op.name}_zerosum__")
-            replacement = model_free_rv(rv, value, transform, op.name, *op.dims)
-        else:
+        if n_items is not None:
             # An item deviation (1|x:option): levels are x-major, item last (Bambi's order),
             # so the flat offsets are a (levels of x, items) table. Zero sums over the items
             # (the shared effect x is their mean) and over the levels (the item's own
             # intercept is its mean) leave neither ridge to the sampler.
-            (size,) = shapes[op.name]
-            table = (size // n_items, n_items)
-            rv = pm.ZeroSumNormal.dist(sigma=1.0, shape=table, n_zerosum_axes=2)
-            transform = ZeroSumTransform([-2, -1])
-            value = transform.forward(rv).type(name=f"{op.name}_zerosum__")
-            replacement = model_free_rv(rv, value, transform, op.name).reshape((size,))
+            shape, dims, axes = (shape[0] // n_items, n_items), (), 2
+        rv = pm.ZeroSumNormal.dist(sigma=1.0, shape=shape, n_zerosum_axes=axes)
+        transform = ZeroSumTransform(list(range(-axes, 0)))
+        value = transform.forward(rv).type(name=f"{op.name}_zerosum__")
+        replacement = model_free_rv(rv, value, transform, op.name, *dims)
+        if n_items is not None:
+            replacement = replacement.reshape(shapes[op.name])
         fgraph.replace(node.outputs[0], replacement, import_missing=True)
     return model_from_fgraph(fgraph, mutate_fgraph=True)
 

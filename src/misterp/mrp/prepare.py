@@ -92,6 +92,14 @@ class PreparedWave:
             name: tuple(sorted(members, key=lambda s: s.key)) for name, members in families.items()
         }
 
+    @cached_property
+    def _family_data_hashes(self) -> dict[tuple[str, str], str]:
+        """Each family's data hash, from its stacked counts alone (no stacked cell frame)."""
+        return {
+            name: stacked_counts([self.counts[member.key] for member in members]).data_hash
+            for name, members in self._families.items()
+        }
+
     def members(self, spec: ModelSpec) -> tuple[ModelSpec, ...]:
         """The specs fitted together with ``spec`` (itself alone unless it is in a joint family)."""
         if spec.joint is None:
@@ -135,7 +143,8 @@ class PreparedWave:
         """
         if spec.joint is None:
             return PlannedFit(spec.key, spec.spec_hash, self.counts[spec.key].data_hash)
-        return PlannedFit(spec.key, spec.spec_hash, self.fit_unit(spec).counts.data_hash)
+        family_hash = self._family_data_hashes[(spec.market, spec.joint)]
+        return PlannedFit(spec.key, spec.spec_hash, family_hash)
 
     def planned_fits(self) -> list[PlannedFit]:
         """Every planned model, as the fit store compares them."""

@@ -131,8 +131,16 @@ def fit_prepared(
     For a member of a joint family this fits the family's model under its lead's key; its
     draws are the stacked cells of every item (``misterp.mrp.joint.split_draws`` splits them).
     """
+    return _fit_unit(prepared, prepared.fit_unit(spec), sampler, backends)
+
+
+def _fit_unit(
+    prepared: PreparedWave,
+    unit: FitUnit,
+    sampler: SamplerConfig | None,
+    backends: Mapping[str, Backend],
+) -> FitResult:
     config = prepared.config
-    unit = prepared.fit_unit(spec)
     return fit_with_policy(
         cell_sampler(unit.lead, unit.layout, unit.counts, config.model.priors, backends),
         extract_cell_draws,
@@ -183,7 +191,7 @@ def fit_and_record(
     sampler = start or config.sampler
     if cores is not None:
         sampler = sampler.model_copy(update={"cores": cores})
-    result = fit_prepared(prepared, spec, sampler, backends=backends)
+    result = _fit_unit(prepared, unit, sampler, backends)
     if start is not None and previous is not None:
         result.attempts[:0] = previous.attempts
         logger.info(
