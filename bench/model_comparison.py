@@ -24,6 +24,18 @@ age:gender sd.5
 pairwise
     ``age:gender + (1|age:education)``: a second pair a tracker might add without knowing
     which are real (the truth has only age x gender); what an unneeded term costs.
+sd gamma, sd gamma 1
+    ``age:gender sd.5`` with the main group effects' sds zero-avoiding too
+    (``priors.group_sd: gamma``): Gamma(2, 4) (mean 0.5) or Gamma(2, 2) (mean 1) instead of
+    HalfNormal(1). With few levels (4 education bands, 5 regions) the HalfNormal sd's posterior
+    reaches into the funnel at 0, the parameters with the lowest ESS and the highest R-hat.
+    The simulator's true sds are 0.3-0.7 (mean 0.5 is near them): ``--effect-scale 2`` tests
+    the prior against effects twice as large.
+margins, margins sd gamma
+    ``age:gender sd.5`` and ``sd gamma`` with the interaction's levels summing to zero along
+    age and along gender (``priors.interaction_zero_sum: margins``, the pure interaction)
+    instead of once over all ten pairs, which leaves the interaction able to mimic the age
+    and gender main effects.
 joint, joint brands
     ``age:gender sd.5`` fitted as joint models (issue 14, item 3): ``joint`` makes each brand's
     association battery one model (``model.joint_questions: multi``), ``joint brands`` all
@@ -80,7 +92,13 @@ import numpy as np
 import pandas as pd
 
 from misterp.config import parse_config
-from misterp.mrp.simulate import DEFAULT_LEVELS, SimulatedWave, WaveTruthSpec, simulate_wave
+from misterp.mrp.simulate import (
+    DEFAULT_EFFECT_SD,
+    DEFAULT_LEVELS,
+    SimulatedWave,
+    WaveTruthSpec,
+    simulate_wave,
+)
 from misterp.mrp.wave import run_wave_inline
 
 MARKET = "DE"
@@ -101,6 +119,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "age:gender": (f"{MAIN} + (1|age:gender)", {"interaction_sigma": None}, {}),
     "age:gender sd.5": (f"{MAIN} + (1|age:gender)", {}, {}),
     "pairwise": (f"{MAIN} + (1|age:gender) + (1|age:education)", {}, {}),
+    "sd gamma": (f"{MAIN} + (1|age:gender)", {"group_sd": "gamma", "group_sigma": 0.5}, {}),
+    "sd gamma 1": (f"{MAIN} + (1|age:gender)", {"group_sd": "gamma", "group_sigma": 1.0}, {}),
+    "margins": (f"{MAIN} + (1|age:gender)", {"interaction_zero_sum": "margins"}, {}),
+    "margins sd gamma": (
+        f"{MAIN} + (1|age:gender)",
+        {"interaction_zero_sum": "margins", "group_sd": "gamma", "group_sigma": 0.5},
+        {},
+    ),
     "rw-age": (MAIN, AGE_WALK, {}),
     "rw-age + age:gender sd.5": (f"{MAIN} + (1|age:gender)", AGE_WALK, {}),
     "joint": (f"{MAIN} + (1|age:gender)", {}, {"joint_questions": "multi"}),
@@ -121,6 +147,7 @@ def truth_spec(
     associations: int = len(ASSOCIATIONS),
     association_shared: float = 0.0,
     rare_awareness: float | None = None,
+    effect_scale: float = 1.0,
 ) -> WaveTruthSpec:
     """One market, three brands, two association options (by default): 12 models per wave."""
     options = (
@@ -138,6 +165,7 @@ def truth_spec(
         rare_brand=None if rare_awareness is None else BRANDS[-1],
         rare_awareness=rare_awareness or 0.07,
         interaction_sd={PAIR: interaction_sd} if interaction_sd > 0 else {},
+        effect_sd={dim: sd * effect_scale for dim, sd in DEFAULT_EFFECT_SD.items()},
     )
 
 
@@ -249,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         help=f"pin {BRANDS[-1]}'s awareness (a small association base); default: not pinned",
     )
+    parser.add_argument(
+        "--effect-scale",
+        type=float,
+        default=1.0,
+        help="multiply the true demographic effects' sds (0.3-0.7 on the logit scale)",
+    )
     parser.add_argument("--output", type=Path, help="keep the waves here (default: temporary)")
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), help="fit only these (default: all)"
@@ -265,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.associations,
         args.association_shared,
         args.rare_awareness,
+        args.effect_scale,
     )
     root = args.output or Path(tempfile.mkdtemp(prefix="model-comparison-"))
     started = time.perf_counter()

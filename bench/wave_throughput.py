@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import os
@@ -856,6 +857,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("zero_sum", "normal"),
         help="model.priors.group_effects for both misterp and the naive fit (default: misterp's)",
     )
+    parser.add_argument(
+        "--priors",
+        type=json.loads,
+        default={},
+        help='model.priors overrides as JSON for both fits, e.g. \'{"group_sd": "gamma"}\'',
+    )
     return parser
 
 
@@ -901,8 +908,11 @@ def _run(args: argparse.Namespace, shape: WaveShape, work: Path) -> int:
         config["workers"] = args.workers
     if overrides := _sampler_overrides(args):
         config["sampler"] = overrides
-    if args.group_effects:
-        config["model"] = {"priors": {"group_effects": args.group_effects}}
+    priors = dict(args.priors) | (
+        {"group_effects": args.group_effects} if args.group_effects else {}
+    )
+    if priors:
+        config["model"] = {"priors": priors}
     with RssMonitor() as monitor:
         engine = run_flow if args.engine == "flow" else run_inline
         run = engine(config, monitor)

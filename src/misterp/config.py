@@ -154,6 +154,11 @@ class PriorConfig(_Frozen):
     intercept_sigma: float = Field(2.5, gt=0, description="Intercept ~ Normal(0, s)")
     common_sigma: float = Field(1.0, gt=0, description="common (fixed) effects ~ Normal(0, s)")
     group_sigma: float = Field(1.0, gt=0, description="group-effect sd ~ HalfNormal(s)")
+    group_sd: Literal["half_normal", "gamma"] = Field(
+        "half_normal",
+        description="prior of the main group effects' sds: 'half_normal', HalfNormal(group_sigma);"
+        " 'gamma', Gamma(2, 2/group_sigma) (mean group_sigma, zero-avoiding)",
+    )
     # Measured on 36 simulated models (bench/wave_throughput.py --group-effects, and the
     # closing note of issue 14): zero_sum needs about half the leapfrog steps per draw, and
     # 1 fit in 36 had divergences at the first attempt against 9 in 36 with normal.
@@ -166,6 +171,12 @@ class PriorConfig(_Frozen):
         description="sd ~ Gamma(2, 2/s) (mean s, zero-avoiding) of interaction group effects "
         "such as (1|age:gender); None: HalfNormal(group_sigma) like the other group effects. "
         "It keeps an interaction the data do not support from becoming a funnel at sd 0",
+    )
+    interaction_zero_sum: Literal["margins", "total"] = Field(
+        "total",
+        description="with zero_sum group effects, how a two-way interaction (1|a:b) whose "
+        "factors are main effects sums to zero: 'margins', along each factor (the pure "
+        "interaction, identified apart from the main effects); 'total', once over all pairs",
     )
     group_effects: Literal["zero_sum", "normal"] = Field(
         "zero_sum",

@@ -90,3 +90,69 @@ def test_interaction_sigma_tightens_only_the_interaction_terms_sd() -> None:
     tight = sd_priors(PriorConfig(interaction_sigma=0.3))
     assert tight.pop("1|age:gender") == ("Gamma", pytest.approx(0.3))
     assert tight == main
+
+
+def test_group_sd_gamma_makes_the_main_group_sds_zero_avoiding() -> None:
+    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
+    data = WaveData(
+        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
+    )
+    layouts = build_market_cells(data, {})
+    spec = ModelSpec("DE", "aware_brand01", "yes", FORMULA)
+    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+
+    def sd_of(priors: PriorConfig) -> dict[str, tuple[str, dict[str, float]]]:
+        model = build_model(spec, layouts["DE"], counts, priors)
+        terms = model.parameters[model.family.likelihood.parent].group_specific_terms
+        return {
+            n: (t.prior.args["sigma"].name, t.prior.args["sigma"].args) for n, t in terms.items()
+        }
+
+    for group_sigma in (0.5, 1.0):
+        sds = sd_of(PriorConfig(group_sd="gamma", group_sigma=group_sigma))
+        for term in ("1|age", "1|education", "1|region"):
+            name, args = sds[term]
+            assert name == "Gamma"  # zero density at sd 0: no funnel for a term with few levels
+            assert args["alpha"] == 2.0
+            assert args["alpha"] / args["beta"] == pytest.approx(group_sigma)  # mean group_sigma
+        # the interaction keeps its own prior
+        assert sds["1|age:gender"][0] == "Gamma"
+        assert sds["1|age:gender"][1]["beta"] == pytest.approx(4.0)
+    assert sd_of(PriorConfig(group_sd="half_normal"))["1|age"] == ("HalfNormal", {"sigma": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("formula", "zero_sum", "pure"),
+    [
+        (FORMULA, "margins", True),
+        (FORMULA, "total", False),
+        # without age as a main effect the interaction must keep the age effect itself
+        ("p(yes, n) ~ 1 + gender + (1|education) + (1|age:gender)", "margins", False),
+    ],
+)
+def test_interaction_zero_sum_margins_makes_the_interaction_pure(
+    formula: str, zero_sum: str, pure: bool
+) -> None:
+    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
+    data = WaveData(
+        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
+    )
+    layouts = build_market_cells(data, {})
+    spec = ModelSpec("DE", "aware_brand01", "yes", formula)
+    counts = aggregate_cells(data, layouts, [spec])[spec.key]
+    priors = PriorConfig(interaction_zero_sum=zero_sum)  # type: ignore[arg-type]
+    model = pymc_model_of(build_model(spec, layouts["DE"], counts, priors), priors)
+
+    sizes = {name: np.size(v) for name, v in model.initial_point().items()}
+    # 5 ages x 2 genders: (5 - 1) x (2 - 1) free values for the pure interaction, else 10 - 1
+    assert sizes["1|age:gender_offset_zerosum__"] == (4 if pure else 9)
+    rng = np.random.default_rng(7)
+    point = {k: rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}
+    effect = model.compile_fn(
+        model["1|age:gender"], inputs=model.value_vars, on_unused_input="ignore"
+    )(point)
+    table = effect.reshape(5, 2)  # Bambi's order: age-major, gender last
+    assert abs(effect.sum()) < 1e-9
+    assert np.allclose(table.sum(axis=1), 0.0) == pure  # no age main effect inside
+    assert np.allclose(table.sum(axis=0), 0.0) == pure  # no gender main effect inside
+    assert np.abs(effect).max() > 0.1

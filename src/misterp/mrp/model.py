@@ -70,7 +70,11 @@ def bambi_model(formula: str, frame: Any, family: str, priors: PriorConfig) -> b
     model.set_priors(
         common=bmb.Prior("Normal", mu=0, sigma=priors.common_sigma),
         group_specific=bmb.Prior(
-            "Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=priors.group_sigma)
+            "Normal",
+            mu=0,
+            sigma=bmb.Prior("HalfNormal", sigma=priors.group_sigma)
+            if priors.group_sd == "half_normal"
+            else bmb.Prior("Gamma", alpha=2.0, beta=2.0 / priors.group_sigma),
         ),
     )
     if priors.interaction_sigma is not None:
@@ -105,11 +109,16 @@ def pymc_model_of(model: bmb.Model, priors: PriorConfig) -> Any:
     if priors.random_walk:  # first: the walk replaces its terms' offsets, zero-sum the rest
         pymc_model = random_walk_group_intercepts(pymc_model, priors.random_walk)
     if priors.group_effects == "zero_sum":
-        pymc_model = _zero_sum_group_intercepts(pymc_model)
+        terms = model.parameters[model.family.likelihood.parent]
+        main_effects = {name for name in terms.common_terms if ":" not in name} | {
+            name.removeprefix("1|") for name in terms.group_specific_terms if ":" not in name
+        }
+        pure = frozenset(main_effects) if priors.interaction_zero_sum == "margins" else None
+        pymc_model = _zero_sum_group_intercepts(pymc_model, pure)
     return pymc_model
 
 
-def _zero_sum_group_intercepts(pymc_model: Any) -> Any:
+def _zero_sum_group_intercepts(pymc_model: Any, main_effects: frozenset[str] | None) -> Any:
     import pymc as pm
     from pymc.distributions.transforms import ZeroSumTransform
     from pymc.model.fgraph import ModelFreeRV, fgraph_from_model, model_free_rv, model_from_fgraph
@@ -132,14 +141,46 @@ def _zero_sum_group_intercepts(pymc_model: Any) -> Any:
             # (the shared effect x is their mean) and over the levels (the item's own
             # intercept is its mean) leave neither ridge to the sampler.
             shape, dims, axes = (shape[0] // n_items, n_items), (), 2
+        elif main_effects is not None and (
+            grid := _pure_interaction_grid(op.name, pymc_model.coords, main_effects)
+        ):
+            # A two-way interaction (1|a:b) whose factors are also main effects: its levels
+            # (a-major, Bambi's order) are an (a, b) table. Zero sums along b remove what
+            # depends on a alone (the main effect of a already says that) and along a what
+            # depends on b alone, so the interaction is the pure interaction: without them
+            # a large interaction sd and a small main-effect sd describe the same cells, a
+            # ridge where the divergences of the age x gender model sat.
+            shape, dims, axes = grid, (), 2
         rv = pm.ZeroSumNormal.dist(sigma=1.0, shape=shape, n_zerosum_axes=axes)
         transform = ZeroSumTransform(list(range(-axes, 0)))
         value = transform.forward(rv).type(name=f"{op.name}_zerosum__")
         replacement = model_free_rv(rv, value, transform, op.name, *dims)
-        if n_items is not None:
+        if axes == 2:
             replacement = replacement.reshape(shapes[op.name])
         fgraph.replace(node.outputs[0], replacement, import_missing=True)
     return model_from_fgraph(fgraph, mutate_fgraph=True)
+
+
+def _pure_interaction_grid(
+    name: str, coords: Mapping[str, Any], main_effects: frozenset[str]
+) -> tuple[int, int] | None:
+    """The (levels of a, levels of b) table of a ``1|a:b_offset``, or None to keep it flat.
+
+    None unless both factors are main effects of the model and the term's levels are the
+    complete a-major grid of both factors' levels (Bambi's order when every pair is a cell).
+    """
+    term = name.removeprefix("1|").removesuffix("_offset")
+    factors = term.split(":")
+    if len(factors) != 2 or not set(factors) <= main_effects:
+        return None
+    labels = [str(label).split(":") for label in coords.get(f"{term}__factor_dim", ())]
+    if not labels or any(len(parts) != 2 for parts in labels):
+        return None
+    firsts = list(dict.fromkeys(parts[0] for parts in labels))
+    seconds = list(dict.fromkeys(parts[1] for parts in labels))
+    if labels != [[a, b] for a in firsts for b in seconds]:
+        return None
+    return len(firsts), len(seconds)
 
 
 def _items_of(name: str, coords: Mapping[str, Any]) -> int | None:
