@@ -20,7 +20,8 @@ main
 age:gender
     ``main + (1|age:gender)`` with the sd ~ HalfNormal(group_sigma) of the other group terms.
 age:gender sd.5
-    The same with the default interaction prior, sd ~ Gamma(2, 4) (mean 0.5): the default model.
+    The same with the interaction's sd ~ Gamma(2, 4) (mean 0.5): the previous default model.
+    These first variants keep that model's other priors (``OLD``).
 pairwise
     ``age:gender + (1|age:education)``: a second pair a tracker might add without knowing
     which are real (the truth has only age x gender); what an unneeded term costs.
@@ -36,8 +37,10 @@ margins, margins sd gamma
     age and along gender (``priors.interaction_zero_sum: margins``, the pure interaction)
     instead of once over all ten pairs, which leaves the interaction able to mimic the age
     and gender main effects.
+default
+    misterp's default model as it is now (``margins sd gamma``).
 joint, joint brands
-    ``age:gender sd.5`` fitted as joint models (issue 14, item 3): ``joint`` makes each brand's
+    ``default`` fitted as joint models (issue 14, item 3): ``joint`` makes each brand's
     association battery one model (``model.joint_questions: multi``), ``joint brands`` all
     brands' batteries one model (``model.joint_families``): shared demographic effects plus
     partially pooled deviations per item. Give them something to share with
@@ -114,21 +117,30 @@ AGE_WALK = {"random_walk": {"age": list(DEFAULT_LEVELS["age"])}}
 ALL_BATTERIES = "every assoc_ question"
 #: Variant name: formula, priors (``model.priors`` overrides; {} = misterp's defaults) and
 #: other ``model`` settings.
+#: The priors of the previous default model (HalfNormal(1) group sds,
+#: the interaction summing to zero once over all pairs), which the variants before
+#: ``margins sd gamma`` were measured with.
+OLD = {"group_sd": "half_normal", "group_sigma": 1.0, "interaction_zero_sum": "total"}
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "main": (MAIN, {}, {}),
-    "age:gender": (f"{MAIN} + (1|age:gender)", {"interaction_sigma": None}, {}),
-    "age:gender sd.5": (f"{MAIN} + (1|age:gender)", {}, {}),
-    "pairwise": (f"{MAIN} + (1|age:gender) + (1|age:education)", {}, {}),
-    "sd gamma": (f"{MAIN} + (1|age:gender)", {"group_sd": "gamma", "group_sigma": 0.5}, {}),
-    "sd gamma 1": (f"{MAIN} + (1|age:gender)", {"group_sd": "gamma", "group_sigma": 1.0}, {}),
-    "margins": (f"{MAIN} + (1|age:gender)", {"interaction_zero_sum": "margins"}, {}),
+    "main": (MAIN, OLD, {}),
+    "age:gender": (f"{MAIN} + (1|age:gender)", OLD | {"interaction_sigma": None}, {}),
+    "age:gender sd.5": (f"{MAIN} + (1|age:gender)", OLD, {}),
+    "pairwise": (f"{MAIN} + (1|age:gender) + (1|age:education)", OLD, {}),
+    "sd gamma": (f"{MAIN} + (1|age:gender)", OLD | {"group_sd": "gamma", "group_sigma": 0.5}, {}),
+    "sd gamma 1": (
+        f"{MAIN} + (1|age:gender)",
+        OLD | {"group_sd": "gamma", "group_sigma": 1.0},
+        {},
+    ),
+    "margins": (f"{MAIN} + (1|age:gender)", OLD | {"interaction_zero_sum": "margins"}, {}),
     "margins sd gamma": (
         f"{MAIN} + (1|age:gender)",
         {"interaction_zero_sum": "margins", "group_sd": "gamma", "group_sigma": 0.5},
         {},
     ),
-    "rw-age": (MAIN, AGE_WALK, {}),
-    "rw-age + age:gender sd.5": (f"{MAIN} + (1|age:gender)", AGE_WALK, {}),
+    "default": (f"{MAIN} + (1|age:gender)", {}, {}),
+    "rw-age": (MAIN, OLD | AGE_WALK, {}),
+    "rw-age + age:gender sd.5": (f"{MAIN} + (1|age:gender)", OLD | AGE_WALK, {}),
     "joint": (f"{MAIN} + (1|age:gender)", {}, {"joint_questions": "multi"}),
     "joint brands": (
         f"{MAIN} + (1|age:gender)",

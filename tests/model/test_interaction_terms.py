@@ -35,9 +35,10 @@ def test_interaction_group_term_is_zero_sum_and_compiles() -> None:
     priors = PriorConfig(group_effects="zero_sum")
     model = pymc_model_of(build_model(spec, layouts["DE"], counts, priors), priors)
 
-    # 5 ages x 2 genders: one level per pair, 9 free values once they sum to zero
+    # 5 ages x 2 genders: one level per pair, the pure interaction by default: (5-1) x (2-1)
+    # free values once they sum to zero along age and along gender
     sizes = {name: np.size(v) for name, v in model.initial_point().items()}
-    assert sizes["1|age:gender_offset_zerosum__"] == 5 * 2 - 1
+    assert sizes["1|age:gender_offset_zerosum__"] == (5 - 1) * (2 - 1)
     assert "1|age:gender_offset" not in sizes
     assert sizes["1|age:gender_sigma_log__"] == 1
     rng = np.random.default_rng(1)
@@ -80,16 +81,20 @@ def test_interaction_sigma_tightens_only_the_interaction_terms_sd() -> None:
                 out[name] = (sd.name, sd.args["sigma"])
         return out
 
+    old = PriorConfig(group_sd="half_normal", group_sigma=1.0)
     main = dict.fromkeys(["1|age", "1|education", "1|region"], ("HalfNormal", 1.0))
-    default = sd_priors(PriorConfig())
+    default = sd_priors(old)
     assert default.pop("1|age:gender") == ("Gamma", pytest.approx(0.5))  # zero-avoiding, mean 0.5
     assert default == main
-    assert sd_priors(PriorConfig(interaction_sigma=None)) == main | {
+    assert sd_priors(old.model_copy(update={"interaction_sigma": None})) == main | {
         "1|age:gender": ("HalfNormal", 1.0)
     }
-    tight = sd_priors(PriorConfig(interaction_sigma=0.3))
+    tight = sd_priors(old.model_copy(update={"interaction_sigma": 0.3}))
     assert tight.pop("1|age:gender") == ("Gamma", pytest.approx(0.3))
     assert tight == main
+    # misterp's defaults: every group sd zero-avoiding with mean 0.5
+    gamma = dict.fromkeys(["1|age", "1|education", "1|region"], ("Gamma", pytest.approx(0.5)))
+    assert sd_priors(PriorConfig()) == gamma | {"1|age:gender": ("Gamma", pytest.approx(0.5))}
 
 
 def test_group_sd_gamma_makes_the_main_group_sds_zero_avoiding() -> None:
@@ -118,7 +123,8 @@ def test_group_sd_gamma_makes_the_main_group_sds_zero_avoiding() -> None:
         # the interaction keeps its own prior
         assert sds["1|age:gender"][0] == "Gamma"
         assert sds["1|age:gender"][1]["beta"] == pytest.approx(4.0)
-    assert sd_of(PriorConfig(group_sd="half_normal"))["1|age"] == ("HalfNormal", {"sigma": 1.0})
+    old = PriorConfig(group_sd="half_normal", group_sigma=1.0)
+    assert sd_of(old)["1|age"] == ("HalfNormal", {"sigma": 1.0})
 
 
 @pytest.mark.parametrize(
