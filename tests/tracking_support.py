@@ -46,6 +46,7 @@ def publish_fake_wave(
     formulas: Mapping[str, str] | None = None,
     statuses: Mapping[str, FitStatus] | None = None,
     tracking: Mapping[str, Any] | None = None,
+    priors: Mapping[str, Any] | None = None,
     complete: bool = True,
 ) -> None:
     """Write a wave: ``draws[key][group]`` is that model's (draws,) posterior (None: failed)."""
@@ -107,6 +108,8 @@ def publish_fake_wave(
     config: dict[str, Any] = {"target_groups": dict(target_groups)}
     if tracking is not None:
         config["tracking"] = dict(tracking)
+    if priors is not None:
+        config["model"] = {"priors": dict(priors)}
     manifest = Manifest(
         wave=wave,
         input=None,

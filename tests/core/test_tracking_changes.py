@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from misterp.config import PriorConfig
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 from misterp.tracking.changes import (
@@ -141,6 +142,26 @@ def test_census_and_formula_changes_are_noted(tmp_path: Path) -> None:
 
     assert "formula changed since 2026-10" in note
     assert "census changed since 2026-10" in note
+
+
+def test_a_change_of_model_priors_is_not_like_for_like(tmp_path: Path) -> None:
+    store = ResultStore(str(tmp_path))
+    # written before group_sd and interaction_zero_sum existed: the model they meant
+    before = PriorConfig(group_sd="half_normal", group_sigma=1.0, interaction_zero_sum="total")
+    legacy = before.model_dump(mode="json", exclude={"group_sd", "interaction_zero_sum"})
+    publish_fake_wave(store, "2026-09", _two_models(0.25, 0.25), priors=legacy)
+    publish_fake_wave(store, "2026-10", _two_models(0.25, 0.25), priors=before.model_dump())
+    publish_fake_wave(
+        store, "2026-11", _two_models(0.5, 0.5), priors=PriorConfig().model_dump(mode="json")
+    )
+
+    # the same model, recorded with and without the later keys: comparable
+    assert _row(wave_changes(store, "2026-10"), "previous")["comparable"]
+    row = _row(wave_changes(store, "2026-11"), "previous")
+    assert not row["comparable"]
+    assert pd.isna(row["flag"])
+    assert "model priors changed since 2026-10" in row["note"]
+    assert row["mean"] == 0.25  # the numbers are kept
 
 
 def test_a_census_update_in_one_market_leaves_the_other_markets_comparable(

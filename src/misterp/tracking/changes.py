@@ -207,6 +207,27 @@ def tracking_of(manifest: Manifest) -> TrackingConfig:
 # -- the references of a wave -----------------------------------------------------------------
 
 
+#: Prior settings added after waves had been published, with the value those waves were
+#: fitted with: their manifests lack the key, and reading it as today's default would call
+#: two different models the same.
+PRIORS_BEFORE_THEY_EXISTED: dict[str, Any] = {
+    "group_sd": "half_normal",
+    "interaction_zero_sum": "total",
+}
+
+
+def priors_of(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The model priors a wave was fitted with, from its manifest's config; None if unknown.
+
+    >>> priors_of({"model": {"priors": {"group_sigma": 1.0}}})["group_sd"]
+    'half_normal'
+    >>> priors_of({"target_groups": {}}) is None
+    True
+    """
+    priors = (config.get("model") or {}).get("priors")
+    return None if priors is None else PRIORS_BEFORE_THEY_EXISTED | dict(priors)
+
+
 @dataclass
 class _Wave:
     """A complete wave as the comparison needs it: its models by key, groups and census."""
@@ -215,6 +236,7 @@ class _Wave:
     models: dict[str, ManifestModel]
     target_groups: dict[str, Any]
     census: dict[str, str]  # market ("" for the whole input, older manifests) -> hash
+    priors: dict[str, Any] | None = None  # None: not recorded (a hand-made manifest)
 
     @classmethod
     def read(cls, manifest: Manifest) -> _Wave:
@@ -229,6 +251,7 @@ class _Wave:
             models={model.key: model for model in manifest.models},
             target_groups=dict(manifest.config.get("target_groups") or {}),
             census=census or {"": hashes.get("poststrat", "")},
+            priors=priors_of(manifest.config),
         )
 
     def census_of(self, market: str) -> str | None:
@@ -405,6 +428,10 @@ def _differences(
                         )
                     if changed:
                         problems.append(f"{what} changed since {other.wave}")
+                if None not in (other.priors, this.priors) and other.priors != this.priors:
+                    # another model, even with the same formula: a shift in a small group can
+                    # be the prior's; `misterp run` of the earlier wave refits it with these
+                    problems.append(f"model priors changed since {other.wave}")
                 market = str(spec.get("market", ""))
                 if other.census_of(market) != this.census_of(market):
                     problems.append(f"census changed since {other.wave}")
