@@ -430,7 +430,8 @@ def _differences(
                         problems.append(f"{what} changed since {other.wave}")
                 if None not in (other.priors, this.priors) and other.priors != this.priors:
                     # another model, even with the same formula: a shift in a small group can
-                    # be the prior's; `misterp run` of the earlier wave refits it with these
+                    # be the prior's; `misterp run` of the earlier wave refits it with the
+                    # current priors
                     problems.append(f"model priors changed since {other.wave}")
                 market = str(spec.get("market", ""))
                 if other.census_of(market) != this.census_of(market):
