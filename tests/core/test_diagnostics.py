@@ -19,7 +19,7 @@ from misterp.diagnostics import (
 
 THRESHOLDS = ConvergenceThresholds()  # r_hat 1.01, ESS 400/400, 0 divergences
 POLICY = RetryPolicy()  # 3 attempts, ladder [0.99, 0.995], x2 tune, x2 draws
-SAMPLER = SamplerConfig()  # 1000 draws, 1000 tune, target_accept 0.95
+SAMPLER = SamplerConfig(tune=1000)  # 1000 draws, 1000 tune, target_accept 0.95
 
 
 def report(**changes: float) -> ConvergenceReport:
