@@ -100,9 +100,11 @@ def pymc_model_of(model: bmb.Model, priors: PriorConfig) -> Any:
     leaves the likelihood unchanged, a ridge that the sampler pays for in leapfrog steps.
     A level with no respondents (all census levels are in the model) is then predicted around
     the mean of the others with sd about ``sd``, the sum-to-zero form of the N(0, sd) policy.
-    The terms of ``priors.random_walk`` get a centred random walk across their ordered levels
-    instead (:func:`misterp.mrp.ordered.random_walk_group_intercepts`), whichever
-    ``group_effects``.
+    With ``priors.interaction_zero_sum == "margins"`` a two-way interaction whose factors are
+    both main effects sums to zero along each factor (:func:`_pure_interaction_grid`), so it
+    holds only what the main effects cannot say. The terms of ``priors.random_walk`` get a
+    centred random walk across their ordered levels instead
+    (:func:`misterp.mrp.ordered.random_walk_group_intercepts`), whichever ``group_effects``.
     """
     model.build()
     pymc_model = model.backend.model
