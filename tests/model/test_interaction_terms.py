@@ -6,13 +6,31 @@ import numpy as np
 import pytest
 
 from misterp.config import PriorConfig
-from misterp.mrp.cells import aggregate_cells, build_market_cells
+from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, pymc_model_of
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec, check_formula
 
 FORMULA = "p(yes, n) ~ 1 + gender + (1|age) + (1|education) + (1|region) + (1|age:gender)"
+
+
+def _one_market(formula: str = FORMULA) -> tuple[ModelSpec, MarketCells, CellCounts]:
+    """One simulated market's awareness question under ``formula``: spec, layout, counts."""
+    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
+    data = WaveData(
+        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
+    )
+    layouts = build_market_cells(data, {})
+    spec = ModelSpec("DE", "aware_brand01", "yes", formula)
+    return spec, layouts["DE"], aggregate_cells(data, layouts, [spec])[spec.key]
+
+
+def _sd_priors(priors: PriorConfig) -> dict[str, tuple[str, dict[str, float]]]:
+    """Each group term's sd prior under ``priors``: its distribution's name and arguments."""
+    model = build_model(*_one_market(), priors)
+    terms = model.parameters[model.family.likelihood.parent].group_specific_terms
+    return {n: (t.prior.args["sigma"].name, t.prior.args["sigma"].args) for n, t in terms.items()}
 
 
 def test_interaction_group_term_is_zero_sum_and_compiles() -> None:
@@ -60,26 +78,12 @@ def test_interaction_group_term_is_zero_sum_and_compiles() -> None:
 
 
 def test_interaction_sigma_tightens_only_the_interaction_terms_sd() -> None:
-    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
-    data = WaveData(
-        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
-    )
-    layouts = build_market_cells(data, {})
-    spec = ModelSpec("DE", "aware_brand01", "yes", FORMULA)
-    counts = aggregate_cells(data, layouts, [spec])[spec.key]
-
     def sd_priors(priors: PriorConfig) -> dict[str, tuple[str, float]]:
         """Each group term's sd prior: its distribution and its mean."""
-        model = build_model(spec, layouts["DE"], counts, priors)
-        terms = model.parameters[model.family.likelihood.parent].group_specific_terms
-        out = {}
-        for name, term in terms.items():
-            sd = term.prior.args["sigma"]
-            if sd.name == "Gamma":
-                out[name] = (sd.name, sd.args["alpha"] / sd.args["beta"])
-            else:
-                out[name] = (sd.name, sd.args["sigma"])
-        return out
+        return {
+            name: (sd, args["alpha"] / args["beta"] if sd == "Gamma" else args["sigma"])
+            for name, (sd, args) in _sd_priors(priors).items()
+        }
 
     old = PriorConfig(group_sd="half_normal", group_sigma=1.0)
     main = dict.fromkeys(["1|age", "1|education", "1|region"], ("HalfNormal", 1.0))
@@ -98,23 +102,8 @@ def test_interaction_sigma_tightens_only_the_interaction_terms_sd() -> None:
 
 
 def test_group_sd_gamma_makes_the_main_group_sds_zero_avoiding() -> None:
-    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
-    data = WaveData(
-        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
-    )
-    layouts = build_market_cells(data, {})
-    spec = ModelSpec("DE", "aware_brand01", "yes", FORMULA)
-    counts = aggregate_cells(data, layouts, [spec])[spec.key]
-
-    def sd_of(priors: PriorConfig) -> dict[str, tuple[str, dict[str, float]]]:
-        model = build_model(spec, layouts["DE"], counts, priors)
-        terms = model.parameters[model.family.likelihood.parent].group_specific_terms
-        return {
-            n: (t.prior.args["sigma"].name, t.prior.args["sigma"].args) for n, t in terms.items()
-        }
-
     for group_sigma in (0.5, 1.0):
-        sds = sd_of(PriorConfig(group_sd="gamma", group_sigma=group_sigma))
+        sds = _sd_priors(PriorConfig(group_sd="gamma", group_sigma=group_sigma))
         for term in ("1|age", "1|education", "1|region"):
             name, args = sds[term]
             assert name == "Gamma"  # zero density at sd 0: no funnel for a term with few levels
@@ -124,7 +113,7 @@ def test_group_sd_gamma_makes_the_main_group_sds_zero_avoiding() -> None:
         assert sds["1|age:gender"][0] == "Gamma"
         assert sds["1|age:gender"][1]["beta"] == pytest.approx(4.0)
     old = PriorConfig(group_sd="half_normal", group_sigma=1.0)
-    assert sd_of(old)["1|age"] == ("HalfNormal", {"sigma": 1.0})
+    assert _sd_priors(old)["1|age"] == ("HalfNormal", {"sigma": 1.0})
 
 
 @pytest.mark.parametrize(
@@ -139,15 +128,8 @@ def test_group_sd_gamma_makes_the_main_group_sds_zero_avoiding() -> None:
 def test_interaction_zero_sum_margins_makes_the_interaction_pure(
     formula: str, zero_sum: str, pure: bool
 ) -> None:
-    wave = simulate_wave(3, WaveTruthSpec(markets=("DE",), brands=("brand01",), rare_brand=None))
-    data = WaveData(
-        wave.respondents, wave.answers, wave.poststrat, wave.questions, wave.demographics
-    )
-    layouts = build_market_cells(data, {})
-    spec = ModelSpec("DE", "aware_brand01", "yes", formula)
-    counts = aggregate_cells(data, layouts, [spec])[spec.key]
     priors = PriorConfig(interaction_zero_sum=zero_sum)  # type: ignore[arg-type]
-    model = pymc_model_of(build_model(spec, layouts["DE"], counts, priors), priors)
+    model = pymc_model_of(build_model(*_one_market(formula), priors), priors)
 
     sizes = {name: np.size(v) for name, v in model.initial_point().items()}
     # 5 ages x 2 genders: (5 - 1) x (2 - 1) free values for the pure interaction, else 10 - 1

@@ -74,7 +74,7 @@ def bambi_model(formula: str, frame: Any, family: str, priors: PriorConfig) -> b
             mu=0,
             sigma=bmb.Prior("HalfNormal", sigma=priors.group_sigma)
             if priors.group_sd == "half_normal"
-            else bmb.Prior("Gamma", alpha=2.0, beta=2.0 / priors.group_sigma),
+            else _zero_avoiding_sd(priors.group_sigma),
         ),
     )
     if priors.interaction_sigma is not None:
@@ -84,10 +84,14 @@ def bambi_model(formula: str, frame: Any, family: str, priors: PriorConfig) -> b
             # Gamma(2, 2/s): mean s and zero density at 0, so an interaction the data do not
             # support cannot pull its sd into the funnel at 0 (HalfNormal(s) can: 15 % of the
             # fits needed a retry on a wave without a true interaction, 8 % with this).
-            sd = bmb.Prior("Gamma", alpha=2.0, beta=2.0 / priors.interaction_sigma)
-            tighter = bmb.Prior("Normal", mu=0, sigma=sd)
+            tighter = bmb.Prior("Normal", mu=0, sigma=_zero_avoiding_sd(priors.interaction_sigma))
             model.set_priors(priors=dict.fromkeys(interactions, tighter))
     return model
+
+
+def _zero_avoiding_sd(mean: float) -> bmb.Prior:
+    """Gamma(2, 2/mean): mean ``mean`` and zero density at 0, so no funnel at sd 0."""
+    return bmb.Prior("Gamma", alpha=2.0, beta=2.0 / mean)
 
 
 def pymc_model_of(model: bmb.Model, priors: PriorConfig) -> Any:
@@ -111,12 +115,15 @@ def pymc_model_of(model: bmb.Model, priors: PriorConfig) -> Any:
     if priors.random_walk:  # first: the walk replaces its terms' offsets, zero-sum the rest
         pymc_model = random_walk_group_intercepts(pymc_model, priors.random_walk)
     if priors.group_effects == "zero_sum":
-        terms = model.parameters[model.family.likelihood.parent]
-        main_effects = {name for name in terms.common_terms if ":" not in name} | {
-            name.removeprefix("1|") for name in terms.group_specific_terms if ":" not in name
-        }
-        pure = frozenset(main_effects) if priors.interaction_zero_sum == "margins" else None
-        pymc_model = _zero_sum_group_intercepts(pymc_model, pure)
+        main_effects = None
+        if priors.interaction_zero_sum == "margins":
+            terms = model.parameters[model.family.likelihood.parent]
+            main_effects = frozenset(
+                name.removeprefix("1|")
+                for name in (*terms.common_terms, *terms.group_specific_terms)
+                if ":" not in name
+            )
+        pymc_model = _zero_sum_group_intercepts(pymc_model, main_effects)
     return pymc_model
 
 
