@@ -33,6 +33,16 @@ PLUMBING: dict[str, Any] = {
 }
 
 
+def values_at(model: Any, names: list[str]) -> Callable[[Mapping[str, Any]], list[np.ndarray]]:
+    """The named variables of a PyMC model as a function of a point of its value variables.
+
+    Each random variable in their graphs is replaced by its value first: compiling the model's
+    variables as they are would draw a fresh sd (and offsets) from the prior at every call.
+    """
+    outputs = model.replace_rvs_by_values([model[name] for name in names])
+    return model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

@@ -15,6 +15,7 @@ from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, 
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec, joint_formula
 from misterp.mrp.wave import run_wave_inline
+from support import values_at
 
 FORMULA = joint_formula("p(yes, n) ~ 1 + gender + (1|age) + (1|age:gender)")
 OPTIONS = ("innovative", "trustworthy", "good_value")
@@ -43,12 +44,7 @@ def test_item_deviations_sum_to_zero_over_items_and_over_levels() -> None:
     assert sizes["1|option_offset_zerosum__"] == 3 - 1
     rng = np.random.default_rng(1)
     point = {k: rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}
-    compute = model.compile_fn(
-        [model["1|age:option"], model["1|age:gender:option"], model["p"]],
-        inputs=model.value_vars,
-        on_unused_input="ignore",
-    )
-    by_age, by_age_gender, p = compute(point)
+    by_age, by_age_gender, p = values_at(model, ["1|age:option", "1|age:gender:option", "p"])(point)
     table = by_age.reshape(5, 3)  # Bambi's order: age levels, then items within each
     np.testing.assert_allclose(table.sum(axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose(table.sum(axis=1), 0.0, atol=1e-12)

@@ -16,6 +16,7 @@ from misterp.mrp.ordered import random_walk_matrix
 from misterp.mrp.prepare import check_random_walk_levels
 from misterp.mrp.simulate import DEFAULT_LEVELS, WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec
+from support import values_at
 
 FORMULA = "p(yes, n) ~ 1 + gender + (1|age) + (1|region)"
 AGES = DEFAULT_LEVELS["age"]
@@ -42,12 +43,6 @@ def _unit_step(levels: tuple[str, ...]) -> float:
     """How far one N(0, 1) step moves a level from its neighbour, per unit of the group sd."""
     matrix = random_walk_matrix(levels, levels)
     return float(matrix[1, 0] - matrix[0, 0])
-
-
-def _values_at(model: Any, names: list[str]) -> Any:
-    """The named variables as a function of a point of the value variables (no sampling)."""
-    outputs = model.replace_rvs_by_values([model[name] for name in names])
-    return model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
 
 
 def _flat_gradient(model: Any, point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -80,7 +75,7 @@ def test_walked_levels_follow_the_declared_order_with_one_free_value_fewer() -> 
     assert not any(name.startswith("1|region_offset") for name in sizes)
     assert sizes["1|age_offset_zerosum__"] == len(AGES) - 1  # the other term stays zero-sum
     point = _random_point(model, 1)
-    effect, sigma = _values_at(model, ["1|region", "1|region_sigma"])(point)
+    effect, sigma = values_at(model, ["1|region", "1|region_sigma"])(point)
     stored = [str(level) for level in model.coords["region__factor_dim"]]
     assert stored == sorted(REGIONS) != list(REGIONS)  # Bambi's order is not the walk's
     walked = effect[[stored.index(level) for level in REGIONS]]
@@ -138,7 +133,7 @@ def test_a_level_without_respondents_is_interpolated_by_the_walk(
     priors = PriorConfig(intercept_sigma=1e8, random_walk={"age": AGES})
     model = _shared_data_model(build_model(spec, layout, counts, priors), priors)
     logp = model.compile_logp()
-    effects = _values_at(model, ["1|age", "1|age_sigma"])
+    effects = values_at(model, ["1|age", "1|age_sigma"])
     stored = [str(level) for level in model.coords["age__factor_dim"]]
     walk_order = [stored.index(level) for level in AGES]
     k = AGES.index(unseen)
