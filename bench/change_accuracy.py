@@ -5,7 +5,7 @@ brands: awareness, consideration and one association option each, so 6 models pe
 consecutive waves from it, each a fresh sample from the same biased online panel. Between
 consecutive waves some estimates change by a declared amount and the rest stay put; the truth
 of every estimate in every wave is known exactly. Each wave is fitted with the real pipeline in
-this process (``misterp.mrp.wave.run_wave_inline``), and every estimate's change between
+this process (``misterp.pipeline.wave.run_wave_inline``), and every estimate's change between
 consecutive waves is computed from the published draws
 (``OUTPUT/WAVE/draws/MARKET/QUESTION/OPTION.parquet``) with
 ``misterp.tracking.changes.compare_draws``, the rule the pipeline's ``changes.parquet`` uses.
@@ -64,9 +64,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misterp.config import parse_config
+from misterp.mrp.config import parse_config
 from misterp.mrp.simulate import SimulatedSeries, TrueChange, WaveTruthSpec, simulate_waves
-from misterp.mrp.wave import run_wave_inline
+from misterp.pipeline.wave import run_wave_inline
 
 MARKET = "DE"
 BRANDS = ("brand01", "brand02")

@@ -104,7 +104,7 @@ def run_variant(variant: str, models: int, seed: int) -> dict[str, Any]:
 
     import misterp.fitting
     import misterp.mrp.wave
-    from misterp.config import parse_config
+    from misterp.mrp.config import parse_config
     from misterp.mrp.prepare import prepare_wave
     from misterp.mrp.simulate import simulate_wave
     from misterp.storage import ResultStore

@@ -21,9 +21,9 @@ import numpy as np
 import pytensor
 from pymc.model.fgraph import ModelObservedRV, fgraph_from_model, model_from_fgraph
 
-from misterp.config import PriorConfig
 from misterp.mrp import model as fitting
 from misterp.mrp.cells import aggregate_cells, build_market_cells
+from misterp.mrp.config import PriorConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec

@@ -4,7 +4,7 @@ Issue 13 asks for a pooled multi-market option "where markets are short of data"
 seed the script simulates ``--markets`` markets of ``--weeks`` weeks (``misterp.mmm.simulate``:
 the markets share each channel's carry-over and saturation, and differ in spend levels and in
 ROAS by a factor of 0.8-1.2, as markets of one brand do), then fits them through
-``misterp.mmm.run.run_mmm`` twice with the default settings: ``pooling: independent`` (one
+``misterp.pipeline.mmm.run_mmm`` twice with the default settings: ``pooling: independent`` (one
 model per market) and ``pooling: hierarchical`` (one model, channel parameters partially
 pooled). No holdout, so ROAS covers every week and the truth is exact.
 
@@ -41,8 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from misterp.mmm.config import MMMConfig
-from misterp.mmm.run import run_mmm
 from misterp.mmm.simulate import simulate_mmm
+from misterp.pipeline.mmm import run_mmm
 
 MARKETS = ("DE", "FR", "IT", "ES", "NL", "PL", "SE", "AT")
 VARIANTS = ("independent", "hierarchical")

@@ -3,7 +3,7 @@
 Issue 13's goal: one market of 156 weeks x 5 channels through misterp in under 60 s on a
 2-core machine. The script simulates the market (``misterp.mmm.simulate``, raw units), then
 
-1. times ``misterp.mmm.run.run_mmm`` end to end (validation, fit with nutpie and the retry
+1. times ``misterp.pipeline.mmm.run_mmm`` end to end (validation, fit with nutpie and the retry
    policy, ROAS/marginal ROAS/response curves/holdout, publication to a temporary folder);
 2. times pymc-marketing's own default fit of the same model on the same weeks: the same
    ``MMM`` components with the library's default priors, ``mmm.fit(X, y)`` with its default
@@ -32,9 +32,9 @@ import pandas as pd
 
 from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import TARGET, prepare_market
-from misterp.mmm.run import run_mmm
 from misterp.mmm.simulate import simulate_mmm
 from misterp.mmm.validation import read_mmm_input
+from misterp.pipeline.mmm import run_mmm
 
 
 def misterp_fit(seed: int, weeks: int, channels: int, root: Path) -> tuple[float, pd.DataFrame]:

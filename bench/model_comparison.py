@@ -8,7 +8,7 @@ educated over-represented). Three brands with awareness, consideration and two a
 options each: 12 models per wave. No brand is pinned rare: a rare brand's association bases in
 a small target group (under 10 respondents) add errors of 10-40 points whichever the formula,
 and a handful of those decide an RMSE. Each formula variant fits the wave with the real pipeline in
-this process (``misterp.mrp.wave.run_wave_inline``), and the published estimates are scored
+this process (``misterp.pipeline.wave.run_wave_inline``), and the published estimates are scored
 against the exact truth, beside the raw (unweighted) and raked shares of the same estimates
 file.
 
@@ -94,7 +94,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misterp.config import parse_config
+from misterp.mrp.config import parse_config
 from misterp.mrp.simulate import (
     DEFAULT_EFFECT_SD,
     DEFAULT_LEVELS,
@@ -102,7 +102,7 @@ from misterp.mrp.simulate import (
     WaveTruthSpec,
     simulate_wave,
 )
-from misterp.mrp.wave import run_wave_inline
+from misterp.pipeline.wave import run_wave_inline
 
 MARKET = "DE"
 WAVE = "2026-01"

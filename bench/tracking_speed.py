@@ -79,7 +79,8 @@ def _spec(key: str) -> Any:
 
 def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: int) -> list[str]:
     """Publish ``prior_waves + 1`` synthetic monthly waves ending 2026-11; returns their ids."""
-    from misterp.records import Manifest, ManifestModel, StatusCounts
+    from misterp.mrp.records import Manifest, ManifestModel
+    from misterp.records import StatusCounts
     from misterp.status import FitStatus
     from misterp.storage import ResultStore
 

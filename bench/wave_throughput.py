@@ -18,7 +18,7 @@ wave_seconds
     poststratify and publish estimates, draws and manifest to a local folder. Not included,
     and printed separately: simulating and writing the input, and starting the temporary
     Prefect API server, which a real deployment has already running. ``--engine inline`` times
-    ``misterp.mrp.wave.run_wave_inline`` instead (one process, no Prefect).
+    ``misterp.pipeline.wave.run_wave_inline`` instead (one process, no Prefect).
 misterp_seconds_per_model
     ``wave_seconds / N``: end-to-end wall time per model, overheads included.
 naive_seconds_per_model
@@ -465,8 +465,8 @@ def expected_fits(config: dict[str, Any]) -> int:
 
 def run_inline(config: dict[str, Any], monitor: RssMonitor) -> WaveRun:
     """The orchestrator-free path: every fit in this process, one after another."""
-    from misterp.config import parse_config
-    from misterp.mrp.wave import run_wave_inline
+    from misterp.mrp.config import parse_config
+    from misterp.pipeline.wave import run_wave_inline
 
     started = time.perf_counter()
     outcome = run_wave_inline(parse_config(config))
@@ -890,7 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, shape: WaveShape, work: Path) -> int:
-    from misterp.config import parse_config
+    from misterp.mrp.config import parse_config
     from misterp.mrp.simulate import simulate_wave
     from misterp.mrp.staging import load_staged_wave
     from misterp.storage import MANIFEST, ResultStore

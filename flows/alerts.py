@@ -15,7 +15,7 @@ import math
 from typing import Any
 from uuid import UUID
 
-from misterp.health import WaveHealth
+from misterp.health import RunHealth
 from misterp.records import FitSummary
 from misterp.status import FitStatus
 
@@ -106,7 +106,7 @@ def emit_fit_event(wave: str, summary: FitSummary) -> None:
     )
 
 
-def emit_wave_event(health: WaveHealth, output_uri: str, *, family: str = "wave") -> None:
+def emit_wave_event(health: RunHealth, output_uri: str, *, family: str = "wave") -> None:
     """Emit ``misterp.wave.finished`` with the counts, labelled healthy or unhealthy.
 
     A media-mix run emits the same event (``family`` ``mmm``: resource ``misterp.mmm.RUN``),
@@ -117,9 +117,9 @@ def emit_wave_event(health: WaveHealth, output_uri: str, *, family: str = "wave"
     emit_event(
         event=WAVE_EVENT,
         resource={
-            "prefect.resource.id": f"misterp.{family}.{health.wave}",
-            "prefect.resource.name": f"{health.subject} {health.wave}",
-            "misterp.wave": health.wave,
+            "prefect.resource.id": f"misterp.{family}.{health.run}",
+            "prefect.resource.name": f"{health.subject} {health.run}",
+            "misterp.wave": health.run,
             HEALTH_LABEL: "healthy" if health.healthy else "unhealthy",
         },
         payload={

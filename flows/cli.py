@@ -35,8 +35,8 @@ from flows.outcome import (
 from misterp import __version__
 
 if TYPE_CHECKING:
-    from misterp.config import WaveConfig
-    from misterp.records import WaveRunSummary
+    from misterp.mrp.config import WaveConfig
+    from misterp.mrp.records import WaveRunSummary
 
 __all__ = [
     "EXIT_CODE_MEANINGS",
@@ -65,7 +65,8 @@ def _read_config(path: str) -> WaveConfig:
     """The config file, with a missing or unreadable file said as a config error."""
     import yaml
 
-    from misterp.config import ConfigError, load_config
+    from misterp.config import ConfigError
+    from misterp.mrp.config import load_config
 
     try:
         return load_config(path)
@@ -104,7 +105,7 @@ def summary_of(state: Any) -> WaveRunSummary:
 
     A run that raised (invalid input, a missing staged wave) raises that exception here.
     """
-    from misterp.records import WaveRunSummary
+    from misterp.mrp.records import WaveRunSummary
 
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
@@ -341,7 +342,8 @@ def rerun(
     )
 
     def body() -> ExitCode:
-        from misterp.config import ConfigError, check_wave_id
+        from misterp.config import ConfigError
+        from misterp.mrp.config import check_wave_id
 
         if output is None and config is None:
             raise ConfigError("misterp rerun needs --output URI or --config FILE (for its output)")
@@ -645,7 +647,7 @@ def report(
     invocation = Invocation("report", stores=(output,))
 
     def body() -> ExitCode:
-        from misterp.config import check_wave_id
+        from misterp.mrp.config import check_wave_id
         from misterp.reporting.write import index_location, write_report
         from misterp.storage import ResultStore
 

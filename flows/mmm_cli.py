@@ -1,7 +1,7 @@
 """``misterp mmm``: run media-mix models per market, and a demo on simulated data.
 
 A Typer sub-app registered in :mod:`flows.cli`. It needs no Prefect: a run fits the markets in
-local processes (:func:`misterp.mmm.run.run_mmm`). Exit codes and failure lines are the
+local processes (:func:`misterp.pipeline.mmm.run_mmm`). Exit codes and failure lines are the
 tracker's (:mod:`flows.outcome`, shared with :mod:`flows.cli` without importing it).
 """
 
@@ -126,7 +126,7 @@ def run_command(
     invocation = Invocation("mmm run", rerun=f"misterp mmm run --config {config}")
 
     def body() -> ExitCode:
-        from misterp.mmm.run import run_mmm
+        from misterp.pipeline.mmm import run_mmm
 
         parsed = _read_mmm_config(config)
         if output is not None:
@@ -221,8 +221,8 @@ def _demo(
     import yaml
 
     from misterp.mmm.config import MMMConfig
-    from misterp.mmm.run import run_mmm
     from misterp.mmm.simulate import simulate_mmm
+    from misterp.pipeline.mmm import run_mmm
 
     simulated = simulate_mmm(
         seed, markets=DEMO_MARKETS[:n_markets], n_channels=n_channels, n_weeks=n_weeks

@@ -1,7 +1,7 @@
 """The media-mix flows: ``mmm`` (validate, fit every market, publish) and ``mmm-rerun-failed``.
 
 Wiring only, the tracker's way: validate, take the run's lease (``OUTPUT/mmm/RUN/lease.json``;
-a second run of the same run id is refused with ``WaveLocked`` naming the holder, ``force``
+a second run of the same run id is refused with ``RunLocked`` naming the holder, ``force``
 takes it over), stage every market (:mod:`misterp.mmm.staging`), fan the markets out with
 :mod:`flows.dispatch` (one fit task per market in worker processes by default; with
 ``fit_deployment``, batches of markets as flow runs of the ``mmm-fit-batch`` deployment, a pod
@@ -16,21 +16,23 @@ infrastructure; the retry ladder inside each fit owns statistical retries.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from prefect import State, flow, get_run_logger, task
+from prefect import State, flow, get_run_logger
 from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict
 
 from flows.dispatch import fit_in_processes, fit_on_deployment
 from flows.mmm_tasks import MMM_RERUN
+from flows.steps import PrefectSteps
 from flows.tasks import show_mmm_report
-from flows.wave import refuse_credentials_in_parameters
+from flows.wave import lease_note, refuse_credentials_in_parameters
 from misterp.errors import ConfigError
-from misterp.lease import WaveLease
 from misterp.mmm.config import MMMConfig, load_mmm_config, parse_mmm_config
-from misterp.mmm.staging import lease_run, run_folder
-from misterp.mmm.validation import MMMData, read_mmm_input
+from misterp.mmm.staging import run_folder
+from misterp.pipeline.mmm import MMMRun, reported, run_mmm_steps, validate_mmm_run
+from misterp.pipeline.sequence import FanOut
 from misterp.records import StatusCounts
 from misterp.storage import ResultStore
 
@@ -63,66 +65,47 @@ def read_mmm_config(config: str | dict[str, Any], output: str | None = None) -> 
     return parsed.model_copy(update={"output": output}) if output else parsed
 
 
-@task(name="validate-mmm-input", retries=2, retry_delay_seconds=10)
-def validate_input(config: MMMConfig) -> MMMData:
-    """Read and validate the input (raises with every problem; writes nothing)."""
-    return read_mmm_input(config)
+def dispatch_fan_out(
+    workers: int | None, fit_deployment: str | None, batch_size: int
+) -> FanOut[MMMRun]:
+    """The flows' fan-out: markets in worker processes or on ``mmm-fit-batch``.
 
-
-def take_run_lease(store: ResultStore, run: str, force: bool) -> WaveLease:
-    """Take the run's lease for this flow run; ``WaveLocked`` while another run holds it."""
-    from prefect.runtime import flow_run
-
-    note = f"prefect flow run {flow_run.name} ({flow_run.id})" if flow_run.id else None
-    lease = lease_run(store, run, force=force, note=note)
-    get_run_logger().info("media-mix run %s: lease taken, run id %s", run, lease.run_id)
-    return lease
-
-
-def fit_markets(
-    config: MMMConfig,
-    run: str,
-    markets: list[str],
-    workers: int | None,
-    fit_deployment: str | None,
-    batch_size: int,
-    run_id: str,
-) -> None:
-    """Fit ``markets`` of the staged run in worker processes or on ``mmm-fit-batch``.
-
-    Resolved at call time (not bound at import) so a test can swap in a fit that samples
-    nothing; the deployment's pods run :mod:`flows.mmm_fit_batch`.
+    The fit task is resolved at call time (not bound at import) so a test can swap in a fit
+    that samples nothing; the deployment's pods run :mod:`flows.mmm_fit_batch`.
     """
-    from flows import mmm_tasks
 
-    if not markets:
-        return
-    if fit_deployment:
-        fit_on_deployment(
-            fit_deployment,
-            config.output,
-            run,
-            markets,
-            config.storage_options,
-            workers or config.workers,
-            batch_size,
-            run_id=run_id,
-        )
-    else:
-        fit_in_processes(
-            config.output,
-            run,
-            markets,
-            config.storage_options,
-            workers or config.workers,
-            run_id,
-            fit=mmm_tasks.fit_mmm_market,
-            record=mmm_tasks.record_lost_mmm_market,
-            rerun=MMM_RERUN.format(run=run),
-        )
+    def fit_units(run: MMMRun, units: Sequence[str], run_id: str) -> None:
+        from flows import mmm_tasks
+
+        config = run.config
+        if fit_deployment:
+            fit_on_deployment(
+                fit_deployment,
+                config.output,
+                run.run,
+                list(units),
+                config.storage_options,
+                workers or config.workers,
+                batch_size,
+                run_id=run_id,
+            )
+        else:
+            fit_in_processes(
+                config.output,
+                run.run,
+                list(units),
+                config.storage_options,
+                workers or config.workers,
+                run_id,
+                fit=mmm_tasks.fit_mmm_market,
+                record=mmm_tasks.record_lost_mmm_market,
+                rerun=MMM_RERUN.format(run=run.run),
+            )
+
+    return fit_units
 
 
-def _fit_and_publish(
+def _run(
     config: MMMConfig,
     workers: int | None,
     refit_all: bool,
@@ -130,19 +113,19 @@ def _fit_and_publish(
     batch_size: int = DEFAULT_MMM_BATCH_SIZE,
     force: bool = False,
 ) -> MMMRunSummary | State:
-    from flows.mmm_tasks import publish_mmm, show_mmm_health, stage_mmm
+    """The pipeline with each step a task and the markets fanned out; artifacts and state after."""
+    from flows.mmm_tasks import show_mmm_health
 
     logger = get_run_logger()
     started = time.perf_counter()
-    data = validate_input(config)
-    run = config.run or str(data.last_week.date())
-    store = ResultStore(config.output, config.storage_options)
-    # Validation writes nothing, so the lease is taken once the input is known to be good.
-    with take_run_lease(store, run, force) as lease:
-        to_fit = stage_mmm(config, data, run, refit_all)
-        logger.info("media-mix run %s: %d markets to fit", run, len(to_fit))
-        fit_markets(config, run, to_fit, workers, fit_deployment, batch_size, lease.run_id)
-        outcome = publish_mmm(config, data, run, started, lease.run_id)
+    steps = run_mmm_steps(
+        lambda: validate_mmm_run(config, refit_all=refit_all, started=started),
+        fan_out=dispatch_fan_out(workers, fit_deployment, batch_size),
+        steps=PrefectSteps("mmm", f"media-mix run {config.run or ''}".strip()),
+        force=force,
+        note=lease_note(),
+    )
+    outcome = reported(steps)
     logger.info("%s; written to %s", outcome.headline, outcome.output_uri)
     show_mmm_report(outcome.report)  # ROAS per market and a link to the page, on the run
     show_mmm_health(outcome)
@@ -190,7 +173,7 @@ def run_mmm_flow(
         dead, but its lease is not stale yet); that run's later writes are refused.
     """
     refuse_credentials_in_parameters(config)
-    return _fit_and_publish(
+    return _run(
         read_mmm_config(config, output), workers, refit_all, fit_deployment, batch_size, force
     )
 
@@ -226,4 +209,4 @@ def rerun_failed_mmm(
             f"no media-mix run {run} in {store.uri('mmm')} (no fits/ folder): start the mmm "
             "deployment for it instead, or give the run id of an existing run"
         )
-    return _fit_and_publish(parsed, workers, False, fit_deployment, batch_size, force)
+    return _run(parsed, workers, False, fit_deployment, batch_size, force)

@@ -1,4 +1,6 @@
-"""The Prefect tasks of a media-mix run: each wraps one step of ``misterp.mmm`` with I/O retries.
+"""The Prefect tasks around a media-mix run's fits: one market, a lost market, the health.
+
+The pipeline's steps (validate, stage, publish, report) run as tasks through :mod:`flows.steps`.
 
 ``fit_mmm_market`` and ``record_lost_mmm_market`` follow the fan-out's contract
 (:mod:`flows.dispatch`): ``wave`` is the run id and ``key`` the market, so a media-mix run fans
@@ -14,25 +16,16 @@ from prefect import task
 
 from flows.alerts import emit_fit_event
 from flows.tasks import fit_task_name, retry_infrastructure_only, show_health
-from misterp.mmm.config import MMMConfig
-from misterp.mmm.model import prepare_market
 from misterp.mmm.pooled import POOLED_KEY
-from misterp.mmm.run import MMMRunOutcome, publish_run
+from misterp.mmm.run import MMMRunOutcome
 from misterp.mmm.staging import (
-    open_staged_market,
     read_staged_run,
     run_folder,
-    stage_run,
-    staged_config,
 )
-from misterp.mmm.validation import MMMData
 from misterp.mmm.worker import (
-    LOST_MARKET,
-    current_records,
     fit_staged_market,
     fit_staged_pooled,
     market_summary,
-    markets_to_fit,
     record_lost_market,
 )
 from misterp.records import FitSummary
@@ -41,35 +34,13 @@ from misterp.storage import ResultStore
 __all__ = [
     "MMM_RERUN",
     "fit_mmm_market",
-    "publish_mmm",
     "record_lost_mmm_market",
     "show_mmm_health",
-    "stage_mmm",
 ]
 
 
 #: How to refit only a run's failed markets (the deployment ``mmm-rerun-failed`` does the same).
 MMM_RERUN = "misterp mmm run --config CONFIG (run {run}: converged markets are reused)"
-
-
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
-def stage_mmm(config: MMMConfig, data: MMMData, run: str, refit_all: bool) -> list[str]:
-    """Retract the run, stage every market's prepared input, and say which markets to fit."""
-    store = ResultStore(config.output, config.storage_options)
-    markets = [m for m in data.markets if config.markets is None or m in config.markets]
-    inputs = {market: prepare_market(data, market, config) for market in markets}
-    store.retract(run_folder(run))  # an interrupted run must never look complete
-    staged = stage_run(
-        store,
-        run,
-        config,
-        inputs,
-        dropped=data.dropped,
-        input_hashes=data.input_hashes,
-        notes=data.notes,
-        refit_all=refit_all,
-    )
-    return markets_to_fit(store, staged, config)
 
 
 @task(
@@ -138,29 +109,6 @@ def record_lost_mmm_market(
         summary = summary.model_copy(update={"key": POOLED_KEY})
     emit_fit_event(run_folder(wave), summary)
     return summary
-
-
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
-def publish_mmm(
-    config: MMMConfig, data: MMMData, run: str, started: float, run_id: str
-) -> MMMRunOutcome:
-    """Read every market's current record (a lost one is recorded failed), then publish.
-
-    Reads the staged inputs back, so the tables describe exactly what the workers fitted.
-    """
-    store = ResultStore(config.output, config.storage_options)
-    staged = read_staged_run(store, run)
-    inputs = {m: open_staged_market(store, run, m, staged) for m in staged.markets}
-    found = current_records(store, staged, staged_config(staged, config.output))
-    records = {
-        market: record
-        if record is not None
-        else record_lost_market(
-            config.output, run, market, LOST_MARKET, config.storage_options, run_id=run_id
-        )
-        for market, record in found.items()
-    }
-    return publish_run(config, store, run, data, inputs, records, started, run_id=run_id)
 
 
 @task

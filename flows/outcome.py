@@ -73,15 +73,15 @@ def _invalid_errors() -> tuple[type[BaseException], ...]:
 
 def _locked_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "another run holds the wave": wait for it, or take over."""
-    from misterp.lease import WaveLocked
+    from misterp.lease import RunLocked
 
-    return (WaveLocked,)
+    return (RunLocked,)
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code of a command that raised ``exc``: the one mapping from errors to codes.
 
-    ``WaveLocked`` -> 4; invalid config, input, formula or a wave never staged -> 2; anything
+    ``RunLocked`` -> 4; invalid config, input, formula or a wave never staged -> 2; anything
     else (``LeaseLost``, a store that stayed unreachable, an interrupt, a bug) -> 3.
     """
     if isinstance(exc, _locked_errors()):

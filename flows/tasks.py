@@ -1,4 +1,7 @@
-"""The Prefect tasks of a wave: each wraps one step of ``misterp.mrp`` and adds retries on I/O.
+"""The Prefect tasks around a wave's fits and its artifacts: one fit, a lost fit, health, report.
+
+The pipeline's steps run as tasks through :mod:`flows.steps`; the tasks here are the fan-out's
+(one fit per task run) and what a flow shows on its run (health, the report's headline).
 
 Prefect's task retries are for infrastructure only (a store timing out): statistical retries
 (stronger sampler settings) happen inside the fit, and invalid input fails at once.
@@ -18,36 +21,28 @@ from prefect.artifacts import (
 )
 
 from flows.alerts import emit_fit_event, emit_wave_event
-from misterp.config import ConfigError, WaveConfig
-from misterp.fitstore import RefitPlan, plan_refits, read_current_fits
-from misterp.health import WaveHealth
-from misterp.lease import LeaseLost, WaveLocked
-from misterp.mrp.prepare import PreparedWave, prepare_wave
+from misterp.config import ConfigError
+from misterp.health import RunHealth
+from misterp.lease import LeaseLost, RunLocked
 from misterp.mrp.specs import FormulaError
-from misterp.mrp.staging import open_staged_wave, stage_wave
 from misterp.mrp.validation import InputValidationError
-from misterp.mrp.wave import WaveOutcome, fit_staged, publish_wave, record_lost_fit
+from misterp.mrp.wave import WaveOutcome, fit_staged, record_lost_fit
 from misterp.records import FitSummary, RecordError
-from misterp.reporting.write import ReportOutcome, ReportStepOutcome, update_report
-from misterp.storage import ResultStore, UnsafePathError
-from misterp.tracking.update import TrackingOutcome, update_tracking
+from misterp.reporting.write import ReportOutcome, ReportStepOutcome
+from misterp.storage import UnsafePathError
 
 if TYPE_CHECKING:
     from misterp.reporting.mmm_report import MMMReportOutcome
 
 __all__ = [
     "fit_model",
-    "open_staged",
-    "prepare",
-    "publish",
     "record_lost",
     "report_health",
-    "report_wave",
+    "retry_infrastructure_only",
     "show_health",
     "show_mmm_report",
     "show_report",
-    "stage",
-    "track",
+    "show_wave_report",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,39 +71,13 @@ def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
         RecordError,
         FileNotFoundError,
         LeaseLost,
-        WaveLocked,
+        RunLocked,
         UnsafePathError,
     ):
         return False
     except Exception:
         return True
     return False
-
-
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
-def prepare(config: WaveConfig) -> PreparedWave:
-    """Read, validate and plan the wave."""
-    return prepare_wave(config)
-
-
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
-def stage(prepared: PreparedWave, refit_all: bool) -> RefitPlan:
-    """Write the prepared cells to the store once and decide which models need a fit."""
-    store = ResultStore(prepared.config.output, prepared.config.storage_options)
-    stage_wave(prepared, store)
-    return plan_refits(
-        store,
-        prepared.wave_id,
-        prepared.planned_fits(),
-        prepared.settings_hash,
-        refit_all=refit_all,
-    )
-
-
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
-def open_staged(output: str, wave: str, storage_options: dict[str, Any]) -> PreparedWave:
-    """Read a staged wave back from the store (for a re-run)."""
-    return open_staged_wave(output, wave, storage_options)
 
 
 @task(
@@ -151,37 +120,16 @@ def record_lost(
     return summary
 
 
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only)
-def publish(prepared: PreparedWave, started: float, run_id: str | None = None) -> WaveOutcome:
-    """Read every current fit record, then write estimates and draws, and the manifest last."""
-    store = ResultStore(prepared.config.output, prepared.config.storage_options)
-    fits = read_current_fits(
-        store, prepared.wave_id, prepared.planned_fits(), prepared.settings_hash
-    )
-    return publish_wave(prepared, fits, started_at=started, run_id=run_id)
-
-
-@task(task_run_name="track {wave}")
-def track(output: str, wave: str, storage_options: dict[str, Any]) -> TrackingOutcome:
-    """Compute the wave's changes.parquet and refresh the trend table, after publication.
-
-    No retries and no failure: ``update_tracking`` never raises, it logs and records a
-    problem in ``OUTPUT/WAVE/tracking.json``, and the published wave stays complete (a re-run
-    of the wave recomputes both).
-    """
-    return update_tracking(ResultStore(output, storage_options), wave)
-
-
-def show_health(health: WaveHealth, output_uri: str, *, family: str = "wave") -> None:
+def show_health(health: RunHealth, output_uri: str, *, family: str = "wave") -> None:
     """Show a run's health as artifacts and emit the event the alerts listen to.
 
     ``family``: ``wave`` (artifact ``wave-health-W``) or ``mmm`` (``mmm-health-RUN``).
     """
-    key = artifact_key(f"{family}-health", health.wave)
+    key = artifact_key(f"{family}-health", health.run)
     create_table_artifact(
         key=key,
         table=health.rows(),
-        description=f"misterp {health.subject} {health.wave}: every model, problems first",
+        description=f"misterp {health.subject} {health.run}: every model, problems first",
     )
     create_markdown_artifact(
         key=f"{key}-summary",
@@ -192,31 +140,26 @@ def show_health(health: WaveHealth, output_uri: str, *, family: str = "wave") ->
 
 
 @task
-def report_health(outcome: WaveOutcome) -> WaveHealth:
+def report_health(outcome: WaveOutcome) -> RunHealth:
     """Show the wave's health as artifacts and emit the wave event the alerts listen to."""
     show_health(outcome.health, outcome.output_uri)
     return outcome.health
 
 
-@task(task_run_name="report {wave}")
-def report_wave(output: str, wave: str, storage_options: dict[str, Any]) -> ReportOutcome:
-    """Write the wave's report after tracking; show its headline and a link on the run.
+def show_wave_report(outcome: ReportOutcome | None, wave: str) -> None:
+    """Show a wave's written report on the flow run: its headline and a link to the page.
 
-    No retries and no failure, as for tracking: ``update_report`` never raises (it logs and
-    records ``OUTPUT/WAVE/report.json``), and the artifacts are a convenience, so a Prefect
-    API that refuses them costs a log line, not the published wave. The artifacts summarise
-    and link; the report itself is the page in the store.
+    The report itself is the page in the store; the artifacts summarise and link.
     """
-    outcome = update_report(ResultStore(output, storage_options), wave)
-    show_report(
-        outcome,
-        kind="wave",
-        name=wave,
-        what=f"wave {wave}",
-        headline="headline estimates and their change",
-        page="the analyst report (index.html, tables.xlsx)",
-    )
-    return outcome
+    if outcome is not None:
+        show_report(
+            outcome,
+            kind="wave",
+            name=wave,
+            what=f"wave {wave}",
+            headline="headline estimates and their change",
+            page="the analyst report (index.html, tables.xlsx)",
+        )
 
 
 def show_report(

@@ -9,81 +9,78 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefect import State, flow, get_run_logger
 from prefect.states import Failed
 
 from flows.dispatch import DEFAULT_BATCH_SIZE, fit_in_processes, fit_on_deployment
-from flows.tasks import (
-    open_staged,
-    prepare,
-    publish,
-    report_health,
-    report_wave,
-    stage,
-    track,
+from flows.steps import PrefectSteps
+from flows.tasks import report_health, show_wave_report
+from misterp.config import ConfigError
+from misterp.fitstore import RefitPlan
+from misterp.health import RunHealth
+from misterp.mrp.config import WaveConfig, check_wave_id, load_config, parse_config
+from misterp.mrp.prepare import prepare_wave
+from misterp.mrp.records import WaveRunSummary
+from misterp.pipeline.sequence import FanOut
+from misterp.pipeline.wave import (
+    TrackedWave,
+    WaveRun,
+    open_staged_run,
+    run_wave_steps,
+    tracked,
 )
-from misterp.config import ConfigError, WaveConfig, check_wave_id, load_config, parse_config
-from misterp.fitstore import RefitPlan, plan_refits
-from misterp.health import WaveHealth
-from misterp.lease import WaveLease, acquire_lease
-from misterp.mrp.prepare import PreparedWave
-from misterp.mrp.wave import WaveOutcome
-from misterp.records import WaveRunSummary
-from misterp.storage import ResultStore, credential_options, without_credentials
+from misterp.storage import credential_options, without_credentials
 
-__all__ = ["DEFAULT_BATCH_SIZE", "read_config", "rerun_wave", "resolve_config", "run_wave"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "dispatch_fan_out",
+    "read_config",
+    "rerun_wave",
+    "resolve_config",
+    "run_wave",
+]
 
 
-def fit_planned(
-    prepared: PreparedWave,
-    plan: RefitPlan,
-    fit_deployment: str | None,
-    batch_size: int,
-    run_id: str | None = None,
-) -> None:
-    """Run the planned fits locally or on the ``fit-batch`` deployment.
+def dispatch_fan_out(fit_deployment: str | None, batch_size: int) -> FanOut[WaveRun]:
+    """The flows' fan-out: the fit units in worker processes or on the ``fit-batch`` deployment.
 
-    ``run_id``: the run holding the wave's lease; every fit checks it before writing.
+    Every fit checks the lease of ``run_id`` (the run holding the wave) before writing.
     """
-    if not plan.to_fit:
-        return
-    config = prepared.config
-    units = prepared.fit_units(plan.to_fit)  # a joint family is one fit
-    if fit_deployment:
-        fit_on_deployment(
-            fit_deployment,
-            config.output,
-            prepared.wave_id,
-            units,
-            config.storage_options,
-            config.workers,
-            batch_size,
-            run_id=run_id,
-        )
-    else:
-        fit_in_processes(
-            config.output,
-            prepared.wave_id,
-            units,
-            config.storage_options,
-            config.workers,
-            run_id=run_id,
-        )
+
+    def fit_units(run: WaveRun, units: Sequence[str], run_id: str) -> None:
+        config = run.prepared.config
+        if fit_deployment:
+            fit_on_deployment(
+                fit_deployment,
+                config.output,
+                run.wave,
+                list(units),
+                config.storage_options,
+                config.workers,
+                batch_size,
+                run_id=run_id,
+            )
+        else:
+            fit_in_processes(
+                config.output,
+                run.wave,
+                list(units),
+                config.storage_options,
+                config.workers,
+                run_id=run_id,
+            )
+
+    return fit_units
 
 
-def take_wave_lease(store: ResultStore, wave: str, force: bool) -> WaveLease:
-    """Take the wave's lease for this flow run; ``WaveLocked`` while another run holds it.
-
-    The lease names the flow run, so whoever finds the wave locked can look that run up.
-    """
+def lease_note() -> str | None:
+    """What a lease says of its holder: this flow run, so whoever finds it locked can look it up."""
     from prefect.runtime import flow_run
 
-    note = f"prefect flow run {flow_run.name} ({flow_run.id})" if flow_run.id else None
-    lease = acquire_lease(store, wave, force=force, note=note)
-    get_run_logger().info("wave %s: lease taken, run id %s", wave, lease.run_id)
-    return lease
+    return f"prefect flow run {flow_run.name} ({flow_run.id})" if flow_run.id else None
 
 
 def refuse_credentials_in_parameters(config: str | dict[str, Any]) -> None:
@@ -152,7 +149,7 @@ def scheduled_wave_id(lag_months: int = 0) -> str:
     return f"{months // 12:04d}-{months % 12 + 1:02d}"
 
 
-def _finish(outcome: WaveOutcome, plan: RefitPlan, health: WaveHealth) -> WaveRunSummary | State:
+def _finish(outcome: TrackedWave, plan: RefitPlan, health: RunHealth) -> WaveRunSummary | State:
     """Completed when every model converged; otherwise Failed, after publishing.
 
     A wave with failed or not converged models is published (its estimates flagged) but its
@@ -212,33 +209,16 @@ def run_wave(
         lease is not stale yet); that run's later writes are refused.
     """
     refuse_credentials_in_parameters(config)
-    logger = get_run_logger()
     started = time.perf_counter()
     parsed = read_config(config)
     if wave is None and parsed.wave is None:
         wave = scheduled_wave_id(wave_lag_months)
-    prepared = prepare(parsed.resolved(wave=wave, input=input, output=output))
-    store = ResultStore(prepared.config.output, prepared.config.storage_options)
-    # Validation writes nothing, so the lease is taken once the input is known to be good.
-    with take_wave_lease(store, prepared.wave_id, force) as lease:
-        plan = stage(prepared, refit_all)
-        logger.info(
-            "wave %s: %d models over %d markets; %s",
-            prepared.wave_id,
-            len(prepared.specs),
-            len(prepared.layouts),
-            plan.summary(),
-        )
-        fit_planned(prepared, plan, fit_deployment, batch_size, lease.run_id)
-        outcome = publish(prepared, started, lease.run_id)
-        outcome.tracking = track(
-            prepared.config.output, prepared.wave_id, prepared.config.storage_options
-        )
-        # After tracking (it reads the changes and trends); never fails the run.
-        outcome.report = report_wave(
-            prepared.config.output, prepared.wave_id, prepared.config.storage_options
-        )
-    return _finish(outcome, plan, report_health(outcome))
+    resolved = parsed.resolved(wave=wave, input=input, output=output)
+
+    def validate() -> WaveRun:
+        return WaveRun(prepare_wave(resolved), refit_all=refit_all, started=started)
+
+    return _run(validate, f"wave {resolved.wave}", fit_deployment, batch_size, force)
 
 
 @flow(name="rerun-wave")
@@ -268,7 +248,6 @@ def rerun_wave(
     fit_deployment, batch_size, force
         As for ``run-wave``.
     """
-    logger = get_run_logger()
     started = time.perf_counter()
     storage_options: dict[str, Any] = {}
     if config is not None:
@@ -277,13 +256,29 @@ def rerun_wave(
     if not output:
         raise ConfigError("rerun-wave needs output (the results root URI) or config")
     check_wave_id(wave)
-    prepared = open_staged(output, wave, storage_options)
-    store = ResultStore(output, storage_options)
-    with take_wave_lease(store, wave, force) as lease:
-        plan = plan_refits(store, wave, prepared.planned_fits(), prepared.settings_hash)
-        logger.info("re-run of wave %s: %s", wave, plan.summary())
-        fit_planned(prepared, plan, fit_deployment, batch_size, lease.run_id)
-        outcome = publish(prepared, started, lease.run_id)
-        outcome.tracking = track(output, wave, storage_options)
-        outcome.report = report_wave(output, wave, storage_options)
-    return _finish(outcome, plan, report_health(outcome))
+    staged_output = output
+
+    def validate() -> WaveRun:
+        return open_staged_run(staged_output, wave, storage_options, started=started)
+
+    return _run(validate, f"wave {wave}", fit_deployment, batch_size, force)
+
+
+def _run(
+    validate: Callable[[], WaveRun],
+    subject: str,
+    fit_deployment: str | None,
+    batch_size: int,
+    force: bool,
+) -> WaveRunSummary | State:
+    """The pipeline with each step a task and the fits fanned out; artifacts and state after."""
+    steps = run_wave_steps(
+        validate,
+        fan_out=dispatch_fan_out(fit_deployment, batch_size),
+        steps=PrefectSteps("wave", subject),
+        force=force,
+        note=lease_note(),
+    )
+    outcome = tracked(steps)
+    show_wave_report(outcome.report, outcome.wave_id)
+    return _finish(outcome, steps.plan, report_health(outcome))

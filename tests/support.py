@@ -12,8 +12,9 @@ from typing import Any
 import arviz as az
 import numpy as np
 
-from misterp.config import PriorConfig, SamplerConfig
+from misterp.config import SamplerConfig
 from misterp.mrp.cells import CellCounts, MarketCells
+from misterp.mrp.config import PriorConfig
 from misterp.mrp.model import BACKENDS, Backend
 from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec

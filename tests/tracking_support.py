@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misterp.records import CENSUS_HASH_PREFIX, Manifest, ManifestModel, StatusCounts
+from misterp.mrp.records import CENSUS_HASH_PREFIX, Manifest, ManifestModel
+from misterp.records import StatusCounts
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from misterp.fitting import FitResult
 from misterp.lease import taken_over_runs
-from misterp.records import ConvergenceReport, FitRecord, RecordError
+from misterp.mrp.records import FitRecord
+from misterp.records import ConvergenceReport, RecordError
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from misterp.config import ConvergenceThresholds, RetryPolicy, SamplerConfig
 from misterp.diagnostics import check_convergence, next_attempt
-from misterp.records import Attempt, ConvergenceReport, FitRecord
+from misterp.mrp.records import FitRecord
+from misterp.records import Attempt, ConvergenceReport
 from misterp.status import FitStatus
 
 __all__ = [

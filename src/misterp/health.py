@@ -1,4 +1,4 @@
-"""The wave health report: every model's convergence on one page, problems first.
+"""The health report of a run: every model's convergence on one page, problems first.
 
 Nobody reads 1,000 trace plots. This turns the manifest into the page a person does read: counts
 per status, every model that is not converged or failed with why, and the slowest fits. It is
@@ -13,17 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from misterp.records import Attempt, Manifest, ManifestModel, StatusCounts
+from misterp.records import Attempt, StatusCounts
 from misterp.status import FitStatus
 
 __all__ = [
     "HEALTH_FILE",
     "ModelHealth",
-    "WaveHealth",
+    "RunHealth",
     "attempts_problem",
     "markdown_cell",
     "model_health",
-    "wave_health",
 ]
 
 HEALTH_FILE = "health.md"
@@ -76,18 +75,22 @@ class ModelHealth:
 
 
 @dataclass(frozen=True)
-class WaveHealth:
-    """Health of one published wave (or of another family's run: a media-mix run)."""
+class RunHealth:
+    """Health of one published run of any family: a tracker wave, a media-mix run.
 
-    wave: str
+    The family names what a run is (``subject``), the command that refits only its problems
+    and the file whose rows carry each model's status.
+    """
+
+    run: str
     counts: StatusCounts
     models: tuple[ModelHealth, ...]
-    #: What ``wave`` names, in the headline and the title: ``wave``, ``media-mix run``.
-    subject: str = "wave"
+    #: What ``run`` names, in the headline and the title: ``wave``, ``media-mix run``.
+    subject: str
     #: The command that refits only the problems.
-    rerun: str | None = None
+    rerun: str
     #: The file whose rows carry each model's status.
-    results_file: str = "estimates.parquet"
+    results_file: str
 
     @property
     def problems(self) -> list[ModelHealth]:
@@ -108,7 +111,7 @@ class WaveHealth:
 
     def headline(self) -> str:
         """One line for a log, an alert, a flow-run state message and the CLI."""
-        text = f"{self.subject} {self.wave}: {self.counts.sentence()}"
+        text = f"{self.subject} {self.run}: {self.counts.sentence()}"
         return text if self.healthy else f"{text}; their estimates are flagged"
 
     def rows(self) -> list[dict[str, Any]]:
@@ -122,7 +125,7 @@ class WaveHealth:
         counts = self.counts
         verdict = "healthy" if self.healthy else "NEEDS ATTENTION"
         lines = [
-            f"# {self.subject.capitalize()} {markdown_cell(self.wave)}: {verdict}",
+            f"# {self.subject.capitalize()} {markdown_cell(self.run)}: {verdict}",
             "",
             markdown_cell(self.headline()) + ".",
             "",
@@ -134,7 +137,7 @@ class WaveHealth:
             lines.append(f"| flagged by their base | {counts.flagged_by_base} |")
         lines += [f"| **total** | **{counts.models}** |", ""]
         if self.problems:
-            rerun = self.rerun or f"misterp rerun --wave {self.wave}"
+            rerun = self.rerun
             lines += [
                 "## Models that need attention",
                 "",
@@ -147,12 +150,6 @@ class WaveHealth:
         if self.slowest:
             lines += ["## Slowest fits", "", *_table(self.slowest, with_problem=False), ""]
         return "\n".join(lines)
-
-
-def _model_health(model: ManifestModel) -> ModelHealth:
-    return model_health(
-        model.key, model.estimate_status, model.attempts, model.seconds, _problem(model)
-    )
 
 
 def model_health(
@@ -177,22 +174,6 @@ def model_health(
         seconds=seconds,
         problem=problem,
     )
-
-
-def wave_health(manifest: Manifest) -> WaveHealth:
-    """The health of a wave from its manifest (the last attempt of every model)."""
-    models = tuple(_model_health(model) for model in manifest.models)
-    return WaveHealth(manifest.wave, manifest.counts, models)
-
-
-def _problem(model: ManifestModel) -> str | None:
-    if not model.estimate_status.needs_attention:
-        return None
-    if not model.status.needs_attention:
-        base = model.spec.get("base_question"), model.spec.get("base_option")
-        market = model.spec.get("market")
-        return f"its base model {market}/{base[0]}/{base[1]} is {model.estimate_status.value}"
-    return attempts_problem(model.attempts)
 
 
 def attempts_problem(attempts: Sequence[Attempt]) -> str:

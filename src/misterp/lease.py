@@ -48,10 +48,10 @@ __all__ = [
     "DEFAULT_SETTLE",
     "DEFAULT_STALE_AFTER",
     "LEASE_FILE",
+    "Lease",
     "LeaseLost",
     "LeaseRecord",
-    "WaveLease",
-    "WaveLocked",
+    "RunLocked",
     "acquire_lease",
     "check_holder",
     "lease_path",
@@ -146,7 +146,7 @@ class LeaseRecord(VersionedRecord):
         return f"run {self.run_id} on host {self.host} ({where})"
 
 
-class WaveLocked(RuntimeError):
+class RunLocked(RuntimeError):
     """Another live run holds the wave's lease; ``holder`` is its lease (None if unreadable)."""
 
     def __init__(self, message: str, wave: str, holder: LeaseRecord | None) -> None:
@@ -213,8 +213,8 @@ def acquire_lease(
     heartbeat: bool = True,
     note: str | None = None,
     subject: str | None = None,
-) -> WaveLease:
-    """Take the wave's lease, or raise ``WaveLocked`` naming the live run that holds it.
+) -> Lease:
+    """Take the wave's lease, or raise ``RunLocked`` naming the live run that holds it.
 
     A released lease is free. A stale one (no heartbeat for its ``stale_after``) is taken over,
     and so is a live one with ``force``; the run taken over is added to ``taken_over``.
@@ -240,7 +240,7 @@ def acquire_lease(
 
     Raises
     ------
-    WaveLocked
+    RunLocked
         Another live run holds the lease, or took it in the same moment.
     """
     run_id = run_id or new_run_id()
@@ -250,7 +250,7 @@ def acquire_lease(
         current = read_lease(store, wave)
     except RecordError as exc:
         if not force:
-            raise WaveLocked(
+            raise RunLocked(
                 f"{exc}. If no run of {named} is running, run again with --force to "
                 "replace the lease.",
                 wave,
@@ -263,7 +263,7 @@ def acquire_lease(
         taken_over = current.taken_over
         if current.held and current.run_id != run_id:
             if not (force or current.is_stale(now)):
-                raise WaveLocked(_locked_message(store, current, now, subject), wave, current)
+                raise RunLocked(_locked_message(store, current, now, subject), wave, current)
             logger.warning(
                 "%s: taking over the %s lease of %s (last heartbeat %s)",
                 named,
@@ -289,16 +289,16 @@ def acquire_lease(
     try:
         confirmed = read_lease(store, wave)
     except RecordError as exc:
-        raise WaveLocked(f"{exc}; another run is writing the lease, try again", wave, None) from exc
+        raise RunLocked(f"{exc}; another run is writing the lease, try again", wave, None) from exc
     if confirmed is None or confirmed.run_id != run_id:
         holder = f" by {confirmed.describe()}" if confirmed is not None else ""
-        raise WaveLocked(
+        raise RunLocked(
             f"{named} in {store.root_uri} was taken{holder} while run {run_id} took it; "
             "two runs started at the same moment. Run again once the other run has finished.",
             wave,
             confirmed,
         )
-    lease = WaveLease(store, confirmed, subject=subject)
+    lease = Lease(store, confirmed, subject=subject)
     logger.info("%s: lease taken by %s", named, confirmed.describe())
     if heartbeat:
         lease.start_heartbeat()
@@ -368,7 +368,7 @@ def taken_over_runs(store: ResultStore, wave: str) -> dict[str, dt.datetime]:
     return {entry.run_id: entry.at for entry in current.taken_over}
 
 
-class WaveLease:
+class Lease:
     """A held lease: heartbeat it, check it before writing, release it when done.
 
     Use it as a context manager so that it is released also when the run fails::
@@ -390,7 +390,7 @@ class WaveLease:
         self.lost: LeaseLost | None = None
 
     def __repr__(self) -> str:
-        return f"WaveLease({self.wave!r}, run_id={self.run_id!r})"
+        return f"Lease({self.wave!r}, run_id={self.run_id!r})"
 
     @property
     def wave(self) -> str:
@@ -478,7 +478,7 @@ class WaveLease:
         logger.info("%s: lease released by run %s", self.subject, self.run_id)
         return True
 
-    def __enter__(self) -> WaveLease:
+    def __enter__(self) -> Lease:
         return self
 
     def __exit__(

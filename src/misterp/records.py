@@ -1,4 +1,4 @@
-"""Typed, versioned records of what misterp stores: attempts, fit records and manifests.
+"""Typed, versioned records every family stores: attempts, convergence, a fit record's base.
 
 Every record a run writes is read again by another process, pod or a later misterp, so each is
 a frozen pydantic model with a ``schema_version``. A record from an older or newer misterp is
@@ -10,7 +10,6 @@ in one place: the ``MaybeFloat`` type.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 import uuid
@@ -23,20 +22,15 @@ from misterp.config import ConvergenceThresholds, SamplerConfig
 from misterp.status import FitStatus
 
 __all__ = [
-    "CENSUS_HASH_PREFIX",
     "SCHEMA_VERSION",
     "Attempt",
     "ConvergenceReport",
-    "FitRecord",
+    "FitRecordBase",
     "FitSummary",
-    "Manifest",
-    "ManifestModel",
     "Record",
     "RecordError",
     "StatusCounts",
     "VersionedRecord",
-    "WaveRunSummary",
-    "check_estimates",
     "utc_now",
 ]
 
@@ -179,23 +173,19 @@ class Attempt(Record):
     failures: tuple[str, ...] = ()
 
 
-class FitRecord(VersionedRecord):
-    """The stored outcome of one model's fit: ``OUTPUT/WAVE/fits/KEY.json``.
+class FitRecordBase(VersionedRecord):
+    """What every family's stored fit record says, whatever the model: the family-neutral part.
 
-    It names the spec, data and settings it was fitted from (as hashes), so a re-run can tell
-    whether it is still current, and the run that wrote it.
+    A family's record (``misterp.mrp.records.FitRecord``, ``misterp.mmm.outputs.MMMFitRecord``)
+    extends it with what names its model and data. The retry loop's resume rule, the fit store,
+    health and ``FitSummary`` read only these fields.
     """
 
-    kind: ClassVar[str] = "fit record"
-    key: str
-    spec: dict[str, Any]
-    spec_hash: str
     data_hash: str
     settings_hash: str
     status: FitStatus
     attempts: tuple[Attempt, ...]
     seconds: float
-    n_respondents: int
     has_draws: bool
     fit_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     #: When the record was written, to the microsecond (compared with lease takeovers).
@@ -203,23 +193,10 @@ class FitRecord(VersionedRecord):
     #: The run (its lease) that wrote the record; None when written without a lease.
     run_id: str | None = None
 
-    def staleness(self, spec_hash: str, data_hash: str, settings_hash: str) -> str | None:
-        """Why this record no longer describes the planned model, or None if it still does.
-
-        The one rule for "is this fit current?": the same spec, the same data, the same fit
-        settings. Re-runs reuse only current records.
-        """
-        if self.spec_hash != spec_hash:
-            return "spec changed"
-        if self.data_hash != data_hash:
-            return "data changed"
-        if self.settings_hash != settings_hash:
-            return "settings changed"
-        return None
-
-    def is_current(self, spec_hash: str, data_hash: str, settings_hash: str) -> bool:
-        """True when the record was fitted from this spec, data and settings."""
-        return self.staleness(spec_hash, data_hash, settings_hash) is None
+    @property
+    def fit_key(self) -> str:
+        """The fit's key in its run: a model key (MRP) or a market (MMM)."""
+        raise NotImplementedError
 
     @property
     def last_report(self) -> ConvergenceReport | None:
@@ -290,76 +267,6 @@ class StatusCounts(Record):
         )
 
 
-#: ``Manifest.input_hashes`` key prefix of one market's census (poststratification) rows.
-CENSUS_HASH_PREFIX = "poststrat:"
-
-
-class ManifestModel(Record):
-    """One planned model in the manifest: its own status, its estimates' status, its history."""
-
-    key: str
-    spec: dict[str, Any]
-    spec_hash: str
-    data_hash: str
-    status: FitStatus
-    #: The status on the estimate rows: the worse of the model's own and its base's.
-    estimate_status: FitStatus
-    attempts: tuple[Attempt, ...]
-    seconds: float | None
-    fit_id: str | None
-    n_respondents: int
-    draws: str | None
-
-
-class Manifest(VersionedRecord):
-    """``OUTPUT/WAVE/manifest.json``: written last, so its presence means the wave is complete."""
-
-    kind: ClassVar[str] = "manifest"
-    wave: str
-    created_at: str = Field(default_factory=utc_now)
-    complete: bool = True
-    input: str | None
-    input_hashes: dict[str, str]
-    versions: dict[str, str]
-    config: dict[str, Any]
-    counts: StatusCounts
-    wall_seconds: float | None
-    files: dict[str, str]
-    #: sha256 of ``estimates.parquet`` as published with this manifest.
-    estimates_sha256: str
-    models: tuple[ManifestModel, ...]
-    healthy: bool
-    run_id: str | None = None
-
-    def describes_estimates(self, estimates: bytes) -> bool:
-        """True when ``estimates`` are the bytes of the ``estimates.parquet`` published with it.
-
-        Two runs publishing one wave could leave one's manifest beside the other's estimates;
-        a reader checks this before trusting either.
-        """
-        return hashlib.sha256(estimates).hexdigest() == self.estimates_sha256
-
-
-def check_estimates(manifest: Manifest, estimates: bytes, source: str) -> None:
-    """Raise ``RecordError`` naming ``source`` unless the estimates belong to the manifest.
-
-    >>> sha = hashlib.sha256(b"x").hexdigest()
-    >>> manifest = Manifest.model_construct(wave="2026-10", estimates_sha256=sha)
-    >>> check_estimates(manifest, b"x", "estimates.parquet")
-    >>> check_estimates(manifest, b"y", "estimates.parquet")
-    Traceback (most recent call last):
-    ...
-    misterp.records.RecordError: estimates.parquet does not belong to the manifest of wave ...
-    """
-    if not manifest.describes_estimates(estimates):
-        raise RecordError(
-            f"{source} does not belong to the manifest of wave {manifest.wave} "
-            f"(its sha256 is {hashlib.sha256(estimates).hexdigest()[:12]}..., the manifest "
-            f"published {manifest.estimates_sha256[:12]}...): another run wrote one of them; "
-            "publish the wave again (misterp rerun) before reading it"
-        )
-
-
 class FitSummary(Record):
     """What a fit worker reports back to the dispatcher: small, so it travels cheaply.
 
@@ -379,7 +286,7 @@ class FitSummary(Record):
     failures: tuple[str, ...] = ()
 
     @classmethod
-    def from_record(cls, record: FitRecord) -> FitSummary:
+    def from_record(cls, record: FitRecordBase) -> FitSummary:
         """Summarise a fit record (NaN statistics become None)."""
         report = record.last_report
         stats: dict[str, Any] = {}
@@ -390,7 +297,7 @@ class FitSummary(Record):
             }
             stats["divergences"] = report.divergences
         return cls(
-            key=record.key,
+            key=record.fit_key,
             status=record.status,
             attempts=len(record.attempts),
             seconds=record.seconds,
@@ -398,14 +305,3 @@ class FitSummary(Record):
             failures=record.attempts[-1].failures if record.attempts else (),
             **stats,
         )
-
-
-class WaveRunSummary(Record):
-    """What a wave run returns (and a CLI prints): where it went and how it ended."""
-
-    wave: str
-    output: str
-    counts: StatusCounts
-    fitted: int
-    reused: int
-    headline: str

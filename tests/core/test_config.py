@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from misterp.config import ConfigError, load_config, parse_config
+from misterp.config import ConfigError
+from misterp.mrp.config import load_config, parse_config
 
 MINIMAL = {
     "input": "data/{wave}",

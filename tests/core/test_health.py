@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from misterp.health import wave_health
-from misterp.records import Manifest, StatusCounts
+from misterp.mrp.health import wave_health
+from misterp.mrp.records import Manifest
+from misterp.records import StatusCounts
 from misterp.status import FitStatus
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from misterp.config import ConfigError, check_wave_id, parse_config
+from misterp.config import ConfigError
 from misterp.ids import MAX_ID_LENGTH, id_problem, is_safe_id
+from misterp.mrp.config import check_wave_id, parse_config
 from misterp.mrp.validation import InputValidationError, ValidationProblem, read_wave
 from misterp.storage import ResultStore, UnsafePathError
 from support import small_simulated_wave

@@ -17,15 +17,17 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from misterp.config import ModelConfig, SamplerConfig, parse_config
+from misterp.config import SamplerConfig
 from misterp.fitstore import plan_refits, read_current_fits, read_fit_record
 from misterp.mrp.cells import CellCounts, MarketCells
+from misterp.mrp.config import ModelConfig, parse_config
 from misterp.mrp.joint import split_draws, stacked_cells, stacked_counts
 from misterp.mrp.model import Backend
 from misterp.mrp.prepare import prepare_wave
 from misterp.mrp.specs import FormulaError, ModelSpec, joint_formula
 from misterp.mrp.staging import stage_wave
-from misterp.mrp.wave import fit_and_record, publish_wave, record_lost_fit, run_wave_inline
+from misterp.mrp.wave import fit_and_record, publish_wave, record_lost_fit
+from misterp.pipeline.wave import run_wave_inline
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 from support import PLUMBING, WAVE, cell_posterior, fake_backends, small_wave_config

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from misterp.config import WaveConfig, parse_config
 from misterp.fitstore import (
     TAKEN_OVER,
     fit_path,
@@ -27,18 +26,20 @@ from misterp.fitstore import (
     write_fit,
 )
 from misterp.lease import (
+    Lease,
     LeaseLost,
     LeaseRecord,
+    RunLocked,
     TakenOver,
-    WaveLease,
-    WaveLocked,
     acquire_lease,
     check_holder,
     lease_path,
     read_lease,
 )
+from misterp.mrp.config import WaveConfig, parse_config
 from misterp.mrp.prepare import PreparedWave, prepare_wave
-from misterp.mrp.wave import fit_and_record, fit_prepared, publish_wave, run_wave_inline
+from misterp.mrp.wave import fit_and_record, fit_prepared, publish_wave
+from misterp.pipeline.wave import run_wave_inline
 from misterp.storage import ResultStore
 from support import PLUMBING, WAVE, no_mcmc_backends, small_wave_config
 
@@ -46,7 +47,7 @@ from support import PLUMBING, WAVE, no_mcmc_backends, small_wave_config
 QUICK: dict[str, Any] = {"settle": 0.0, "heartbeat": False}
 
 
-def _lease(store: ResultStore, run_id: str, **options: Any) -> WaveLease:
+def _lease(store: ResultStore, run_id: str, **options: Any) -> Lease:
     return acquire_lease(store, WAVE, run_id=run_id, **(QUICK | options))
 
 
@@ -83,7 +84,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_wave_and_told_who_and
 ) -> None:
     first = _lease(store, "run-a", note="prefect flow run brave-fox")
 
-    with pytest.raises(WaveLocked) as info:
+    with pytest.raises(RunLocked) as info:
         _lease(store, "run-b")
 
     message = str(info.value)
@@ -165,13 +166,13 @@ def test_two_runs_starting_at_the_same_moment_do_not_both_get_the_wave(
     # Both may read "no lease"; writing, waiting and reading back lets only the last writer win.
     start = threading.Barrier(2)
     won: list[str] = []
-    refused: list[WaveLocked] = []
+    refused: list[RunLocked] = []
 
     def run(run_id: str) -> None:
         start.wait()
         try:
             won.append(_lease(store, run_id, settle=0.3).run_id)
-        except WaveLocked as exc:
+        except RunLocked as exc:
             refused.append(exc)
 
     threads = [threading.Thread(target=run, args=(name,)) for name in ("run-a", "run-b")]
@@ -318,7 +319,7 @@ def test_the_lease_works_on_an_object_store(s3_bucket: tuple[str, dict[str, obje
     store = ResultStore(f"{bucket}/results", options)
     first = _lease(store, "run-a", settle=0.1)
 
-    with pytest.raises(WaveLocked, match="run run-a"):
+    with pytest.raises(RunLocked, match="run run-a"):
         _lease(store, "run-b", settle=0.1)
     taker = _lease(store, "run-c", settle=0.1, force=True)
     with pytest.raises(LeaseLost, match="to run run-c"):
@@ -358,7 +359,7 @@ def test_an_inline_wave_is_refused_while_another_run_holds_it_and_force_takes_it
 ) -> None:
     other = _lease(store, "other-run")
 
-    with pytest.raises(WaveLocked, match="other-run"):
+    with pytest.raises(RunLocked, match="other-run"):
         run_wave_inline(config, backends=no_mcmc_backends())
     assert store.list(WAVE) == [lease_path(WAVE)]  # nothing staged, fitted or published
 

@@ -9,18 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.config import parse_config
 from misterp.fitstore import read_current_fits
+from misterp.mrp.config import parse_config
 from misterp.mrp.prepare import PreparedWave, prepare_wave
-from misterp.mrp.wave import (
-    ESTIMATE_COLUMNS,
-    WaveOutcome,
-    draws_path,
-    fit_and_record,
-    publish_wave,
-    run_wave_inline,
-)
-from misterp.records import Manifest, RecordError, check_estimates
+from misterp.mrp.records import Manifest, check_estimates
+from misterp.mrp.wave import ESTIMATE_COLUMNS, WaveOutcome, draws_path, fit_and_record, publish_wave
+from misterp.pipeline.wave import run_wave_inline
+from misterp.records import RecordError
 from misterp.storage import MANIFEST, ResultStore
 from misterp.tracking.competitors import COMPETITOR_COLUMNS, COMPETITORS_FILE, build_competitors
 from misterp.tracking.funnel import FUNNEL_COLUMNS, FUNNEL_FILE, build_funnel

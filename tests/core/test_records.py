@@ -10,16 +10,14 @@ import sys
 import pytest
 
 from misterp.config import SamplerConfig
+from misterp.mrp.records import FitRecord, Manifest, ManifestModel
 from misterp.mrp.specs import ModelSpec
 from misterp.mrp.staging import StagedMarket, StagedPlan
 from misterp.records import (
     SCHEMA_VERSION,
     Attempt,
     ConvergenceReport,
-    FitRecord,
     FitSummary,
-    Manifest,
-    ManifestModel,
     RecordError,
     StatusCounts,
 )

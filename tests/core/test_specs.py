@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from misterp.config import ModelConfig
+from misterp.mrp.config import ModelConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.specs import (
     FormulaError,

@@ -9,14 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.config import SamplerConfig, parse_config
+from misterp.config import SamplerConfig
 from misterp.fitstore import plan_refits, read_current_fits, read_fit, read_fit_record, write_fit
 from misterp.fitting import FitResult, resume_settings
+from misterp.mrp.config import parse_config
 from misterp.mrp.prepare import PreparedWave, prepare_wave
+from misterp.mrp.records import FitRecord
 from misterp.mrp.specs import ModelSpec
 from misterp.mrp.staging import StagedWaveMissing, load_staged_wave, stage_wave
-from misterp.mrp.wave import run_wave_inline
-from misterp.records import Attempt, ConvergenceReport, FitRecord
+from misterp.pipeline.wave import run_wave_inline
+from misterp.records import Attempt, ConvergenceReport
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 from support import PLUMBING, WAVE, crashing_for, no_mcmc_backends, small_wave_config

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.config import PriorConfig
+from misterp.mrp.config import PriorConfig
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 from misterp.tracking.changes import (

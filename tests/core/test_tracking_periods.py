@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 
-from misterp.config import ConfigError, parse_config
-from misterp.tracking.periods import detect_period, parse_period
+from misterp.config import ConfigError
+from misterp.mrp.config import parse_config
+from misterp.periods import detect_period, parse_period
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.config import TrackingConfig, parse_config
-from misterp.mrp.wave import run_wave_inline
+from misterp.mrp.config import TrackingConfig, parse_config
+from misterp.pipeline.wave import run_wave_inline
 from misterp.storage import ResultStore
 from misterp.tracking.changes import later_waves_referencing
 from misterp.tracking.trends import TREND_COLUMNS, rebuild_trends, update_trends

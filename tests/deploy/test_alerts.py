@@ -21,8 +21,8 @@ import pytest
 from flows.cli import summary_of
 from flows.wave import run_wave
 from misterp.mrp import model
+from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
-from misterp.records import Manifest
 from misterp.storage import MANIFEST, ResultStore
 from support import crashing_for, no_mcmc_backends
 

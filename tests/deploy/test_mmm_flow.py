@@ -21,7 +21,7 @@ from tests.mmm.fake_mmm_fits import PIDS_FILE, fit_fake_market
 from tests.mmm.test_mmm_run import CALLS, DIVERGING
 
 from misterp.errors import ConfigError
-from misterp.lease import WaveLocked, read_lease
+from misterp.lease import RunLocked, read_lease
 from misterp.mmm.outputs import MMMManifest
 from misterp.mmm.simulate import simulate_mmm
 from misterp.mmm.staging import lease_run
@@ -171,7 +171,7 @@ def test_a_second_run_of_a_held_run_id_is_refused_and_force_takes_it_over(
     state = run_mmm_flow(config_path, return_state=True)
 
     assert state.is_failed()
-    with pytest.raises(WaveLocked, match=r"media-mix run r1 in .* run other-run on host .*--force"):
+    with pytest.raises(RunLocked, match=r"media-mix run r1 in .* run other-run on host .*--force"):
         state.result()
     assert store.list("mmm/r1") == ["mmm/r1/lease.json"]  # nothing staged, fitted or published
     assert CALLS == []

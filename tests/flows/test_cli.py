@@ -22,7 +22,7 @@ from flows.cli import EXIT_CODE_MEANINGS, ExitCode, Invocation, app, exit_code_f
 from flows.logs import prefect_logging_env
 from misterp import __version__
 from misterp.config import ConfigError
-from misterp.lease import LeaseLost, WaveLocked
+from misterp.lease import LeaseLost, RunLocked
 from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import FormulaError
 from misterp.mrp.staging import StagedWaveMissing
@@ -202,7 +202,7 @@ def test_validate_does_not_import_prefect(
         (InputValidationError(ValidationReport([])), ExitCode.INVALID),
         (FormulaError("bad formula"), ExitCode.INVALID),
         (StagedWaveMissing("never staged"), ExitCode.INVALID),
-        (WaveLocked("wave 2026-10 is being run by run abc", "2026-10", None), ExitCode.LOCKED),
+        (RunLocked("wave 2026-10 is being run by run abc", "2026-10", None), ExitCode.LOCKED),
         (LeaseLost("run abc lost wave 2026-10", "2026-10", "abc", None), ExitCode.CRASHED),
         (StoreUnavailable("s3://b/out", "reading", TimeoutError("slow")), ExitCode.CRASHED),
         (OSError("disk"), ExitCode.CRASHED),
@@ -252,7 +252,7 @@ def test_a_store_outage_during_validate_exits_3_with_one_line(
 
 
 def test_a_locked_line_says_how_to_take_the_wave_over() -> None:
-    exc = WaveLocked("wave 2026-10 is being run by run abc on host h", "2026-10", None)
+    exc = RunLocked("wave 2026-10 is being run by run abc on host h", "2026-10", None)
     assert failure_line(exc, Invocation("run")) == (
         "wave 2026-10 is being run by run abc on host h; "
         "if that run is dead, take the wave over with --force"

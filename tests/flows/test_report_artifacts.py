@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from prefect import flow
 
-from flows.tasks import artifact_key, report_wave, show_mmm_report
+from flows.tasks import artifact_key, show_mmm_report, show_wave_report
 from misterp.reporting.mmm_report import MMMReportOutcome, update_mmm_report
-from misterp.reporting.write import ReportOutcome
+from misterp.reporting.write import ReportOutcome, update_report
 from misterp.storage import ResultStore
 from tracking_support import publish_fake_wave
 
@@ -21,7 +21,9 @@ WAVE = "2026-11"
 
 @flow(name="report-artifacts-test")
 def report_flow(output: str) -> ReportOutcome:
-    return report_wave(output, WAVE, {})
+    outcome = update_report(ResultStore(output), WAVE)
+    show_wave_report(outcome, WAVE)
+    return outcome
 
 
 @flow(name="mmm-report-artifacts-test")

@@ -9,9 +9,9 @@ import pytest
 
 from flows.cli import summary_of
 from flows.wave import run_wave
+from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.validation import InputValidationError
-from misterp.records import Manifest
 from misterp.storage import MANIFEST, ResultStore
 
 # Plumbing, not statistics: tiny draw counts; recovery is tested in tests/model.

@@ -11,7 +11,7 @@ import pytest
 
 from flows.wave import rerun_wave, run_wave
 from misterp.config import ConfigError
-from misterp.lease import WaveLocked, acquire_lease, lease_path, read_lease
+from misterp.lease import RunLocked, acquire_lease, lease_path, read_lease
 from misterp.storage import ResultStore
 from support import WAVE, small_wave_config
 
@@ -26,7 +26,7 @@ def test_run_wave_is_refused_while_another_run_holds_the_wave(
     state = run_wave(config=config, return_state=True)
 
     assert state.is_failed()
-    with pytest.raises(WaveLocked, match=r"run other-run on host .*--force"):
+    with pytest.raises(RunLocked, match=r"run other-run on host .*--force"):
         state.result()
     assert store.list(WAVE) == [lease_path(WAVE)]  # nothing staged, fitted or published
     assert read_lease(store, WAVE) == holder.record

@@ -18,9 +18,9 @@ from misterp.errors import ConfigError
 from misterp.mmm.brand import interval_sd, trend_draws, week_waves
 from misterp.mmm.config import BRAND_CONTROL, MMMConfig, parse_mmm_config
 from misterp.mmm.model import SWEEP_FACTORS, MarketInput, layout_for, prepare_market
-from misterp.mmm.run import run_mmm
 from misterp.mmm.simulate import simulate_mmm
 from misterp.mmm.validation import InputValidationError, read_mmm_input
+from misterp.pipeline.mmm import run_mmm
 from misterp.records import ConvergenceReport
 
 MONTHS = pd.period_range("2023-01", "2024-07", freq="M")  # the simulated weeks' months

@@ -22,8 +22,8 @@ import pytest
 
 from misterp.mmm.brand import week_waves
 from misterp.mmm.config import parse_mmm_config
-from misterp.mmm.run import run_mmm
 from misterp.mmm.simulate import simulate_mmm
+from misterp.pipeline.mmm import run_mmm
 
 AWARENESS_SCALE = 250_000.0
 HALF_WIDTH = 0.01

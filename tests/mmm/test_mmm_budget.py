@@ -14,8 +14,8 @@ from misterp.errors import ConfigError
 from misterp.mmm.budget import BUDGET_FILE, current_spend, weekly_bounds
 from misterp.mmm.config import BudgetConfig, MMMConfig, parse_mmm_config
 from misterp.mmm.model import MarketInput, layout_for
-from misterp.mmm.run import run_mmm
 from misterp.mmm.simulate import simulate_mmm
+from misterp.pipeline.mmm import run_mmm
 from misterp.storage import ResultStore
 
 

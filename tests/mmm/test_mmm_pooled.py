@@ -24,7 +24,7 @@ from misterp.mmm.pooled import (
     ordered,
     split_pooled_draws,
 )
-from misterp.mmm.run import run_mmm, settings_hash
+from misterp.mmm.run import settings_hash
 from misterp.mmm.simulate import simulate_mmm
 from misterp.mmm.staging import stage_run
 from misterp.mmm.validation import read_mmm_input
@@ -34,6 +34,7 @@ from misterp.mmm.worker import (
     markets_to_fit,
     record_lost_market,
 )
+from misterp.pipeline.mmm import run_mmm
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from misterp.mmm.config import MMMConfig
-from misterp.mmm.run import run_mmm
 from misterp.mmm.simulate import simulate_mmm
+from misterp.pipeline.mmm import run_mmm
 
 #: From the issue: ROAS within +-20 % of the truth ...
 ROAS_TOLERANCE = 0.20

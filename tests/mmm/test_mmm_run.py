@@ -13,8 +13,8 @@ from misterp.config import ConvergenceThresholds
 from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import SWEEP_FACTORS, MarketInput, layout_for
 from misterp.mmm.outputs import MMMFitRecord, MMMManifest
-from misterp.mmm.run import run_mmm
 from misterp.mmm.simulate import simulate_mmm
+from misterp.pipeline.mmm import run_mmm
 from misterp.records import ConvergenceReport
 from misterp.storage import MANIFEST, ResultStore
 

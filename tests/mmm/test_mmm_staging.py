@@ -11,10 +11,10 @@ from tests.mmm.test_mmm_run import CALLS, fake_functions
 
 from flows.cli import ExitCode, main
 from misterp.errors import ConfigError
-from misterp.lease import LeaseLost, WaveLocked, read_lease
+from misterp.lease import LeaseLost, RunLocked, read_lease
 from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import MarketInput, prepare_market
-from misterp.mmm.run import run_mmm, settings_hash
+from misterp.mmm.run import settings_hash
 from misterp.mmm.simulate import simulate_mmm
 from misterp.mmm.staging import (
     lease_run,
@@ -25,6 +25,7 @@ from misterp.mmm.staging import (
 )
 from misterp.mmm.validation import read_mmm_input
 from misterp.mmm.worker import fit_staged_market, record_lost_market
+from misterp.pipeline.mmm import run_mmm
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
@@ -145,7 +146,7 @@ def test_a_second_run_of_a_held_run_id_is_refused_and_force_takes_it_over(config
     store = ResultStore(config.output)
     holder = lease_run(store, "r1", run_id="other-run", settle=0.0, heartbeat=False)
 
-    with pytest.raises(WaveLocked, match=r"media-mix run r1 .* run other-run on host .*--force"):
+    with pytest.raises(RunLocked, match=r"media-mix run r1 .* run other-run on host .*--force"):
         run_mmm(config, workers=1, functions=fake_functions, settle=0.0)
     assert store.list("mmm/r1") == ["mmm/r1/lease.json"]  # nothing staged, fitted or published
 
@@ -171,3 +172,27 @@ def test_mmm_run_exits_locked_naming_the_holder(tmp_path, capsys) -> None:
     assert "media-mix run r1" in err
     assert "run other-run on host" in err
     assert "--force" in err
+
+
+def test_a_staged_config_with_a_brand_link_reads_back_as_the_user_wrote_it(config) -> None:
+    # brand_link's role is written `as:` in YAML; a staged config dumped by field name
+    # (`role:`) was refused when a worker or the publish step read it back
+    linked = MMMConfig.model_validate(
+        config.model_dump()
+        | {
+            "brand_link": {
+                "trends": str(Path(config.input) / "trends.parquet"),
+                "question_id": "aware_brand01",
+                "option": "yes",
+                "as": "control",
+            }
+        }
+    )
+    store = ResultStore(linked.output)
+    data = read_mmm_input(linked.model_copy(update={"brand_link": None}))
+    inputs = {m: prepare_market(data, m, linked) for m in data.markets}
+    stage_run(store, "r1", linked, inputs)
+
+    reread = staged_config(read_staged_run(store, "r1"), linked.output)
+    assert reread.brand_link == linked.brand_link
+    assert settings_hash(reread) == settings_hash(linked)

@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 
 from flows.demo import score_changes
-from misterp.config import parse_config
+from misterp.mrp.config import parse_config
 from misterp.mrp.simulate import TrueChange, WaveTruthSpec, simulate_waves
-from misterp.mrp.wave import run_wave_inline
+from misterp.pipeline.wave import run_wave_inline
 from misterp.tracking.changes import CHANGES_FILE
 
 WAVES = ("2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06")

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from scipy.special import gammaln
 
-from misterp.config import PriorConfig, SamplerConfig, WaveConfig, parse_config
+from misterp.config import SamplerConfig
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.config import PriorConfig, WaveConfig, parse_config
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import (
     BINOMIAL_KERNEL,
@@ -20,7 +21,7 @@ from misterp.mrp.model import (
 )
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec
-from misterp.mrp.wave import run_wave_inline
+from misterp.pipeline.wave import run_wave_inline
 from support import values_at
 
 

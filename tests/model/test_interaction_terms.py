@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from misterp.config import PriorConfig
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.config import PriorConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, pymc_model_of
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from misterp.config import PriorConfig, parse_config
 from misterp.mrp.cells import aggregate_cells, build_market_cells
+from misterp.mrp.config import PriorConfig, parse_config
 from misterp.mrp.data import WaveData
 from misterp.mrp.joint import stacked_cells, stacked_counts
 from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, pymc_model_of
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec, joint_formula
-from misterp.mrp.wave import run_wave_inline
+from misterp.pipeline.wave import run_wave_inline
 from support import values_at
 
 FORMULA = joint_formula("p(yes, n) ~ 1 + gender + (1|age) + (1|age:gender)")

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from misterp.config import ConfigError, PriorConfig, parse_config
+from misterp.config import ConfigError
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.config import PriorConfig, parse_config
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import _shared_data_model, build_model, pymc_model_of
 from misterp.mrp.ordered import random_walk_matrix

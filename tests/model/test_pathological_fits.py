@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.config import ConvergenceThresholds, PriorConfig, RetryPolicy, SamplerConfig
+from misterp.config import ConvergenceThresholds, RetryPolicy, SamplerConfig
 from misterp.diagnostics import next_attempt
 from misterp.fitting import FitResult, fit_with_policy
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.config import PriorConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import cell_sampler, extract_cell_draws
 from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave

@@ -6,9 +6,10 @@ import numpy as np
 import nutpie
 import xarray as xr
 
-from misterp.config import PriorConfig, SamplerConfig
+from misterp.config import SamplerConfig
 from misterp.diagnostics import check_convergence
 from misterp.mrp.cells import aggregate_cells, build_market_cells
+from misterp.mrp.config import PriorConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import (
     _compiled_template,

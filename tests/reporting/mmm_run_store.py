@@ -8,8 +8,9 @@ from tests.mmm.test_mmm_budget import budget_functions
 from tests.mmm.test_mmm_run import DIVERGING
 
 from misterp.mmm.config import BudgetConfig, MMMConfig
-from misterp.mmm.run import MMMRunOutcome, run_mmm
+from misterp.mmm.run import MMMRunOutcome
 from misterp.mmm.simulate import simulate_mmm
+from misterp.pipeline.mmm import run_mmm
 from misterp.storage import ResultStore
 
 RUN = "r1"

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from misterp.config import parse_config
+from misterp.mrp.config import parse_config
 from misterp.mrp.simulate import TrueChange, WaveTruthSpec, simulate_waves
-from misterp.mrp.wave import WaveOutcome, run_wave_inline
+from misterp.mrp.wave import WaveOutcome
+from misterp.pipeline.wave import run_wave_inline
 from support import PLUMBING, no_mcmc_backends
 
 WAVES: tuple[str, ...] = ("2026-09", "2026-10", "2026-11")

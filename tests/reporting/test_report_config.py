@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from misterp.config import ConfigError, ReportingConfig, parse_config
-from misterp.records import Manifest, StatusCounts
+from misterp.config import ConfigError
+from misterp.mrp.config import ReportingConfig, parse_config
+from misterp.mrp.records import Manifest
+from misterp.records import StatusCounts
 from misterp.reporting.write import reporting_of
 
 BASE: dict[str, Any] = {

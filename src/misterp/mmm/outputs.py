@@ -13,20 +13,25 @@ and the MAPE of the posterior mean prediction over the holdout weeks, which the 
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import uuid
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from misterp.health import WaveHealth, attempts_problem, model_health
+from misterp.health import RunHealth, attempts_problem, model_health
 from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import SWEEP_FACTORS, TARGET, DrawLayout, MarketInput
 from misterp.mmm.simulate import BASELINE
-from misterp.records import Attempt, MaybeFloat, Record, StatusCounts, VersionedRecord, utc_now
+from misterp.records import (
+    FitRecordBase,
+    MaybeFloat,
+    Record,
+    StatusCounts,
+    VersionedRecord,
+    utc_now,
+)
 from misterp.status import FitStatus
 
 __all__ = [
@@ -227,7 +232,7 @@ def market_tables(
     return MarketTables(contributions, roas_frame, curves, adstock, fitted)
 
 
-class MMMFitRecord(VersionedRecord):
+class MMMFitRecord(FitRecordBase):
     """The stored outcome of one market's fit: ``OUTPUT/mmm/RUN/fits/MARKET.json``.
 
     It names the data and settings it was fitted from (as hashes), so a re-run reuses it only
@@ -238,21 +243,18 @@ class MMMFitRecord(VersionedRecord):
     market: str
     channels: tuple[str, ...]
     dropped_channels: tuple[str, ...] = ()
-    data_hash: str
-    settings_hash: str
-    status: FitStatus
-    attempts: tuple[Attempt, ...]
-    seconds: float
     n_weeks: int
     holdout_weeks: int
     first_week: str
     last_week: str
     quality: FitQuality | None = None
-    has_draws: bool
     #: The other markets of its pooled fit (``pooling: hierarchical``); empty when fitted alone.
     pooled_with: tuple[str, ...] = ()
-    fit_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    fitted_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    @property
+    def fit_key(self) -> str:
+        """The market."""
+        return self.market
 
     def is_current(self, data_hash: str, settings_hash: str) -> bool:
         """True when fitted from this data and these settings."""
@@ -297,7 +299,7 @@ class MMMManifest(VersionedRecord):
     healthy: bool
 
 
-def run_health(manifest: MMMManifest) -> WaveHealth:
+def run_health(manifest: MMMManifest) -> RunHealth:
     """The tracker's health report for a media-mix run: one line per market, problems first.
 
     Written as ``OUTPUT/mmm/RUN/health.md`` before the manifest, shown as Prefect artifacts and
@@ -313,7 +315,7 @@ def run_health(manifest: MMMManifest) -> WaveHealth:
         )
         for record in manifest.markets
     ]
-    return WaveHealth(
+    return RunHealth(
         manifest.run,
         manifest.counts,
         tuple(models),

@@ -17,11 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -32,18 +30,15 @@ import pandas as pd
 from misterp.config import SamplerConfig
 from misterp.errors import ConfigError
 from misterp.fitting import Diagnose, Extract, FitResult, Sample, fit_with_policy
-from misterp.health import HEALTH_FILE, WaveHealth
-from misterp.ids import id_problem
-from misterp.lease import DEFAULT_SETTLE, DEFAULT_STALE_AFTER
+from misterp.health import HEALTH_FILE, RunHealth
 from misterp.mmm.budget import BUDGET_FILE, budget_table
-from misterp.mmm.config import MMMConfig, Pooling
+from misterp.mmm.config import MMMConfig
 from misterp.mmm.model import (
     MarketInput,
     diagnose_fit,
     layout_for,
     market_extractor,
     market_sampler,
-    prepare_market,
     thin_index,
 )
 from misterp.mmm.outputs import (
@@ -67,10 +62,9 @@ from misterp.mmm.pooled import (
     pooling_problems,
     split_pooled_draws,
 )
-from misterp.mmm.staging import check_run_holder, lease_run, run_folder, stage_run
-from misterp.mmm.validation import MMMData, read_mmm_input
+from misterp.mmm.staging import check_run_holder, run_folder
+from misterp.mmm.validation import MMMData
 from misterp.records import ConvergenceReport, RecordError, StatusCounts
-from misterp.reporting.mmm_report import MMMReportOutcome, update_mmm_report
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
@@ -82,10 +76,10 @@ __all__ = [
     "fit_market",
     "fit_pooled",
     "mixture_functions",
+    "publish_run",
     "pymc_marketing_fit",
     "pymc_marketing_pooled_fit",
     "run_folder",
-    "run_mmm",
 ]
 
 logger = logging.getLogger(__name__)
@@ -315,8 +309,6 @@ class MMMRunOutcome:
     manifest: MMMManifest
     roas: pd.DataFrame
     diagnostics: pd.DataFrame
-    #: How the report step ended (written after the manifest; a failure never unpublishes).
-    report: MMMReportOutcome | None = None
 
     @property
     def counts(self) -> StatusCounts:
@@ -324,7 +316,7 @@ class MMMRunOutcome:
         return self.manifest.counts
 
     @property
-    def health(self) -> WaveHealth:
+    def health(self) -> RunHealth:
         """The run's health report (``health.md``): every market, problems first."""
         return run_health(self.manifest)
 
@@ -348,159 +340,6 @@ def _workers(config: MMMConfig, n_markets: int, override: int | None) -> int:
     """Processes to use: each fit's chains want about two cores on a small machine."""
     wanted = override or config.workers or max(1, (os.cpu_count() or 1) // 2)
     return max(1, min(wanted, n_markets))
-
-
-def run_mmm(
-    config: MMMConfig,
-    store: ResultStore | None = None,
-    *,
-    workers: int | None = None,
-    refit_all: bool = False,
-    functions: FitFunctions = pymc_marketing_fit,
-    progress: Callable[[MMMFitRecord], None] | None = None,
-    data: MMMData | None = None,
-    pooled_functions: PooledFitFunctions = pymc_marketing_pooled_fit,
-    force: bool = False,
-    settle: float = DEFAULT_SETTLE,
-    stale_after: float = DEFAULT_STALE_AFTER,
-) -> MMMRunOutcome:
-    """Validate the input, fit every market, publish the tables and, last, the manifest.
-
-    Parameters
-    ----------
-    config
-        The run's config.
-    store
-        Results root; default: ``config.output``.
-    workers
-        Markets fitted at once (processes); 1: in this process, one after another.
-    refit_all
-        Refit converged markets whose data and settings did not change.
-    functions
-        Builds each market's sample/extract/diagnose; tests inject a fake sampler here.
-    pooled_functions
-        The same for the one model of all markets with ``pooling: hierarchical``.
-    progress
-        Called with each market's record as it finishes.
-    data
-        Already validated input (skips reading ``config.input`` again).
-    force, settle, stale_after
-        The run's lease (``OUTPUT/mmm/RUN/lease.json``, taken after validation and released
-        at the end): ``force`` takes it over from a run that looks alive; see
-        :func:`misterp.lease.acquire_lease` for the other two.
-
-    Raises
-    ------
-    InputValidationError
-        With every problem of the input; nothing is written.
-    WaveLocked
-        Another live run of the same run id holds its lease; nothing is written.
-    """
-    started = time.perf_counter()
-    data = data if data is not None else read_mmm_input(config)
-    store = store or ResultStore(config.output, config.storage_options)
-    run = config.run or str(data.last_week.date())
-    assert id_problem(run) is None
-    markets = [m for m in data.markets if config.markets is None or m in config.markets]
-    inputs = {market: prepare_market(data, market, config) for market in markets}
-    if config.pooling is Pooling.HIERARCHICAL:
-        check_poolable(list(inputs.values()))  # before the lease: a refused run writes nothing
-    with lease_run(store, run, force=force, settle=settle, stale_after=stale_after) as lease:
-        return _fit_and_publish(
-            config,
-            store,
-            run,
-            data,
-            inputs,
-            workers,
-            refit_all,
-            functions,
-            progress,
-            started,
-            lease.run_id,
-            pooled_functions=pooled_functions,
-        )
-
-
-def _fit_and_publish(
-    config: MMMConfig,
-    store: ResultStore,
-    run: str,
-    data: MMMData,
-    inputs: dict[str, MarketInput],
-    workers: int | None,
-    refit_all: bool,
-    functions: FitFunctions,
-    progress: Callable[[MMMFitRecord], None] | None,
-    started: float,
-    run_id: str,
-    *,
-    pooled_functions: PooledFitFunctions = pymc_marketing_pooled_fit,
-) -> MMMRunOutcome:
-    """``run_mmm`` once it holds the run's lease: stage, fit every market, publish."""
-    markets = list(inputs)
-    folder = run_folder(run)
-    store.retract(folder)  # an interrupted run must never look complete
-    stage_run(
-        store,
-        run,
-        config,
-        inputs,
-        dropped=data.dropped,
-        input_hashes=data.input_hashes,
-        notes=data.notes,
-        refit_all=refit_all,
-    )
-    n_workers = _workers(config, len(markets), workers)
-    records: dict[str, MMMFitRecord] = {}
-    common: dict[str, Any] = {"refit": refit_all, "functions": functions, "run_id": run_id}
-    if config.pooling is Pooling.HIERARCHICAL:
-        records = fit_pooled(
-            [inputs[market] for market in markets],
-            config,
-            run,
-            dropped=data.dropped,
-            refit=refit_all,
-            functions=pooled_functions,
-            run_id=run_id,
-        )
-        if progress is not None:
-            for record in records.values():
-                progress(record)
-    elif n_workers == 1:
-        for market in markets:
-            records[market] = fit_market(
-                inputs[market],
-                config,
-                run,
-                dropped=tuple(data.dropped.get(market, ())),
-                **common,
-            )
-            if progress is not None:
-                progress(records[market])
-    else:
-        cores = max(1, (os.cpu_count() or 1) // n_workers)
-        # spawn, not fork: the parent holds threads (BLAS, nutpie) that a fork would copy
-        # mid-flight, and a forked child can deadlock on a lock one of them held.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-            futures = {
-                market: pool.submit(
-                    fit_market,
-                    inputs[market],
-                    config,
-                    run,
-                    dropped=tuple(data.dropped.get(market, ())),
-                    cores=cores,
-                    **common,
-                )
-                for market in markets
-            }
-            for market, future in futures.items():
-                records[market] = future.result()
-                if progress is not None:
-                    progress(records[market])
-    return publish_run(config, store, run, data, inputs, records, started, run_id=run_id)
 
 
 def publish_run(
@@ -575,10 +414,7 @@ def publish_run(
     if run_id is not None:  # fencing, as for the fits
         check_run_holder(store, run, run_id)
     store.publish(folder, manifest.to_json())
-    report = update_mmm_report(store, run)
-    return MMMRunOutcome(
-        run, store.uri(folder), manifest, frames[ROAS_FILE], diagnostics, report=report
-    )
+    return MMMRunOutcome(run, store.uri(folder), manifest, frames[ROAS_FILE], diagnostics)
 
 
 _TABLE_FILES: tuple[str, ...] = (

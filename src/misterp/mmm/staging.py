@@ -23,7 +23,7 @@ from pydantic import Field
 
 from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
-from misterp.lease import LeaseRecord, WaveLease, acquire_lease, check_holder
+from misterp.lease import Lease, LeaseRecord, acquire_lease, check_holder
 from misterp.mmm.config import MMMConfig, parse_mmm_config
 from misterp.mmm.model import MarketInput
 from misterp.records import Record, VersionedRecord, utc_now
@@ -170,7 +170,8 @@ def stage_run(
         )
     plan = StagedMMMRun(
         run=run,
-        config=config.model_dump(mode="json", exclude={"storage_options"}),
+        # by alias: the config is parsed back as a user's YAML is (``brand_link.as``)
+        config=config.model_dump(mode="json", by_alias=True, exclude={"storage_options"}),
         input_hashes=dict(input_hashes or {}),
         notes=tuple(notes),
         markets=markets,
@@ -237,8 +238,8 @@ def lease_run(
     force: bool = False,
     note: str | None = None,
     **options: Any,
-) -> WaveLease:
-    """Take the run's lease (``OUTPUT/mmm/RUN/lease.json``); ``WaveLocked`` names the holder.
+) -> Lease:
+    """Take the run's lease (``OUTPUT/mmm/RUN/lease.json``); ``RunLocked`` names the holder.
 
     The tracker's lease on the run's folder: ``force`` takes it over from a run that looks
     alive; ``options`` go to :func:`misterp.lease.acquire_lease` (``settle``, ``stale_after``,

@@ -18,9 +18,10 @@ from typing import Any
 import bambi as bmb
 import numpy as np
 
-from misterp.config import PriorConfig, SamplerConfig
+from misterp.config import SamplerConfig
 from misterp.fitting import Sample
 from misterp.mrp.cells import CellCounts, MarketCells
+from misterp.mrp.config import PriorConfig
 from misterp.mrp.ordered import random_walk_group_intercepts
 from misterp.mrp.specs import JOINT_ITEM, ModelSpec
 

@@ -19,16 +19,17 @@ from functools import cached_property
 
 import pandas as pd
 
-from misterp.config import ConfigError, WaveConfig
+from misterp.config import ConfigError
 from misterp.fitstore import PlannedFit
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.config import WaveConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.joint import FitUnit, stacked_cells, stacked_counts
+from misterp.mrp.published import question_family
 from misterp.mrp.raking import rake_weights, sample_shares
+from misterp.mrp.records import CENSUS_HASH_PREFIX
 from misterp.mrp.specs import ModelSpec, plan_model_specs
 from misterp.mrp.validation import read_wave
-from misterp.records import CENSUS_HASH_PREFIX
-from misterp.tracking.published import question_family
 
 __all__ = ["PreparedWave", "default_wave_id", "fit_settings_hash", "prepare_wave"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import formulae
 import pandas as pd
 
-from misterp.config import ModelConfig
+from misterp.mrp.config import ModelConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.schemas import parse_base
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from misterp.config import parse_config
 from misterp.mrp.cells import CellCounts, MarketCells
+from misterp.mrp.config import parse_config
 from misterp.mrp.prepare import PreparedWave
 from misterp.mrp.specs import ModelSpec
 from misterp.records import Record, VersionedRecord, utc_now

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misterp.config import SamplerConfig, WaveConfig
-from misterp.fitstore import StoredFit, plan_refits, read_current_fits, read_fit_record, write_fit
+from misterp.config import SamplerConfig
+from misterp.fitstore import StoredFit, read_fit_record, write_fit
 from misterp.fitting import FitResult, fit_with_policy, resume_settings
-from misterp.health import HEALTH_FILE, WaveHealth, wave_health
-from misterp.lease import DEFAULT_STALE_AFTER, acquire_lease, check_holder
+from misterp.health import HEALTH_FILE, RunHealth
+from misterp.lease import check_holder
+from misterp.mrp.health import wave_health
 from misterp.mrp.joint import FitUnit, split_draws
 from misterp.mrp.model import BACKENDS, Backend, cell_sampler, extract_cell_draws
 from misterp.mrp.poststratify import (
@@ -34,25 +35,15 @@ from misterp.mrp.poststratify import (
     poststratify,
     summarise,
 )
-from misterp.mrp.prepare import PreparedWave, prepare_wave
+from misterp.mrp.prepare import PreparedWave
+from misterp.mrp.published import WaveDraws, WaveView
+from misterp.mrp.records import FitRecord, Manifest, ManifestModel
 from misterp.mrp.reliability import base_flag
 from misterp.mrp.specs import ModelSpec
-from misterp.mrp.staging import open_staged_wave, stage_wave
-from misterp.records import (
-    Attempt,
-    FitRecord,
-    FitSummary,
-    Manifest,
-    ManifestModel,
-    RecordError,
-    StatusCounts,
-)
-from misterp.reporting.write import ReportOutcome, update_report
+from misterp.mrp.staging import open_staged_wave
+from misterp.records import Attempt, FitSummary, RecordError, StatusCounts
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
-from misterp.tracking.competitors import COMPETITORS_FILE, competitor_table
-from misterp.tracking.funnel import FUNNEL_FILE, funnel_table, plan_funnels
-from misterp.tracking.update import TrackingOutcome, update_tracking
 
 __all__ = [
     "ESTIMATE_COLUMNS",
@@ -64,7 +55,6 @@ __all__ = [
     "fit_staged",
     "publish_wave",
     "record_lost_fit",
-    "run_wave_inline",
 ]
 
 logger = logging.getLogger(__name__)
@@ -103,13 +93,9 @@ class WaveOutcome:
     output_uri: str
     estimates: pd.DataFrame
     manifest: Manifest
-    #: How the changes and trends step ended (None until it has run).
-    tracking: TrackingOutcome | None = None
-    #: How the report step ended (None until it has run).
-    report: ReportOutcome | None = None
 
     @property
-    def health(self) -> WaveHealth:
+    def health(self) -> RunHealth:
         """Convergence of every model, problems first."""
         return wave_health(self.manifest)
 
@@ -384,10 +370,11 @@ def publish_wave(
     prepared: PreparedWave,
     fits: Mapping[str, StoredFit],
     *,
+    views: Sequence[WaveView] = (),
     started_at: float | None = None,
     run_id: str | None = None,
 ) -> WaveOutcome:
-    """Write estimates, draws and finally the manifest to ``OUTPUT/WAVE/``.
+    """Write estimates, draws, the ``views`` and finally the manifest to ``OUTPUT/WAVE/``.
 
     The manifest is retracted before anything is written and published last, so an
     interrupted run never looks complete. Draws of models that left the plan are removed.
@@ -413,18 +400,12 @@ def publish_wave(
         f"{r.market}/{r.question_id}/{r.option}": FitStatus(str(r.status))
         for r in estimates.drop_duplicates(["market", "question_id", "option"]).itertuples()
     }
-    # Funnel and competitor views from the draws in memory (no re-read), before the manifest,
-    # so a complete wave always has them.
+    # The views (funnel, competitors: the pipeline's) from the draws in memory (no re-read),
+    # before the manifest, so a complete wave always has them.
     grouped = {key: draws_by_group(frame) for key, frame in draws.items()}
-    interval = config.reporting.interval
-    funnels = plan_funnels(prepared.specs, config.reporting.funnel)
-    store.write_parquet(
-        f"{wave}/{FUNNEL_FILE}", funnel_table(wave, funnels, grouped, interval, published)
-    )
-    store.write_parquet(
-        f"{wave}/{COMPETITORS_FILE}",
-        competitor_table(wave, prepared.specs, grouped, interval, published),
-    )
+    wave_draws = WaveDraws(wave, tuple(prepared.specs), grouped, published, config.reporting)
+    for view in views:
+        store.write_parquet(f"{wave}/{view.file}", view.build(wave_draws))
     own = {
         spec.key: fits[spec.key].status if spec.key in fits else FitStatus.FAILED
         for spec in prepared.specs
@@ -459,8 +440,7 @@ def publish_wave(
         files={
             "estimates": "estimates.parquet",
             "draws": "draws/",
-            "funnel": FUNNEL_FILE,
-            "competitors": COMPETITORS_FILE,
+            **{view.name: view.file for view in views},
             "health": HEALTH_FILE,
         },
         estimates_sha256=hashlib.sha256(estimates_bytes).hexdigest(),
@@ -474,49 +454,3 @@ def publish_wave(
         check_holder(store, wave, run_id)
     store.publish(wave, manifest.to_json())
     return WaveOutcome(wave, store.uri(wave), estimates, manifest)
-
-
-def run_wave_inline(
-    config: WaveConfig,
-    progress: Callable[[FitRecord, int, int], None] | None = None,
-    *,
-    refit_all: bool = False,
-    backends: Mapping[str, Backend] = BACKENDS,
-    force: bool = False,
-    stale_after: float = DEFAULT_STALE_AFTER,
-) -> WaveOutcome:
-    """Run a whole wave in this process, one fit after another, with no orchestrator.
-
-    Like the flow, it stages the wave and reuses stored converged fits whose spec, data and
-    settings are unchanged; ``refit_all`` fits every model again. After publishing, the wave's
-    changes and the trend table are updated (``misterp.tracking.update``), then its report is
-    written (``misterp.reporting.write``). The wave's lease is taken
-    after validation and before staging, and released after publishing or on failure;
-    ``force`` takes it over from a run that looks alive (``WaveLocked`` otherwise);
-    ``stale_after``: seconds without a heartbeat after which another run may take it over.
-    """
-    started = time.perf_counter()
-    prepared = prepare_wave(config)
-    store = ResultStore(config.output, config.storage_options)
-    with acquire_lease(store, prepared.wave_id, force=force, stale_after=stale_after) as lease:
-        stage_wave(prepared, store)
-        planned = prepared.planned_fits()
-        plan = plan_refits(
-            store, prepared.wave_id, planned, prepared.settings_hash, refit_all=refit_all
-        )
-        logger.info("wave %s: %s", prepared.wave_id, plan.summary())
-        units = prepared.fit_units(plan.to_fit)
-        for number, key in enumerate(units, start=1):
-            record = fit_and_record(
-                prepared, prepared.spec(key), store, backends=backends, run_id=lease.run_id
-            )
-            if progress is not None:
-                progress(record, number, len(units))
-        fits = read_current_fits(store, prepared.wave_id, planned, prepared.settings_hash)
-        outcome = publish_wave(prepared, fits, started_at=started, run_id=lease.run_id)
-        # After publication and still under the lease: changes.parquet sits in the wave's
-        # folder. It never raises, so the published wave stays complete whatever happens.
-        outcome.tracking = update_tracking(store, prepared.wave_id, config.tracking)
-        # The report reads the changes and trends, so it comes after them; it never raises.
-        outcome.report = update_report(store, prepared.wave_id)
-        return outcome

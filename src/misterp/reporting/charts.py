@@ -16,8 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
+from misterp.mrp.published import question_family
 from misterp.reporting import tables as t
-from misterp.tracking.published import question_family
 
 __all__ = [
     "PALETTE",

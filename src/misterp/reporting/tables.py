@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from misterp.mrp.published import question_family
 from misterp.tracking.changes import CHANGE_COLUMNS
 from misterp.tracking.competitors import COMPETITOR_COLUMNS
 from misterp.tracking.funnel import FUNNEL_COLUMNS
-from misterp.tracking.published import question_family
 from misterp.tracking.trends import TREND_COLUMNS
 
 __all__ = [

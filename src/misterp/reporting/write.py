@@ -20,8 +20,10 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field
 
-from misterp.config import ConfigError, ReportingConfig
-from misterp.records import Manifest, Record, check_estimates, utc_now
+from misterp.config import ConfigError
+from misterp.mrp.config import ReportingConfig
+from misterp.mrp.records import Manifest, check_estimates
+from misterp.records import Record, utc_now
 from misterp.reporting import tables as t
 from misterp.reporting.html import PageContext, render_page
 from misterp.storage import ResultStore

@@ -12,9 +12,10 @@ import logging
 from dataclasses import dataclass
 
 from misterp.ids import is_safe_id
-from misterp.records import Manifest, RecordError, StatusCounts
+from misterp.mrp.records import Manifest
+from misterp.periods import WavePeriod, detect_period
+from misterp.records import RecordError, StatusCounts
 from misterp.storage import MANIFEST, ResultStore, as_store_unavailable
-from misterp.tracking.periods import WavePeriod, detect_period
 
 __all__ = ["WaveEntry", "list_waves", "read_manifest", "wave_folders"]
 

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from misterp.config import ConfigError, TrackingConfig
+from misterp.config import ConfigError
+from misterp.mrp.config import TrackingConfig
 from misterp.mrp.poststratify import draws_by_group
-from misterp.records import CENSUS_HASH_PREFIX, Manifest, ManifestModel
+from misterp.mrp.records import CENSUS_HASH_PREFIX, Manifest, ManifestModel
+from misterp.periods import WavePeriod, detect_period, parse_period
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest, wave_folders
-from misterp.tracking.periods import WavePeriod, detect_period, parse_period
 
 __all__ = [
     "CHANGES_FILE",

@@ -17,16 +17,24 @@ import numpy as np
 import pandas as pd
 
 from misterp.mrp.poststratify import DEFAULT_INTERVAL, summarise
+from misterp.mrp.published import (
+    GroupDraws,
+    WaveDraws,
+    WaveView,
+    question_family,
+    read_published_draws,
+)
 from misterp.mrp.specs import ModelSpec
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
-from misterp.tracking.published import GroupDraws, question_family, read_published_draws
 
 __all__ = [
     "COMPETITORS_FILE",
+    "COMPETITORS_VIEW",
     "COMPETITOR_COLUMNS",
     "build_competitors",
     "competitor_table",
+    "competitor_view",
     "rank_draws",
     "rank_probabilities",
     "share_of_total",
@@ -162,6 +170,17 @@ def competitor_table(
                 )
     frame = pd.DataFrame(rows, columns=list(COMPETITOR_COLUMNS))
     return frame.astype({"n_brands": "int64"})
+
+
+def competitor_view(wave: WaveDraws) -> pd.DataFrame:
+    """The competitor table of a wave being published, from its draws in memory."""
+    return competitor_table(
+        wave.wave, wave.specs, wave.draws, wave.reporting.interval, wave.statuses
+    )
+
+
+#: The competitor comparison as a view of each published wave (``competitors.parquet``).
+COMPETITORS_VIEW = WaveView("competitors", COMPETITORS_FILE, competitor_view)
 
 
 def build_competitors(store: ResultStore, wave: str) -> pd.DataFrame:

@@ -20,18 +20,26 @@ import numpy as np
 import pandas as pd
 
 from misterp.mrp.poststratify import DEFAULT_INTERVAL, summarise
+from misterp.mrp.published import (
+    GroupDraws,
+    WaveDraws,
+    WaveView,
+    question_family,
+    read_published_draws,
+)
 from misterp.mrp.specs import ModelSpec
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
-from misterp.tracking.published import GroupDraws, question_family, read_published_draws
 
 __all__ = [
     "FUNNEL_COLUMNS",
     "FUNNEL_FILE",
+    "FUNNEL_VIEW",
     "Funnel",
     "FunnelStage",
     "build_funnel",
     "funnel_table",
+    "funnel_view",
     "p_above",
     "plan_funnels",
     "stage_shares",
@@ -360,6 +368,16 @@ def funnel_table(
                 )
     frame = pd.DataFrame(rows, columns=list(FUNNEL_COLUMNS))
     return frame.astype({"stage": "int64", "conditional": bool, "coherent": bool})
+
+
+def funnel_view(wave: WaveDraws) -> pd.DataFrame:
+    """The funnel table of a wave being published, from its draws in memory (no re-read)."""
+    funnels = plan_funnels(wave.specs, wave.reporting.funnel)
+    return funnel_table(wave.wave, funnels, wave.draws, wave.reporting.interval, wave.statuses)
+
+
+#: The funnel as a view of each published wave (``funnel.parquet``).
+FUNNEL_VIEW = WaveView("funnel", FUNNEL_FILE, funnel_view)
 
 
 def build_funnel(store: ResultStore, wave: str) -> pd.DataFrame:

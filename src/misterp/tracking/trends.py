@@ -14,11 +14,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from misterp.records import check_estimates
+from misterp.mrp.records import check_estimates
+from misterp.periods import detect_period, parse_period
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest, wave_folders
 from misterp.tracking.changes import tracking_of
-from misterp.tracking.periods import detect_period, parse_period
 
 __all__ = ["TRENDS_FILE", "TREND_COLUMNS", "rebuild_trends", "update_trends", "wave_trend_rows"]
 

@@ -15,7 +15,9 @@ import logging
 import time
 from typing import Literal
 
-from misterp.config import ConfigError, TrackingConfig
+from misterp.config import ConfigError
+from misterp.mrp.config import TrackingConfig
+from misterp.periods import parse_period
 from misterp.records import Record, utc_now
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest
@@ -26,7 +28,6 @@ from misterp.tracking.changes import (
     wave_changes,
     write_changes,
 )
-from misterp.tracking.periods import parse_period
 from misterp.tracking.trends import update_trends
 
 __all__ = ["TRACKING_FILE", "TrackingOutcome", "refresh_later_changes", "update_tracking"]

@@ -1,4 +1,4 @@
-"""What the funnel and competitor views read: a wave's specs and poststratified draws.
+"""What a wave publishes, as its views read it: specs and poststratified draws per model.
 
 At publication the draws are already in memory (``mrp.wave.publish_wave`` passes them in); for
 a wave published earlier ``read_published_draws`` reads them back through its manifest, so both
@@ -7,21 +7,58 @@ paths build the same tables from the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from misterp.mrp.config import ReportingConfig
 from misterp.mrp.poststratify import draws_by_group
+from misterp.mrp.records import Manifest
 from misterp.mrp.specs import ModelSpec
-from misterp.records import Manifest
 from misterp.status import FitStatus
 from misterp.storage import MANIFEST, ResultStore
 
-__all__ = ["GroupDraws", "PublishedDraws", "question_family", "read_published_draws"]
+__all__ = [
+    "GroupDraws",
+    "PublishedDraws",
+    "WaveDraws",
+    "WaveView",
+    "question_family",
+    "read_published_draws",
+]
 
 #: Model key to target group to ``(draws,)`` poststratified values.
 GroupDraws = Mapping[str, Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class WaveDraws:
+    """A wave's poststratified draws as it is being published, for the views built from them."""
+
+    wave: str
+    specs: tuple[ModelSpec, ...]
+    #: Model key to target group to ``(draws,)`` poststratified values.
+    draws: GroupDraws
+    #: Model key to the status on its estimates (the worse of its own and its base's).
+    statuses: Mapping[str, FitStatus]
+    reporting: ReportingConfig
+
+
+@dataclass(frozen=True)
+class WaveView:
+    """A table built from a wave's draws and published beside its estimates, before the manifest.
+
+    Publication takes the views it is handed (the pipeline hands it the tracker's funnel and
+    competitor views), so a complete wave always has them while the family knows none of them.
+    """
+
+    #: The key in ``Manifest.files``.
+    name: str
+    #: The file in ``OUTPUT/WAVE/``.
+    file: str
+    build: Callable[[WaveDraws], pd.DataFrame]
 
 
 def question_family(question_id: str, brand: str | None) -> str | None:

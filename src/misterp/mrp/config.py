@@ -1,0 +1,458 @@
+"""The tracker's wave configuration (one YAML file), validated at the boundary.
+
+Everything a wave needs to know comes from this file: input and output, demographics and
+target groups, the model, the shared sampler, convergence and retry sections
+(``misterp.config``), and how waves are tracked and reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import fsspec
+import yaml
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from misterp.config import (
+    ConvergenceThresholds,
+    FrozenSettings,
+    RetryPolicy,
+    SamplerConfig,
+    allowed_keys,
+    did_you_mean,
+)
+from misterp.errors import ConfigError
+from misterp.ids import ID_RULE, id_problem, shown
+from misterp.periods import parse_period
+
+__all__ = [
+    "DEFAULT_INTERACTIONS",
+    "ConfigError",
+    "ModelConfig",
+    "PriorConfig",
+    "ReportingConfig",
+    "TrackingConfig",
+    "WaveConfig",
+    "check_wave_id",
+    "load_config",
+    "parse_config",
+]
+
+
+class ReportingConfig(FrozenSettings):
+    """How estimates are reported: interval level, base thresholds, funnel and the report page.
+
+    None of this changes a fit, so it is left out of the fit settings hash: changing it
+    republishes a wave without refitting it.
+    """
+
+    interval: float = Field(
+        0.90,
+        gt=0.5,
+        lt=0.999,
+        description="level of the credible interval behind lower, upper and moe (e.g. 0.95)",
+    )
+    low_base: int = Field(50, ge=1, description="base_flag low_base when n is below this")
+    very_low_base: int = Field(30, ge=1, description="base_flag very_low_base when n is below this")
+    funnel: list[str] | None = Field(
+        None,
+        description="funnel stages in order, as question-id prefixes (the part before "
+        "_BRAND), e.g. [aware, consider]; None: derived from the questions' bases",
+    )
+    trend_waves: int = Field(
+        12, ge=1, description="waves shown in the report's trend charts and trends sheet"
+    )
+    headline_group: str = Field(
+        "all",
+        description="target group of the report's headline table and charts: 'all' (the "
+        "whole population) or a name in target_groups",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> ReportingConfig:
+        if self.very_low_base > self.low_base:
+            raise ValueError(
+                f"very_low_base ({self.very_low_base}) is above low_base ({self.low_base}); "
+                "a very low base must also be low: lower very_low_base or raise low_base"
+            )
+        return self
+
+    @field_validator("funnel")
+    @classmethod
+    def _stages_distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            repeated = sorted({s for s in value if value.count(s) > 1})
+            if repeated or len(value) < 2:
+                raise ValueError(
+                    "funnel needs at least two distinct stages in order, e.g. "
+                    f"[aware, consider]; got {value}"
+                )
+        return value
+
+
+class PriorConfig(FrozenSettings):
+    """Weakly informative priors on the logit scale (as in the Latana MRP model).
+
+    Bambi's data-scaled defaults with a group effect on a two-level factor give R-hat 1.3 and
+    hundreds of divergences on tracker data; these priors do not.
+    """
+
+    intercept_sigma: float = Field(2.5, gt=0, description="Intercept ~ Normal(0, s)")
+    common_sigma: float = Field(1.0, gt=0, description="common (fixed) effects ~ Normal(0, s)")
+    # Measured with bench/model_comparison.py and bench/wave_throughput.py (issue 14, README
+    # "Modelling"): with few levels (4 education bands, 5 regions) a HalfNormal sd's posterior
+    # reaches into the funnel at 0 and had the lowest ESS and the highest R-hat of every fit;
+    # Gamma(2, 4) kept the accuracy and, with the pure interaction below, cut the retries of
+    # the 100-model wave from 10 to 4 and the leapfrog steps per draw from 33 to 22.
+    group_sigma: float = Field(
+        0.5,
+        gt=0,
+        description="scale s of the group-effect sds' prior: the mean of Gamma(2, 2/s), or "
+        "the scale of HalfNormal(s) with group_sd half_normal (previous default: 1.0)",
+    )
+    group_sd: Literal["gamma", "half_normal"] = Field(
+        "gamma",
+        description="prior of the main group effects' sds: 'gamma', Gamma(2, 2/group_sigma) "
+        "(mean group_sigma, zero density at 0, so a term with few levels has no funnel at "
+        "sd 0); 'half_normal', HalfNormal(group_sigma) (the previous default)",
+    )
+    # Measured on 36 simulated models (bench/wave_throughput.py --group-effects, and the
+    # closing note of issue 14): zero_sum needs about half the leapfrog steps per draw, and
+    # 1 fit in 36 had divergences at the first attempt against 9 in 36 with normal.
+    # Measured with bench/model_comparison.py (issue 14): with (1|age:gender) in the default
+    # formula, 0.5 kept retries where the truth has no interaction at 17 % (15 % without the
+    # term) where group_sigma 1.0 let the collapsing sd make a funnel (42 %).
+    interaction_sigma: float | None = Field(
+        0.5,
+        gt=0,
+        description="sd ~ Gamma(2, 2/s) (mean s, zero-avoiding) of interaction group effects "
+        "such as (1|age:gender); None: the main group effects' sd prior. "
+        "It keeps an interaction the data do not support from becoming a funnel at sd 0",
+    )
+    # Measured (README "Modelling"): with 'total' the interaction could mimic the age main
+    # effect; the divergences of the age x gender model sat where a large interaction sd met a
+    # small age sd.
+    interaction_zero_sum: Literal["margins", "total"] = Field(
+        "margins",
+        description="with zero_sum group effects, how a two-way interaction (1|a:b) whose "
+        "factors are main effects sums to zero: 'margins', along each factor (the pure "
+        "interaction, identified apart from the main effects); 'total', once over all pairs "
+        "(the previous default)",
+    )
+    group_effects: Literal["zero_sum", "normal"] = Field(
+        "zero_sum",
+        description="group intercepts (1|x): 'zero_sum', sd times a ZeroSumNormal, so they "
+        "sum to zero and the Intercept is the grand mean (no ridge between the Intercept and "
+        "the group means); 'normal', independent N(0, sd) per level (non-centred)",
+    )
+    random_walk: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="ordered demographics and their levels in order, e.g. {age: [18-24, "
+        "25-34, 35-44, 45-54, 55+]}: the group intercept (1|x) of each gets a random-walk "
+        "prior across adjacent levels (Gao et al. 2021) instead of exchangeable levels, "
+        "centred so the Intercept stays the grand mean; a level without respondents is "
+        "interpolated from its neighbours. The order is the one given here (never sorted); "
+        "the levels must be the census levels",
+    )
+
+    @field_validator("random_walk")
+    @classmethod
+    def _walks_have_ordered_levels(
+        cls, value: dict[str, tuple[str, ...]]
+    ) -> dict[str, tuple[str, ...]]:
+        for column, levels in value.items():
+            repeated = sorted({level for level in levels if levels.count(level) > 1})
+            if repeated:
+                raise ValueError(
+                    f"random_walk.{column} repeats {repeated}; list each level once, in order"
+                )
+            if len(levels) < 3:
+                raise ValueError(
+                    f"random_walk.{column} has {len(levels)} level(s); a walk needs at least "
+                    "three levels in order (a two-level demographic is a common effect in the "
+                    "default formula, which the walk would silently not touch)"
+                )
+        return value
+
+
+#: Interactions of the default formula when ``model.interactions`` is not set: trackers' target
+#: groups cross age and gender (young women, men 45+), and a main-effects model shrinks a change
+#: or level confined to such a group towards the population's (issue 14's comparison).
+DEFAULT_INTERACTIONS: tuple[tuple[str, str], ...] = (("age", "gender"),)
+
+
+class ModelConfig(FrozenSettings):
+    """Formulas in Bambi syntax; the response is always ``p(yes, n)`` over demographic cells."""
+
+    formula: str | None = Field(
+        None,
+        description="default formula; None: binary demographics as common effects, "
+        "others as group intercepts",
+    )
+    formulas: dict[str, str] = Field(
+        default_factory=dict, description="per question_id overrides of the default formula"
+    )
+    interactions: list[tuple[str, str]] | None = Field(
+        None,
+        description="two-way interactions added to the default formula as group effects, "
+        "e.g. [[age, gender]] adds (1|age:gender); None: age x gender when the wave has both "
+        "demographics (DEFAULT_INTERACTIONS); []: main effects only. Where the truth has the "
+        "interaction it cut target-group error by a third (bench/model_comparison.py)",
+    )
+
+    def interactions_for(self, demographics: Sequence[str]) -> list[tuple[str, str]]:
+        """The interactions of the default formula for a wave with these demographics.
+
+        >>> ModelConfig().interactions_for(["gender", "age", "region"])
+        [('age', 'gender')]
+        >>> ModelConfig().interactions_for(["age", "region"])
+        []
+        >>> ModelConfig(interactions=[]).interactions_for(["gender", "age"])
+        []
+        """
+        if self.interactions is not None:
+            return list(self.interactions)
+        return [pair for pair in DEFAULT_INTERACTIONS if set(pair) <= set(demographics)]
+
+    joint_questions: Literal["none", "multi"] = Field(
+        "none",
+        description="'multi': the options of each multi-select question (an association "
+        "battery) are one model per market, sharing the demographic effects with partially "
+        "pooled deviations per option, instead of one independent model per option; 'none': "
+        "one model per option (the default)",
+    )
+    joint_families: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="named families of questions fitted as one joint model per market, e.g. "
+        "{associations: [assoc_brand_a, assoc_brand_b]}: every option of every listed question "
+        "is an item of the family, so a brand with a small base borrows the demographic "
+        "structure of the others. A question is in at most one family; families take the "
+        "default formula (no per-question override)",
+    )
+
+    @field_validator("joint_families")
+    @classmethod
+    def _families_are_distinct(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        owner: dict[str, str] = {}
+        for name, questions in value.items():
+            problem = id_problem(name)
+            if problem is not None:
+                raise ValueError(f"joint_families name {shown(name)} {problem}; {ID_RULE}")
+            if not questions:
+                raise ValueError(f"joint_families.{name} lists no question")
+            for question in questions:
+                if question in owner:
+                    raise ValueError(
+                        f"question '{question}' is in joint_families.{owner[question]} and "
+                        f"joint_families.{name}; a question can be in one family only"
+                    )
+                owner[question] = name
+        return value
+
+    priors: PriorConfig = PriorConfig()
+
+
+class TrackingConfig(FrozenSettings):
+    """How waves follow one another: their period, and when a change counts as one.
+
+    Wave ids are periods that sort (``2026-11``, ``2026-W45``, ``2026-Q4``, ``2026-11-03``),
+    so "the previous wave" and "the same period last year" need no lookup table.
+    """
+
+    period: Literal["month", "week", "quarter", "date"] = Field(
+        "month",
+        description="what a wave id names: month YYYY-MM, week YYYY-Www (ISO), quarter "
+        "YYYY-Qn, date YYYY-MM-DD",
+    )
+    change_probability: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1.0,
+        description="two-sided level of the change flag: flagged when the central interval at "
+        "this probability excludes 0, i.e. P(up) or P(down) >= (1 + p) / 2 (0.975 at 0.95)",
+    )
+    interval: float = Field(0.90, gt=0.0, lt=1.0, description="level of the change intervals")
+    rolling_waves: int = Field(3, ge=1, description="waves per window of the rolling view")
+    fieldwork: dict[str, tuple[dt.date, dt.date]] = Field(
+        default_factory=dict, description="per wave id: first and last day of fieldwork"
+    )
+
+    @field_validator("fieldwork")
+    @classmethod
+    def _fieldwork_in_order(
+        cls, value: dict[str, tuple[dt.date, dt.date]]
+    ) -> dict[str, tuple[dt.date, dt.date]]:
+        for wave, (start, end) in value.items():
+            if end < start:
+                raise ValueError(
+                    f"fieldwork of wave '{wave}' ends ({end}) before it starts ({start}); "
+                    "give [first day, last day]"
+                )
+        return value
+
+
+class WaveConfig(FrozenSettings):
+    """A wave: where the input is, where results go, and how to model it."""
+
+    input: str
+    output: str
+    wave: str | None = Field(None, description="wave id; substituted for {wave} in input/output")
+    demographics: list[str] = Field(min_length=1)
+    target_groups: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+    model: ModelConfig = ModelConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    convergence: ConvergenceThresholds = ConvergenceThresholds()
+    retry: RetryPolicy = RetryPolicy()
+    reporting: ReportingConfig = ReportingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    workers: int | None = Field(None, ge=1, description="parallel fit processes; None: all cores")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="passed to fsspec/s3fs, e.g. endpoint_url"
+    )
+
+    @field_validator("wave")
+    @classmethod
+    def _safe_wave(cls, value: str | None) -> str | None:
+        return None if value is None else check_wave_id(value)
+
+    @field_validator("target_groups")
+    @classmethod
+    def _no_reserved_group(
+        cls, value: dict[str, dict[str, list[str]]]
+    ) -> dict[str, dict[str, list[str]]]:
+        if "all" in value:
+            raise ValueError("'all' is reserved for the whole population; rename the group")
+        for name, definition in value.items():
+            if not definition:
+                raise ValueError(f"target group '{name}' is empty; give at least one demographic")
+        return value
+
+    @field_validator("target_groups")
+    @classmethod
+    def _groups_use_known_demographics(
+        cls, value: dict[str, dict[str, list[str]]], info: Any
+    ) -> dict[str, dict[str, list[str]]]:
+        demographics = info.data.get("demographics") or []
+        for name, definition in value.items():
+            for column in definition:
+                if column not in demographics:
+                    hint = did_you_mean(column, demographics)
+                    raise ValueError(
+                        f"target group '{name}' uses '{column}', which is not in demographics "
+                        f"{demographics}{hint}"
+                    )
+        return value
+
+    def resolved(
+        self,
+        *,
+        wave: str | None = None,
+        input: str | None = None,
+        output: str | None = None,
+    ) -> WaveConfig:
+        """Apply command-line overrides and substitute ``{wave}`` in the URIs."""
+        wave_id = check_wave_id(wave) if wave else self.wave
+        input_uri = input or self.input
+        output_uri = output or self.output
+        for name, uri in (("input", input_uri), ("output", output_uri)):
+            if "{wave}" in uri and wave_id is None:
+                raise ConfigError(f"{name} '{uri}' contains {{wave}}; pass --wave or set 'wave'")
+        if wave_id is not None:
+            input_uri = input_uri.replace("{wave}", wave_id)
+            output_uri = output_uri.replace("{wave}", wave_id)
+        resolved = self.model_copy(
+            update={"wave": wave_id, "input": input_uri, "output": output_uri}
+        )
+        resolved._check_tracked_wave()
+        return resolved
+
+    @model_validator(mode="after")
+    def _walks_on_known_demographics(self) -> WaveConfig:
+        for column in self.model.priors.random_walk:
+            if column not in self.demographics:
+                hint = did_you_mean(column, self.demographics)
+                raise ValueError(
+                    f"model.priors.random_walk names '{column}', which is not in demographics "
+                    f"{self.demographics}{hint}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _headline_group_defined(self) -> WaveConfig:
+        group = self.reporting.headline_group
+        if group != "all" and group not in self.target_groups:
+            hint = did_you_mean(group, list(self.target_groups))
+            choices = ", ".join(["all", *sorted(self.target_groups)])
+            raise ValueError(
+                f"reporting.headline_group '{group}' is not a target group{hint}; "
+                f"choose one of {choices}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _wave_is_a_period(self) -> WaveConfig:
+        self._check_tracked_wave()
+        return self
+
+    def _check_tracked_wave(self) -> None:
+        """With a ``tracking`` section, the wave id must be a period of its kind.
+
+        Without one, an id that is no period (the demo's ``demo``) is only skipped by the
+        tracking step, so configs from before tracking keep working.
+        """
+        if self.wave is None or "tracking" not in self.model_fields_set:
+            return
+        parse_period(self.wave, self.tracking.period)
+
+
+def check_wave_id(wave: str) -> str:
+    """Return ``wave`` if it can name the wave's folder, else raise ``ConfigError`` saying why.
+
+    The wave id becomes ``OUTPUT/WAVE/`` and is substituted for ``{wave}`` in the input and
+    output URIs, so ``../w0`` or ``a/b`` would read or write another wave's files.
+
+    >>> check_wave_id("2026-10")
+    '2026-10'
+    """
+    problem = id_problem(wave)
+    if problem is not None:
+        raise ConfigError(
+            f"wave id {shown(wave)} {problem}; the wave id (config 'wave', --wave) becomes the "
+            f"wave's folder in the output and replaces {{wave}} in input/output, so use "
+            f"{ID_RULE}, e.g. 2026-10"
+        )
+    return wave
+
+
+def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> WaveConfig:
+    """Validate a config mapping, turning pydantic errors into one readable message."""
+    try:
+        return WaveConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                allowed = allowed_keys(WaveConfig, err["loc"])
+                hint = did_you_mean(str(err["loc"][-1]), allowed)
+                lines.append(f"  unknown key '{loc}'{hint}; valid keys here: {', '.join(allowed)}")
+            else:
+                lines.append(f"  {loc or '(top level)'}: {err['msg']}")
+        raise ConfigError(f"{source}: invalid config\n" + "\n".join(lines)) from None
+
+
+def load_config(uri: str | Path) -> WaveConfig:
+    """Read and validate a YAML config file from a path or fsspec URL."""
+    with fsspec.open(str(uri), "r") as handle:
+        raw = yaml.safe_load(handle) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{uri}: expected a mapping of keys at the top level")
+    return parse_config(raw, source=str(uri))
