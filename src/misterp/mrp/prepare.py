@@ -201,7 +201,7 @@ def check_funnel_stages(config: WaveConfig, specs: list[ModelSpec]) -> None:
     A stage is a question-id prefix (``consider`` for ``consider_brand01``); one that matches
     no brand's question would silently drop out of every funnel.
 
-    >>> from misterp.config import parse_config
+    >>> from misterp.mrp.config import parse_config
     >>> config = parse_config(
     ...     {"input": "i", "output": "o", "demographics": ["age"],
     ...      "reporting": {"funnel": ["aware", "concider"]}}
@@ -237,7 +237,7 @@ def check_random_walk_levels(config: WaveConfig, layouts: dict[str, MarketCells]
     order was written for other data; the census and survey levels of every market count.
 
     >>> import pandas as pd
-    >>> from misterp.config import parse_config
+    >>> from misterp.mrp.config import parse_config
     >>> config = parse_config(
     ...     {"input": "i", "output": "o", "demographics": ["age"],
     ...      "model": {"priors": {"random_walk": {"age": ["18-34", "35-54", "55-64"]}}}}
