@@ -23,10 +23,11 @@ install: $(VENV)/.installed  ## create .venv with the locked dependencies and mi
 demo: install  ## simulate 3 monthly waves with known changes and track them end to end, locally
 	$(VENV)/bin/misterp demo --output demo-results
 
-lint: install  ## ruff and mypy
+lint: install  ## ruff, mypy (src/misterp and flows/) and the layer contracts (lint-imports)
 	$(VENV)/bin/ruff check src flows tests bench
 	$(VENV)/bin/ruff format --check src flows tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The report test opens the report in a real headless browser: Debian's chromium (Playwright's
 # own browser downloads are not used).

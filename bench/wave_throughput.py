@@ -635,7 +635,7 @@ def naive_fit(
 ) -> NaiveFit:
     """Fit one model the naive way and compare its poststratified posterior with misterp's."""
     from misterp.diagnostics import check_convergence
-    from misterp.fitstore import StoredFit, read_fit, read_fit_record
+    from misterp.mrp.fits import StoredFit, read_fit, read_fit_record
 
     def stored(key: str) -> StoredFit | None:
         record = read_fit_record(store, prepared.wave_id, key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from misterp.health import RunHealth
@@ -142,7 +142,10 @@ def install_alerts(webhook_url: str, *, per_fit: bool = True) -> dict[str, UUID]
     from prefect.events.actions import CallWebhook
     from prefect.events.schemas.automations import EventTrigger, Posture
 
-    block_id = Webhook(method="POST", url=webhook_url).save(WEBHOOK_BLOCK, overwrite=True)
+    # Prefect's sync-compatible calls return their value when called from sync code
+    block_id = cast(
+        UUID, Webhook(method="POST", url=webhook_url).save(WEBHOOK_BLOCK, overwrite=True)
+    )
     with get_client(sync_client=True) as client:
         for name in (FIT_AUTOMATION, WAVE_AUTOMATION):
             for existing in client.read_automations_by_name(name):
@@ -160,7 +163,7 @@ def install_alerts(webhook_url: str, *, per_fit: bool = True) -> dict[str, UUID]
             ),
             actions=[CallWebhook(block_document_id=block_id, payload=FIT_PAYLOAD)],
         ).create()
-        ids["fit_automation"] = fit.id
+        ids["fit_automation"] = _created_id(cast(Automation, fit))
     wave = Automation(
         name=WAVE_AUTOMATION,
         description="A misterp wave was published with failed or not converged models.",
@@ -172,5 +175,13 @@ def install_alerts(webhook_url: str, *, per_fit: bool = True) -> dict[str, UUID]
         ),
         actions=[CallWebhook(block_document_id=block_id, payload=WAVE_PAYLOAD)],
     ).create()
-    ids["wave_automation"] = wave.id
+    ids["wave_automation"] = _created_id(cast(Automation, wave))
     return ids
+
+
+def _created_id(automation: Any) -> UUID:
+    """The id the server gave a created automation (it always gives one)."""
+    created: UUID | None = automation.id
+    if created is None:
+        raise RuntimeError(f"automation {automation.name} was created without an id")
+    return created

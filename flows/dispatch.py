@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from prefect import Task, get_run_logger
@@ -32,6 +32,9 @@ from misterp.progress import FitProgress
 from misterp.records import FitSummary
 from misterp.status import FitStatus
 from misterp.storage import without_credentials
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -174,7 +177,9 @@ class _Pools:
         broken: dict[PrefectFuture[Any], str] = {}
         finished = 0
         with runner:
-            futures = {runner.submit(self.fit, parameters=self.parameters(k)): k for k in keys}
+            futures: dict[PrefectFuture[FitSummary], str] = {
+                runner.submit(self.fit, parameters=self.parameters(k)): k for k in keys
+            }
             for future in as_completed(list(futures)):
                 try:
                     summary: FitSummary = future.result()
@@ -247,9 +252,12 @@ def fit_in_processes(
         }
 
     if processes == 1:
-        with ThreadPoolTaskRunner(max_workers=1) as runner:
-            futures = [runner.submit(fit, parameters=parameters(key)) for key in keys]
-            for future in as_completed(futures):
+        threads: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=1)
+        with threads as runner:
+            submitted: list[PrefectFuture[Any]] = [
+                runner.submit(fit, parameters=parameters(key)) for key in keys
+            ]
+            for future in as_completed(submitted):
                 report.done(future.result())
         return report.summaries
 
@@ -359,11 +367,15 @@ def fit_on_deployment(
     batches = [list(keys[i : i + batch_size]) for i in range(0, len(keys), batch_size)]
     runs: dict[UUID, list[str]] = {}
     for number, batch in enumerate(batches, start=1):
-        flow_run = run_deployment(
-            name=deployment,
-            parameters=batch_parameters(output, wave, batch, storage_options, workers, run_id),
-            flow_run_name=f"fit-batch {wave} {number}/{len(batches)}",
-            timeout=0,  # create them all now; the pool's limits decide how many run at once
+        # run_deployment is sync-compatible: called from sync code it returns the FlowRun
+        flow_run = cast(
+            "FlowRun",
+            run_deployment(
+                name=deployment,
+                parameters=batch_parameters(output, wave, batch, storage_options, workers, run_id),
+                flow_run_name=f"fit-batch {wave} {number}/{len(batches)}",
+                timeout=0,  # create them all now; the pool's limits decide how many run at once
+            ),
         )
         runs[flow_run.id] = batch
     logger.info("wave %s: %d models in %d batches on %s", wave, len(keys), len(batches), deployment)

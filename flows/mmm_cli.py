@@ -1,23 +1,24 @@
 """``misterp mmm``: run media-mix models per market, and a demo on simulated data.
 
-A Typer sub-app registered in :mod:`flows.cli`. It needs no Prefect: a run fits the markets in
-local processes (:func:`misterp.pipeline.mmm.run_mmm`). Exit codes and failure lines are the
-tracker's (:mod:`flows.outcome`, shared with :mod:`flows.cli` without importing it).
+A Typer sub-app registered in :mod:`flows.cli`. Like ``misterp run``, a run goes through its
+Prefect flow (``mmm``, on a temporary local API unless ``PREFECT_API_URL`` is set), so it
+fans the markets out and shows health and the report exactly as a deployment run does. Exit
+codes and failure lines are the tracker's (:mod:`flows.outcome`).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from flows.outcome import ExitCode, Invocation, conclude, say
 
 if TYPE_CHECKING:
+    from flows.mmm_flow import MMMRunSummary
     from misterp.mmm.config import MMMConfig
-    from misterp.mmm.run import MMMRunOutcome
 
 __all__ = ["DEMO_MARKETS", "mmm_app"]
 
@@ -48,38 +49,58 @@ def _read_mmm_config(path: str) -> MMMConfig:
         raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
 
 
-def _report(outcome: MMMRunOutcome) -> ExitCode:
+def report_lines(summary: MMMRunSummary) -> ExitCode:
     """Say where the run went; the last line is its headline, on stderr when flagged."""
-    say(f"media-mix run {outcome.run} written to {outcome.output_uri}")
-    report = outcome.report
-    if report is not None and report.status == "written":
-        say(f"report: {report.index}")
-    elif report is not None:
-        say(f"report failed ({report.message}); the run is published", err=True)
-    if outcome.counts.healthy:
-        say(outcome.headline, exit_code=ExitCode.OK)
+    say(f"media-mix run {summary.run} written to {summary.output}")
+    if summary.report_status == "written":
+        say(f"report: {summary.report_index}")
+    elif summary.report_status is not None:
+        say(f"report failed ({summary.report_message}); the run is published", err=True)
+    if summary.counts.healthy:
+        say(summary.headline, exit_code=ExitCode.OK)
         return ExitCode.OK
-    flagged = outcome.diagnostics.loc[outcome.diagnostics["status"] != "converged", "market"]
     say(
-        f"{outcome.headline}; flagged: {', '.join(map(str, flagged))} "
-        f"(see {outcome.output_uri}/diagnostics.parquet)",
+        f"{summary.headline}; flagged: {', '.join(summary.flagged)} "
+        f"(see {summary.output}/diagnostics.parquet)",
         err=True,
         exit_code=ExitCode.FLAGGED,
     )
     return ExitCode.FLAGGED
 
 
-def _progress(record: object) -> None:
+def summary_of(state: Any) -> MMMRunSummary:
+    """The summary of a finished media-mix flow run, also of one that ended Failed.
 
-    diagnostics = getattr(record, "diagnostics", None)
-    if diagnostics is None:
-        return
-    row = diagnostics()
-    say(
-        f"  {row['market']}: {row['status']} after {row['attempts']} attempt(s), "
-        f"{row['seconds']:.0f} s, R-hat {row['r_hat_max'] or float('nan'):.3f}, "
-        f"divergences {row['divergences']}"
-    )
+    A run that raised (invalid input, a locked run) raises that exception here.
+    """
+    from flows.mmm_flow import MMMRunSummary
+
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    if not isinstance(result, MMMRunSummary):
+        raise RuntimeError(
+            f"media-mix run ended {state.type.value} without a result: {state.message}"
+        )
+    return result
+
+
+def run_through_prefect(config: str | MMMConfig, **options: Any) -> MMMRunSummary:
+    """Run the ``mmm`` flow, as a deployment would, on a temporary local API if none is set.
+
+    The command line runs what a deployment runs (the same tasks, fan-out, artifacts, events
+    and alerts), so a run started by hand reads like a scheduled one in the UI.
+    """
+    from flows.cli import _prefect_expected_errors
+    from flows.mmm_flow import run_mmm_flow
+    from flows.outcome import quiet_prefect_shutdown
+    from flows.runtime import local_prefect_api
+
+    _prefect_expected_errors()
+    with local_prefect_api():  # a temporary API that dies with this process
+        state = run_mmm_flow(config=config, return_state=True, **options)
+    quiet_prefect_shutdown()
+    return summary_of(state)
 
 
 @mmm_app.command(
@@ -116,6 +137,19 @@ def run_command(
             "(only when that run is dead: two live runs overwrite each other's results).",
         ),
     ] = False,
+    fit_deployment: Annotated[
+        str | None,
+        typer.Option(
+            "--fit-deployment",
+            help="flow/deployment name of an mmm-fit-batch deployment to fit the markets on "
+            "(default: worker processes of this run).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, help="Markets per mmm-fit-batch flow run."),
+    ] = 1,
 ) -> None:
     """Validate the input, fit one media-mix model per market and publish (manifest last).
 
@@ -126,16 +160,21 @@ def run_command(
     invocation = Invocation("mmm run", rerun=f"misterp mmm run --config {config}")
 
     def body() -> ExitCode:
-        from misterp.pipeline.mmm import run_mmm
-
+        # Check the config before Prefect starts, so a typo fails in a second, not a minute.
         parsed = _read_mmm_config(config)
         if output is not None:
             parsed = parsed.model_copy(update={"output": output})
         invocation.stores = (parsed.input, parsed.output)
-        outcome = run_mmm(
-            parsed, workers=workers, refit_all=refit_all, progress=_progress, force=force
+        summary = run_through_prefect(
+            config,
+            output=output,
+            workers=workers,
+            refit_all=refit_all,
+            fit_deployment=fit_deployment,
+            batch_size=batch_size,
+            force=force,
         )
-        return _report(outcome)
+        return report_lines(summary)
 
     conclude(invocation, body)
 
@@ -222,7 +261,8 @@ def _demo(
 
     from misterp.mmm.config import MMMConfig
     from misterp.mmm.simulate import simulate_mmm
-    from misterp.pipeline.mmm import run_mmm
+    from misterp.mmm.staging import run_folder
+    from misterp.storage import ResultStore
 
     simulated = simulate_mmm(
         seed, markets=DEMO_MARKETS[:n_markets], n_channels=n_channels, n_weeks=n_weeks
@@ -239,10 +279,11 @@ def _demo(
         f"thousands, KPI ~100,000 a week; config {config_path}"
     )
     started = time.perf_counter()
-    outcome = run_mmm(config, progress=_progress)
+    summary = run_through_prefect(str(config_path))
+    roas = ResultStore(config.output).read_parquet(f"{run_folder(summary.run)}/roas.parquet")
     fitted = sorted(simulated.kpi["date"].unique())[: n_weeks - config.holdout_weeks]
     truth = simulated.roas([pd.Timestamp(d) for d in fitted])
-    table = outcome.roas.merge(
+    table = roas.merge(
         truth[["market", "channel", "roas"]], on=["market", "channel"], suffixes=("", "_true")
     )
     table["covered"] = (table["roas_lower"] <= table["roas_true"]) & (
@@ -259,4 +300,4 @@ def _demo(
         f"channels; mean abs error {table['error'].abs().mean():.1%}; "
         f"{time.perf_counter() - started:.0f} s"
     )
-    return _report(outcome)
+    return report_lines(summary)

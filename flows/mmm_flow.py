@@ -31,7 +31,13 @@ from flows.wave import lease_note, refuse_credentials_in_parameters
 from misterp.errors import ConfigError
 from misterp.mmm.config import MMMConfig, load_mmm_config, parse_mmm_config
 from misterp.mmm.staging import run_folder
-from misterp.pipeline.mmm import MMMRun, reported, run_mmm_steps, validate_mmm_run
+from misterp.pipeline.mmm import (
+    MMMRun,
+    ReportedMMMRun,
+    reported,
+    run_mmm_steps,
+    validate_mmm_run,
+)
 from misterp.pipeline.sequence import FanOut
 from misterp.records import StatusCounts
 from misterp.storage import ResultStore
@@ -42,6 +48,7 @@ __all__ = [
     "read_mmm_config",
     "rerun_failed_mmm",
     "run_mmm_flow",
+    "run_summary",
 ]
 
 #: Markets per ``mmm-fit-batch`` flow run: one, since one market's four chains fill a pod.
@@ -57,6 +64,33 @@ class MMMRunSummary(BaseModel):
     output: str
     counts: StatusCounts
     headline: str
+    #: Markets whose estimates are flagged (not converged or failed), in run order.
+    flagged: tuple[str, ...] = ()
+    #: How the report step ended: ``written`` (at ``report_index``) or ``failed`` (why).
+    report_status: str | None = None
+    report_index: str | None = None
+    report_message: str | None = None
+
+
+def run_summary(outcome: ReportedMMMRun) -> MMMRunSummary:
+    """What the flow run returns of a published, reported run."""
+    diagnostics = outcome.diagnostics
+    report = outcome.report
+    flagged: list[object] = (
+        list(diagnostics.loc[diagnostics["status"] != "converged", "market"])
+        if len(diagnostics)
+        else []
+    )
+    return MMMRunSummary(
+        run=outcome.run,
+        output=outcome.output_uri,
+        counts=outcome.counts,
+        headline=outcome.headline,
+        flagged=tuple(str(market) for market in flagged),
+        report_status=report.status if report is not None else None,
+        report_index=report.index if report is not None else None,
+        report_message=report.message if report is not None else None,
+    )
 
 
 def read_mmm_config(config: str | dict[str, Any], output: str | None = None) -> MMMConfig:
@@ -129,9 +163,7 @@ def _run(
     logger.info("%s; written to %s", outcome.headline, outcome.output_uri)
     show_mmm_report(outcome.report)  # ROAS per market and a link to the page, on the run
     show_mmm_health(outcome)
-    summary = MMMRunSummary(
-        run=outcome.run, output=outcome.output_uri, counts=outcome.counts, headline=outcome.headline
-    )
+    summary = run_summary(outcome)
     if outcome.counts.healthy:
         return summary
     return Failed(

@@ -18,24 +18,21 @@ from prefect.cache_policies import NO_CACHE
 from flows.tasks import retry_infrastructure_only
 from misterp.pipeline.sequence import StepName
 
-__all__ = ["STEP_RETRIES", "PrefectSteps"]
+__all__ = ["RETRY_DELAY_SECONDS", "STEP_RETRIES", "PrefectSteps"]
 
 
-_IO_RETRIES: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": 10,
-    "retry_condition_fn": retry_infrastructure_only,
+#: Prefect retries per step: reading, staging and publishing retry a store that timed out
+#: (only infrastructure: ``retry_infrastructure_only``); tracking and the report record their
+#: own failure and never raise.
+STEP_RETRIES: dict[StepName, int] = {
+    "validate": 2,
+    "stage": 2,
+    "publish": 2,
+    "track": 0,
+    "report": 0,
 }
-
-#: Prefect retries per step: reading, staging and publishing retry a store that timed out;
-#: tracking and the report record their own failure and never raise.
-STEP_RETRIES: dict[StepName, dict[str, Any]] = {
-    "validate": _IO_RETRIES,
-    "stage": _IO_RETRIES,
-    "publish": _IO_RETRIES,
-    "track": {},
-    "report": {},
-}
+#: Seconds between those retries.
+RETRY_DELAY_SECONDS = 10
 
 
 class PrefectSteps:
@@ -58,11 +55,11 @@ class PrefectSteps:
             return step(*values)
 
         as_task = task(
-            run_step,
             name=f"{name}-{self.family}",
             task_run_name=f"{name} {self.subject}",
             cache_policy=NO_CACHE,
-            **STEP_RETRIES[name],
-        )
-        result: ResultT = as_task(*args)
-        return result
+            retries=STEP_RETRIES[name],
+            retry_delay_seconds=RETRY_DELAY_SECONDS,
+            retry_condition_fn=retry_infrastructure_only,
+        )(run_step)
+        return as_task(*args)

@@ -19,9 +19,9 @@ from flows.dispatch import DEFAULT_BATCH_SIZE, fit_in_processes, fit_on_deployme
 from flows.steps import PrefectSteps
 from flows.tasks import report_health, show_wave_report
 from misterp.config import ConfigError
-from misterp.fitstore import RefitPlan
 from misterp.health import RunHealth
 from misterp.mrp.config import WaveConfig, check_wave_id, load_config, parse_config
+from misterp.mrp.fits import RefitPlan
 from misterp.mrp.prepare import prepare_wave
 from misterp.mrp.records import WaveRunSummary
 from misterp.pipeline.sequence import FanOut

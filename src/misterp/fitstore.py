@@ -1,9 +1,10 @@
 """One record per fit in the result store, for every model family.
 
-A fit writes ``OUTPUT/WAVE/fits/KEY.npy`` (its kept draws) and then ``KEY.json`` (its
-``FitRecord``) the moment it finishes, so a lost worker or pod loses only unfinished fits. A
-run or re-run compares the records with what it planned and refits only models that are
-missing, failed, not converged or whose spec, data or settings changed.
+A fit writes ``FOLDER/fits/KEY.npy`` (its kept draws) and then ``KEY.json`` (its record, a
+``records.FitRecordBase`` of the family's kind) the moment it finishes, so a lost worker or pod
+loses only unfinished fits. ``FOLDER`` is the run's folder (a tracker wave, ``mmm/RUN``). A run
+or re-run compares the records with what it planned and refits only fits that are missing,
+failed, not converged or whose inputs (by hash) changed.
 """
 
 from __future__ import annotations
@@ -13,21 +14,19 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
-from misterp.fitting import FitResult
 from misterp.lease import taken_over_runs
-from misterp.mrp.records import FitRecord
-from misterp.records import ConvergenceReport, RecordError
+from misterp.records import ConvergenceReport, FitRecordBase, RecordError
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
 __all__ = [
     "FITS",
     "TAKEN_OVER",
-    "PlannedFit",
+    "PlannedUnit",
     "RefitPlan",
     "StoredFit",
     "fit_path",
@@ -35,7 +34,7 @@ __all__ = [
     "read_current_fits",
     "read_fit",
     "read_fit_record",
-    "write_fit",
+    "write_fit_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,25 +42,29 @@ logger = logging.getLogger(__name__)
 FITS = "fits"
 
 
-def fit_path(wave: str, key: str, suffix: str) -> str:
+def fit_path(folder: str, key: str, suffix: str) -> str:
     """Where a fit's record (``json``) or draws (``npy``) live, relative to the store root."""
-    return f"{wave}/{FITS}/{key}.{suffix}"
+    return f"{folder}/{FITS}/{key}.{suffix}"
+
+
+class PlannedUnit(Protocol):
+    """What a run plans for one fit: its key, and the hashes a current record must carry."""
+
+    @property
+    def key(self) -> str:
+        """The fit's key in its run."""
+        ...
+
+    def expected(self, settings_hash: str) -> dict[str, str]:
+        """The hashes by name (as ``FitRecordBase.hashes``) a current record carries."""
+        ...
 
 
 @dataclass(frozen=True)
-class PlannedFit:
-    """What a run plans for one model: enough to tell whether a stored fit is still current."""
-
-    key: str
-    spec_hash: str
-    data_hash: str
-
-
-@dataclass(frozen=True)
-class StoredFit:
+class StoredFit[RecordT: FitRecordBase]:
     """A fit read back from the store: its record and its kept draws (None if it has none)."""
 
-    record: FitRecord
+    record: RecordT
     draws: np.ndarray | None
 
     @property
@@ -80,60 +83,42 @@ class StoredFit:
         return self.record.error
 
 
-def write_fit(
-    store: ResultStore,
-    wave: str,
-    result: FitResult,
-    *,
-    spec: Mapping[str, Any],
-    planned: PlannedFit,
-    settings_hash: str,
-    n_respondents: int,
-    run_id: str | None = None,
-) -> FitRecord:
-    """Persist one fit: its draws first, then the record that makes it visible."""
-    key = result.key
-    if result.draws is not None:
-        store.write_array(fit_path(wave, key, "npy"), result.draws)
+def write_fit_files(
+    store: ResultStore, folder: str, key: str, draws: np.ndarray | None, record: FitRecordBase
+) -> None:
+    """Persist one fit: its draws first (or remove stale ones), then the record that shows it."""
+    if draws is not None:
+        store.write_array(fit_path(folder, key, "npy"), draws)
     else:
-        store.remove(fit_path(wave, key, "npy"))
-    record = FitRecord(
-        key=key,
-        spec=dict(spec),
-        spec_hash=planned.spec_hash,
-        data_hash=planned.data_hash,
-        settings_hash=settings_hash,
-        status=result.status,
-        attempts=tuple(result.attempts),
-        seconds=result.seconds,
-        n_respondents=n_respondents,
-        has_draws=result.draws is not None,
-        run_id=run_id,
-    )
-    store.write_bytes(fit_path(wave, key, "json"), record.to_json())
-    return record
+        store.remove(fit_path(folder, key, "npy"))
+    store.write_bytes(fit_path(folder, key, "json"), record.to_json())
 
 
-def read_fit_record(store: ResultStore, wave: str, key: str) -> FitRecord | None:
+def read_fit_record[RecordT: FitRecordBase](
+    store: ResultStore, folder: str, key: str, record_type: type[RecordT]
+) -> RecordT | None:
     """The stored record of a fit, or None if it was never written.
 
     Raises ``RecordError`` when the record exists but cannot be read.
     """
-    path = fit_path(wave, key, "json")
+    path = fit_path(folder, key, "json")
     if not store.exists(path):
         return None
-    return FitRecord.from_json(store.read_bytes(path), store.uri(path))
+    return record_type.from_json(store.read_bytes(path), store.uri(path))
 
 
-def read_fit(store: ResultStore, wave: str, record: FitRecord) -> StoredFit:
+def read_fit[RecordT: FitRecordBase](
+    store: ResultStore, folder: str, record: RecordT
+) -> StoredFit[RecordT]:
     """A stored fit with its draws."""
-    draws = store.read_array(fit_path(wave, record.key, "npy")) if record.has_draws else None
+    path = fit_path(folder, record.fit_key, "npy")
+    draws = store.read_array(path) if record.has_draws else None
     return StoredFit(record, draws)
 
 
 @dataclass
 class RefitPlan:
-    """Which models a run must fit, and why; the rest reuse their stored converged fit."""
+    """Which fits a run must run, and why; the rest reuse their stored converged fit."""
 
     to_fit: list[str]
     reasons: dict[str, str] = field(default_factory=dict)
@@ -149,24 +134,25 @@ class RefitPlan:
         )
 
 
-#: Why a record is not reused when its run wrote it after losing the wave's lease.
+#: Why a record is not reused when its run wrote it after losing the run's lease.
 TAKEN_OVER = "written after its run was taken over"
 
 
-def _current_record(
+def _current_record[RecordT: FitRecordBase](
     store: ResultStore,
-    wave: str,
-    planned: PlannedFit,
+    folder: str,
+    planned: PlannedUnit,
     settings_hash: str,
+    record_type: type[RecordT],
     taken_over: Mapping[str, dt.datetime] | None = None,
-) -> tuple[FitRecord | None, str | None]:
+) -> tuple[RecordT | None, str | None]:
     """The stored record if it is current, else None and why not.
 
-    ``taken_over``: runs that lost the wave's lease and when; a record one of them wrote after
-    that moment may have been written over a newer run's draws, so it is never current.
+    ``taken_over``: runs that lost the lease and when; a record one of them wrote after that
+    moment may have been written over a newer run's draws, so it is never current.
     """
     try:
-        record = read_fit_record(store, wave, planned.key)
+        record = read_fit_record(store, folder, planned.key, record_type)
     except RecordError as exc:
         logger.warning("%s", exc)
         return None, "unreadable record"
@@ -175,31 +161,34 @@ def _current_record(
     lost_at = (taken_over or {}).get(record.run_id or "")
     if lost_at is not None and dt.datetime.fromisoformat(record.fitted_at) >= lost_at:
         return None, TAKEN_OVER
-    stale = record.staleness(planned.spec_hash, planned.data_hash, settings_hash)
+    stale = record.staleness_against(planned.expected(settings_hash))
     return (None, stale) if stale else (record, None)
 
 
-def plan_refits(
+def plan_refits[RecordT: FitRecordBase](
     store: ResultStore,
-    wave: str,
-    planned: Iterable[PlannedFit],
+    folder: str,
+    planned: Iterable[PlannedUnit],
     settings_hash: str,
+    record_type: type[RecordT],
     *,
     refit_all: bool = False,
 ) -> RefitPlan:
-    """Compare the planned models with the stored fit records.
+    """Compare the planned fits with the stored fit records.
 
-    A converged fit is reused only if it is current (same spec, data and fit settings, and
+    A converged fit is reused only if it is current (the same inputs and fit settings, and
     written by a run that was not taken over); anything else (missing, failed, not converged,
     changed, unreadable) is fitted again.
     """
     plan = RefitPlan(to_fit=[])
-    taken_over = {} if refit_all else taken_over_runs(store, wave)
+    taken_over = {} if refit_all else taken_over_runs(store, folder)
     for model in planned:
         if refit_all:
             reason: str | None = "forced"
         else:
-            record, reason = _current_record(store, wave, model, settings_hash, taken_over)
+            record, reason = _current_record(
+                store, folder, model, settings_hash, record_type, taken_over
+            )
             if record is not None and record.status is not FitStatus.CONVERGED:
                 reason = record.status.value
         if reason is None:
@@ -210,19 +199,23 @@ def plan_refits(
     return plan
 
 
-def read_current_fits(
-    store: ResultStore, wave: str, planned: Iterable[PlannedFit], settings_hash: str
-) -> dict[str, StoredFit]:
-    """The stored fit of every planned model that is current, with its draws.
+def read_current_fits[RecordT: FitRecordBase](
+    store: ResultStore,
+    folder: str,
+    planned: Iterable[PlannedUnit],
+    settings_hash: str,
+    record_type: type[RecordT],
+) -> dict[str, StoredFit[RecordT]]:
+    """The stored fit of every planned fit that is current, with its draws.
 
     A record left over from an earlier run with other data is ignored, so a fit whose refit
     was lost (a killed pod) counts as missing rather than silently reusing stale draws; so is
-    a record written by a run whose lease of the wave was taken over.
+    a record written by a run whose lease was taken over.
     """
-    fits: dict[str, StoredFit] = {}
-    taken_over = taken_over_runs(store, wave)
+    fits: dict[str, StoredFit[RecordT]] = {}
+    taken_over = taken_over_runs(store, folder)
     for model in planned:
-        record, _ = _current_record(store, wave, model, settings_hash, taken_over)
+        record, _ = _current_record(store, folder, model, settings_hash, record_type, taken_over)
         if record is not None:
-            fits[model.key] = read_fit(store, wave, record)
+            fits[model.key] = read_fit(store, folder, record)
     return fits

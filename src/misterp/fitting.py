@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,7 @@ import numpy as np
 
 from misterp.config import ConvergenceThresholds, RetryPolicy, SamplerConfig
 from misterp.diagnostics import check_convergence, next_attempt
-from misterp.mrp.records import FitRecord
-from misterp.records import Attempt, ConvergenceReport
+from misterp.records import Attempt, ConvergenceReport, FitRecordBase
 from misterp.status import FitStatus
 
 __all__ = [
@@ -135,23 +134,23 @@ def fit_with_policy(
 
 
 def resume_settings(
-    record: FitRecord | None,
+    record: FitRecordBase | None,
     *,
-    spec_hash: str,
-    data_hash: str,
-    settings_hash: str,
+    expected: Mapping[str, str],
     policy: RetryPolicy,
     thresholds: ConvergenceThresholds,
 ) -> SamplerConfig | None:
     """Where a refit of a not converged model starts: one rung above its last attempt.
 
     Refitting it with the first settings and the same seed would only reproduce the same
-    miss; a re-run continues the retry ladder instead. None: start from the config.
+    miss; a re-run continues the retry ladder instead. None: start from the config. A record
+    of other inputs (``expected``: the planned fit's hashes, named as ``record.hashes()``)
+    does not count: that is another model.
     """
     if (
         record is None
         or record.status is not FitStatus.NOT_CONVERGED
-        or not record.is_current(spec_hash, data_hash, settings_hash)
+        or record.staleness_against(expected) is not None
         or not record.attempts
     ):
         return None

@@ -198,6 +198,21 @@ class FitRecordBase(VersionedRecord):
         """The fit's key in its run: a model key (MRP) or a market (MMM)."""
         raise NotImplementedError
 
+    def hashes(self) -> dict[str, str]:
+        """What the fit was fitted from, by name, in the order a change is reported."""
+        return {"data": self.data_hash, "settings": self.settings_hash}
+
+    def staleness_against(self, expected: Mapping[str, str]) -> str | None:
+        """Why the record no longer describes the planned fit (``data changed``), or None.
+
+        ``expected`` names the planned fit's hashes as :meth:`hashes` does; the one rule for
+        "is this fit current?" in every family.
+        """
+        for name, value in self.hashes().items():
+            if expected.get(name) != value:
+                return f"{name} changed"
+        return None
+
     @property
     def last_report(self) -> ConvergenceReport | None:
         """Diagnostics of the last attempt."""

@@ -18,9 +18,9 @@ import pytest
 from pydantic import ValidationError
 
 from misterp.config import SamplerConfig
-from misterp.fitstore import plan_refits, read_current_fits, read_fit_record
 from misterp.mrp.cells import CellCounts, MarketCells
 from misterp.mrp.config import ModelConfig, parse_config
+from misterp.mrp.fits import plan_refits, read_current_fits, read_fit_record
 from misterp.mrp.joint import split_draws, stacked_cells, stacked_counts
 from misterp.mrp.model import Backend
 from misterp.mrp.prepare import prepare_wave

@@ -17,14 +17,7 @@ from typing import Any
 
 import pytest
 
-from misterp.fitstore import (
-    TAKEN_OVER,
-    fit_path,
-    plan_refits,
-    read_current_fits,
-    read_fit_record,
-    write_fit,
-)
+from misterp.fitstore import TAKEN_OVER
 from misterp.lease import (
     Lease,
     LeaseLost,
@@ -37,6 +30,7 @@ from misterp.lease import (
     read_lease,
 )
 from misterp.mrp.config import WaveConfig, parse_config
+from misterp.mrp.fits import fit_path, plan_refits, read_current_fits, read_fit_record, write_fit
 from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.wave import fit_and_record, fit_prepared, publish_wave
 from misterp.pipeline.wave import run_wave_inline

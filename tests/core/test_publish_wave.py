@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.fitstore import read_current_fits
 from misterp.mrp.config import parse_config
+from misterp.mrp.fits import read_current_fits
 from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.records import Manifest, check_estimates
 from misterp.mrp.wave import ESTIMATE_COLUMNS, WaveOutcome, draws_path, fit_and_record, publish_wave

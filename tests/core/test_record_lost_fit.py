@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from misterp.fitstore import plan_refits, read_current_fits
 from misterp.mrp.config import parse_config
+from misterp.mrp.fits import plan_refits, read_current_fits
 from misterp.mrp.prepare import prepare_wave
 from misterp.mrp.staging import stage_wave
 from misterp.mrp.wave import fit_and_record, publish_wave, record_lost_fit

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from misterp.config import SamplerConfig
-from misterp.fitstore import plan_refits, read_current_fits, read_fit, read_fit_record, write_fit
 from misterp.fitting import FitResult, resume_settings
 from misterp.mrp.config import parse_config
+from misterp.mrp.fits import plan_refits, read_current_fits, read_fit, read_fit_record, write_fit
 from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.records import FitRecord
 from misterp.mrp.specs import ModelSpec
@@ -231,9 +231,7 @@ def test_a_refit_of_a_not_converged_model_continues_its_retry_ladder() -> None:
     def resume(record: FitRecord, data_hash: str = "abc", settings: str = "settings") -> Any:
         return resume_settings(
             record,
-            spec_hash=spec.spec_hash,
-            data_hash=data_hash,
-            settings_hash=settings,
+            expected={"spec": spec.spec_hash, "data": data_hash, "settings": settings},
             policy=config.retry,
             thresholds=config.convergence,
         )

@@ -20,7 +20,7 @@ import yaml
 
 from flows.cli import summary_of
 from flows.wave import rerun_wave, run_wave
-from misterp.fitstore import fit_path, read_fit_record
+from misterp.mrp.fits import fit_path, read_fit_record
 from misterp.mrp.poststratify import SUMMARY_COLUMNS
 from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave

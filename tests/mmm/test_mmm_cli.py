@@ -37,10 +37,11 @@ def test_mmm_run_without_the_config_file_exits_2(tmp_path, capsys) -> None:
 def test_mmm_report_lines_name_the_report_page_before_the_headline(tmp_path, capsys) -> None:
     from tests.reporting.mmm_run_store import fake_run
 
-    from flows.mmm_cli import _report
+    from flows.mmm_cli import report_lines
+    from flows.mmm_flow import run_summary
 
     outcome = fake_run(tmp_path, diverging=())
-    assert _report(outcome) == ExitCode.OK
+    assert report_lines(run_summary(outcome)) == ExitCode.OK
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-2] == f"report: {tmp_path / 'out' / 'mmm' / 'r1' / 'report' / 'index.html'}"
     assert lines[-1] == "media-mix run r1: all 2 models converged"

@@ -258,7 +258,7 @@ class MMMFitRecord(FitRecordBase):
 
     def is_current(self, data_hash: str, settings_hash: str) -> bool:
         """True when fitted from this data and these settings."""
-        return self.data_hash == data_hash and self.settings_hash == settings_hash
+        return self.staleness_against({"data": data_hash, "settings": settings_hash}) is None
 
     def diagnostics(self) -> dict[str, Any]:
         """The last attempt's numbers, for tables and the CLI (None where unknown)."""

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from misterp import fitstore
 from misterp.config import SamplerConfig
 from misterp.errors import ConfigError
 from misterp.fitting import Diagnose, Extract, FitResult, Sample, fit_with_policy
@@ -163,32 +164,25 @@ def settings_hash(config: MMMConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_record(store: ResultStore, path: str) -> MMMFitRecord | None:
-    if not store.exists(path):
-        return None
+def read_fit_record(store: ResultStore, run: str, market: str) -> MMMFitRecord | None:
+    """A market's stored record, or None if there is none or it cannot be read."""
     try:
-        return MMMFitRecord.from_json(store.read_bytes(path), store.uri(path))
+        return fitstore.read_fit_record(store, run_folder(run), market, MMMFitRecord)
     except RecordError as exc:
         logger.warning("%s; fitting again", exc)
         return None
-
-
-def read_fit_record(store: ResultStore, run: str, market: str) -> MMMFitRecord | None:
-    """A market's stored record, or None if there is none or it cannot be read."""
-    return _read_record(store, f"{run_folder(run)}/fits/{market}.json")
 
 
 def reusable_fit(
     store: ResultStore, run: str, market: str, data_hash: str, digest: str
 ) -> MMMFitRecord | None:
     """The market's stored fit if a re-run may reuse it: converged, current, draws present."""
-    folder = f"{run_folder(run)}/fits"
     previous = read_fit_record(store, run, market)
     if (
         previous is not None
         and previous.status is FitStatus.CONVERGED
         and previous.is_current(data_hash, digest)
-        and store.exists(f"{folder}/{market}.npy")
+        and store.exists(fitstore.fit_path(run_folder(run), market, "npy"))
     ):
         return previous
     return None
@@ -206,19 +200,16 @@ def write_fit(
     settings_hash: str,
     dropped: tuple[str, ...] = (),
     pooled_with: tuple[str, ...] = (),
+    run_id: str | None = None,
 ) -> MMMFitRecord:
     """Write a market's draws (or remove stale ones), then its record, which is returned.
 
     ``draws`` are the market's own (a pooled fit's are split first); status, attempts and time
     are the fit's.
     """
-    folder = f"{run_folder(run)}/fits"
     quality = None
     if draws is not None:
         quality = fit_quality(market, layout_for(market, config).unpack(draws))
-        store.write_array(f"{folder}/{market.market}.npy", draws)
-    else:
-        store.remove(f"{folder}/{market.market}.npy")
     fit = market.fit_frame
     record = MMMFitRecord(
         market=market.market,
@@ -236,8 +227,9 @@ def write_fit(
         quality=quality,
         has_draws=draws is not None,
         pooled_with=pooled_with,
+        run_id=run_id,
     )
-    store.write_bytes(f"{folder}/{market.market}.json", record.to_json())
+    fitstore.write_fit_files(store, run_folder(run), market.market, draws, record)
     return record
 
 
@@ -289,6 +281,7 @@ def fit_market(
         data_hash=market.data_hash,
         settings_hash=digest,
         dropped=dropped,
+        run_id=run_id,
     )
     logger.info(
         "market %s: %s after %d attempt(s) in %.0f s",
@@ -501,6 +494,7 @@ def fit_pooled(
             settings_hash=digest,
             dropped=tuple(dropped.get(market.market, ())),
             pooled_with=tuple(name for name in pooled.names if name != market.market),
+            run_id=run_id,
         )
         for market, draws in zip(pooled.markets, parts, strict=True)
     }

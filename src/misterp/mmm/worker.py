@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from misterp.fitstore import write_fit_files
 from misterp.mmm.config import MMMConfig, Pooling
 from misterp.mmm.outputs import MMMFitRecord
 from misterp.mmm.pooled import POOLED_KEY, pooled_hash
@@ -235,8 +236,7 @@ def record_lost_market(
         first_week=str(pd.Timestamp(fit["date"].iloc[0]).date()),
         last_week=str(pd.Timestamp(fit["date"].iloc[-1]).date()),
         has_draws=False,
+        run_id=run_id,
     )
-    folder = f"{run_folder(run)}/fits"
-    store.remove(f"{folder}/{market}.npy")
-    store.write_bytes(f"{folder}/{market}.json", record.to_json())
+    write_fit_files(store, run_folder(run), market, None, record)
     return record

@@ -20,10 +20,10 @@ from functools import cached_property
 import pandas as pd
 
 from misterp.config import ConfigError
-from misterp.fitstore import PlannedFit
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
 from misterp.mrp.config import WaveConfig
 from misterp.mrp.data import WaveData
+from misterp.mrp.fits import PlannedFit
 from misterp.mrp.joint import FitUnit, stacked_cells, stacked_counts
 from misterp.mrp.published import question_family
 from misterp.mrp.raking import rake_weights, sample_shares

@@ -50,19 +50,19 @@ class FitRecord(FitRecordBase):
         """The model key."""
         return self.key
 
+    def hashes(self) -> dict[str, str]:
+        """Spec, data and settings hashes: a changed spec is reported first."""
+        return {"spec": self.spec_hash, **super().hashes()}
+
     def staleness(self, spec_hash: str, data_hash: str, settings_hash: str) -> str | None:
         """Why this record no longer describes the planned model, or None if it still does.
 
         The one rule for "is this fit current?": the same spec, the same data, the same fit
         settings. Re-runs reuse only current records.
         """
-        if self.spec_hash != spec_hash:
-            return "spec changed"
-        if self.data_hash != data_hash:
-            return "data changed"
-        if self.settings_hash != settings_hash:
-            return "settings changed"
-        return None
+        return self.staleness_against(
+            {"spec": spec_hash, "data": data_hash, "settings": settings_hash}
+        )
 
     def is_current(self, spec_hash: str, data_hash: str, settings_hash: str) -> bool:
         """True when the record was fitted from this spec, data and settings."""

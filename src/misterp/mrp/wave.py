@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from misterp.config import SamplerConfig
-from misterp.fitstore import StoredFit, read_fit_record, write_fit
 from misterp.fitting import FitResult, fit_with_policy, resume_settings
 from misterp.health import HEALTH_FILE, RunHealth
 from misterp.lease import check_holder
+from misterp.mrp.fits import StoredFit, read_fit_record, write_fit
 from misterp.mrp.health import wave_health
 from misterp.mrp.joint import FitUnit, split_draws
 from misterp.mrp.model import BACKENDS, Backend, cell_sampler, extract_cell_draws
@@ -168,9 +168,11 @@ def fit_and_record(
         previous = None
     start = resume_settings(
         previous,
-        spec_hash=planned.spec_hash,
-        data_hash=planned.data_hash,
-        settings_hash=prepared.settings_hash,
+        expected={
+            "spec": planned.spec_hash,
+            "data": planned.data_hash,
+            "settings": prepared.settings_hash,
+        },
         policy=config.retry,
         thresholds=config.convergence,
     )

@@ -17,9 +17,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from misterp.fitstore import RefitPlan, plan_refits, read_current_fits
 from misterp.lease import DEFAULT_STALE_AFTER, Lease, acquire_lease
 from misterp.mrp.config import WaveConfig
+from misterp.mrp.fits import RefitPlan, plan_refits, read_current_fits
 from misterp.mrp.model import BACKENDS, Backend
 from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.published import WaveView
