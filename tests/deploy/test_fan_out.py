@@ -29,7 +29,7 @@ from misterp.storage import MANIFEST, ResultStore
 
 WAVE = "2026-10"
 # Plumbing, not statistics: tiny draw counts, thresholds they can meet (so the re-run has
-# converged fits to keep); recovery and real thresholds are tested in tests/model.
+# converged fits to keep); recovery and real thresholds are tested in tests/mrp.
 SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
 CONVERGENCE = {"r_hat_max": 1.3, "ess_bulk_min": 10, "ess_tail_min": 10, "divergences_max": 5}
 ESTIMATE_COLUMNS = list(SUMMARY_COLUMNS)

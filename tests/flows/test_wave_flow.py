@@ -14,7 +14,7 @@ from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.validation import InputValidationError
 from misterp.storage import MANIFEST, ResultStore
 
-# Plumbing, not statistics: tiny draw counts; recovery is tested in tests/model.
+# Plumbing, not statistics: tiny draw counts; recovery is tested in tests/mrp.
 PLUMBING_SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
 
 
