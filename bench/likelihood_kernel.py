@@ -65,7 +65,7 @@ def main() -> None:
         "shared binomial": lambda: shared_binomial(
             fitting.build_model(spec, layout, counts, priors)
         ),
-        "misterp kernel": lambda: fitting._shared_data_model(
+        "misterp kernel": lambda: fitting.shared_data_model(
             fitting.build_model(spec, layout, counts, priors)
         ),
     }

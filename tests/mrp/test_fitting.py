@@ -13,11 +13,11 @@ from misterp.mrp.config import PriorConfig, WaveConfig, parse_config
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import (
     BINOMIAL_KERNEL,
-    _shared_data_model,
     build_model,
     pymc_model_of,
     sample_nutpie,
     sample_pymc,
+    shared_data_model,
 )
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec
@@ -126,7 +126,7 @@ def test_the_compiled_binomial_kernel_has_the_posterior_of_bambis_binomial_model
 ) -> None:
     spec, layout, counts = _small_model("p(yes, n) ~ 1 + gender + (1|age) + (1|region)")
     binomial = pymc_model_of(build_model(spec, layout, counts, priors), priors)
-    kernel = _shared_data_model(build_model(spec, layout, counts, priors), priors)
+    kernel = shared_data_model(build_model(spec, layout, counts, priors), priors)
     assert [p.name for p in kernel.potentials] == [BINOMIAL_KERNEL]
     assert kernel.observed_RVs == []
 

@@ -8,7 +8,7 @@ import pytest
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
 from misterp.mrp.config import PriorConfig
 from misterp.mrp.data import WaveData
-from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, pymc_model_of
+from misterp.mrp.model import BINOMIAL_KERNEL, build_model, pymc_model_of, shared_data_model
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec, check_formula
 from support import values_at
@@ -68,7 +68,7 @@ def test_interaction_group_term_is_zero_sum_and_compiles() -> None:
     assert np.abs(effect).max() > 0.1
 
     # the model nutpie compiles (shared counts, binomial kernel) has a finite logp and gradient
-    shared = _shared_data_model(build_model(spec, layouts["DE"], counts, priors), priors)
+    shared = shared_data_model(build_model(spec, layouts["DE"], counts, priors), priors)
     assert BINOMIAL_KERNEL in {p.name for p in shared.potentials}
     assert "1|age:gender_offset_zerosum__" in {v.name for v in shared.value_vars}
     start = shared.initial_point()

@@ -11,7 +11,7 @@ from misterp.mrp.cells import aggregate_cells, build_market_cells
 from misterp.mrp.config import PriorConfig, parse_config
 from misterp.mrp.data import WaveData
 from misterp.mrp.joint import stacked_cells, stacked_counts
-from misterp.mrp.model import BINOMIAL_KERNEL, _shared_data_model, build_model, pymc_model_of
+from misterp.mrp.model import BINOMIAL_KERNEL, build_model, pymc_model_of, shared_data_model
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec, joint_formula
 from misterp.pipeline.wave import run_wave_inline
@@ -52,7 +52,7 @@ def test_item_deviations_sum_to_zero_over_items_and_over_levels() -> None:
     np.testing.assert_allclose(by_age_gender.reshape(10, 3).sum(axis=0), 0.0, atol=1e-12)
     assert p.shape == (layout.n_cells,)
 
-    shared = _shared_data_model(build_model(specs[0], layout, stacked, priors), priors)
+    shared = shared_data_model(build_model(specs[0], layout, stacked, priors), priors)
     assert BINOMIAL_KERNEL in {pot.name for pot in shared.potentials}
     start = shared.initial_point()
     assert np.isfinite(shared.compile_logp()(start))

@@ -12,7 +12,7 @@ from misterp.config import ConfigError
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
 from misterp.mrp.config import PriorConfig, parse_config
 from misterp.mrp.data import WaveData
-from misterp.mrp.model import _shared_data_model, build_model, pymc_model_of
+from misterp.mrp.model import build_model, pymc_model_of, shared_data_model
 from misterp.mrp.ordered import random_walk_matrix
 from misterp.mrp.prepare import check_random_walk_levels
 from misterp.mrp.simulate import DEFAULT_LEVELS, WaveTruthSpec, simulate_wave
@@ -92,8 +92,8 @@ def test_the_walk_is_the_exchangeable_model_with_offsets_replaced_by_the_walk() 
     spec, layout, counts = _small_model()
     walk = PriorConfig(group_effects="normal", random_walk={"age": AGES})
     plain = PriorConfig(group_effects="normal")
-    model = _shared_data_model(build_model(spec, layout, counts, walk), walk)
-    reference = _shared_data_model(build_model(spec, layout, counts, plain), plain)
+    model = shared_data_model(build_model(spec, layout, counts, walk), walk)
+    reference = shared_data_model(build_model(spec, layout, counts, plain), plain)
     levels = [str(level) for level in reference.coords["age__factor_dim"]]
     matrix = random_walk_matrix(AGES, levels)
     logp, logp_reference = model.compile_logp(), reference.compile_logp()
@@ -132,7 +132,7 @@ def test_a_level_without_respondents_is_interpolated_by_the_walk(
     empty = (layout.frame["age"] == unseen).to_numpy()
     counts = CellCounts(yes=np.where(empty, 0, counts.yes), n=np.where(empty, 0, counts.n))
     priors = PriorConfig(intercept_sigma=1e8, random_walk={"age": AGES})
-    model = _shared_data_model(build_model(spec, layout, counts, priors), priors)
+    model = shared_data_model(build_model(spec, layout, counts, priors), priors)
     logp = model.compile_logp()
     effects = values_at(model, ["1|age", "1|age_sigma"])
     stored = [str(level) for level in model.coords["age__factor_dim"]]

@@ -12,7 +12,7 @@ from misterp.mrp.cells import aggregate_cells, build_market_cells
 from misterp.mrp.config import PriorConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.model import (
-    _compiled_template,
+    compiled_template,
     extract_cell_draws,
     sample_nutpie,
     spec_seed,
@@ -47,7 +47,7 @@ def test_a_nutpie_fit_without_warmup_has_the_draws_and_diagnostics_of_one_with_i
 
     ours = sample_nutpie(spec, layout, counts, priors, sampler)
     with_warmup = nutpie.sample(  # the call before the warm-up was dropped
-        _compiled_template(spec, layout, counts, priors).with_data(
+        compiled_template(spec, layout, counts, priors).with_data(
             yes=counts.yes.astype(np.int64), n=counts.n.astype(np.int64)
         ),
         draws=sampler.draws,

@@ -12,11 +12,11 @@ from scipy.special import logit
 from misterp.mrp.simulate import (
     SimulatedWave,
     WaveTruthSpec,
-    _interaction_predictor,
-    _layout,
-    _market_world,
+    interaction_predictor,
+    market_world,
     simulate_wave,
     simulate_waves,
+    wave_layout,
 )
 
 SEED = 20240611
@@ -90,9 +90,9 @@ def test_cell_logits_differ_by_one_term_per_level_pair(
 def test_world_logits_are_the_main_effects_plus_the_interaction_term() -> None:
     off_spec = WaveTruthSpec(**SMALL)
     on_spec = WaveTruthSpec(**SMALL, interaction_sd={PAIR: 0.5})
-    layout = _layout(off_spec)
-    off = _market_world(np.random.default_rng(SEED), off_spec, layout)
-    on = _market_world(np.random.default_rng(SEED), on_spec, layout)
+    layout = wave_layout(off_spec)
+    off = market_world(np.random.default_rng(SEED), off_spec, layout)
+    on = market_world(np.random.default_rng(SEED), on_spec, layout)
     assert off.interaction is None
     assert on.interaction is not None
     np.testing.assert_array_equal(on.population, off.population)
@@ -103,8 +103,8 @@ def test_world_logits_are_the_main_effects_plus_the_interaction_term() -> None:
 
 def test_interaction_term_is_one_normal_draw_per_level_pair() -> None:
     spec = WaveTruthSpec(**SMALL, interaction_sd={PAIR: 0.5, ("region", "education"): 0.2})
-    grid = _layout(spec).grid
-    term = _interaction_predictor(np.random.default_rng(7), spec, grid, 3)
+    grid = wave_layout(spec).grid
+    term = interaction_predictor(np.random.default_rng(7), spec, grid, 3)
     rng = np.random.default_rng(7)
     age_gender = rng.normal(0.0, 0.5, size=(3, 5 * 2))
     region_education = rng.normal(0.0, 0.2, size=(3, 5 * 3))

@@ -31,10 +31,12 @@ __all__ = [
     "bambi_model",
     "build_model",
     "cell_sampler",
+    "compiled_template",
     "extract_cell_draws",
     "pymc_model_of",
     "sample_nutpie",
     "sample_pymc",
+    "shared_data_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -213,7 +215,7 @@ def spec_seed(spec: ModelSpec, base_seed: int) -> int:
 _TEMPLATES: dict[tuple[str, str, str], Any] = {}
 
 
-def _shared_data_model(model: bmb.Model, priors: PriorConfig | None = None) -> Any:
+def shared_data_model(model: bmb.Model, priors: PriorConfig | None = None) -> Any:
     """The PyMC model of ``model`` with a binomial kernel on shared data ``yes`` and ``n``.
 
     Bambi embeds the response as constants; shared variables named ``yes`` and ``n`` let
@@ -275,15 +277,20 @@ def _logit_of(probability: Any) -> Any:
     return None
 
 
-def _compiled_template(
+def compiled_template(
     spec: ModelSpec, layout: MarketCells, counts: CellCounts, priors: PriorConfig
 ) -> Any:
+    """The nutpie-compiled model of ``spec``'s formula on this market's cells, compiled once.
+
+    Keyed by formula, priors and cell layout: every question of a market with the same formula
+    reuses it with its own counts (``with_data``), so a wave compiles a handful of models.
+    """
     import nutpie
 
     key = (spec.formula, priors.model_dump_json(), layout.layout_hash)
     if key not in _TEMPLATES:
         started = time.perf_counter()
-        pymc_model = _shared_data_model(build_model(spec, layout, counts, priors), priors)
+        pymc_model = shared_data_model(build_model(spec, layout, counts, priors), priors)
         _TEMPLATES[key] = nutpie.compile_pymc_model(pymc_model)
         logger.info(
             "compiled %s for market %s in %.1f s",
@@ -318,7 +325,7 @@ def sample_nutpie(
     """
     import nutpie
 
-    compiled = _compiled_template(spec, layout, counts, priors).with_data(
+    compiled = compiled_template(spec, layout, counts, priors).with_data(
         yes=counts.yes.astype(np.int64), n=counts.n.astype(np.int64)
     )
     return nutpie.sample(

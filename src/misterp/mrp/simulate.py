@@ -23,14 +23,19 @@ from misterp.mrp.ordered import random_walk_matrix
 __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_TARGET_GROUPS",
+    "MarketWorld",
     "SimulatedSeries",
     "SimulatedWave",
     "TrueChange",
+    "WaveLayout",
     "WaveTruthSpec",
     "compute_truth",
+    "interaction_predictor",
+    "market_world",
     "simulate_wave",
     "simulate_waves",
     "true_changes",
+    "wave_layout",
 ]
 
 #: Demographic levels, in column order; the first level of each is the reference level.
@@ -360,7 +365,7 @@ def _linear_predictor(
     return eta
 
 
-def _interaction_predictor(
+def interaction_predictor(
     rng: np.random.Generator, spec: WaveTruthSpec, grid: np.ndarray, n_items: int
 ) -> np.ndarray:
     """Two-way interaction part of the logit, shape (items, cells): one N(0, sd) per level pair."""
@@ -446,7 +451,7 @@ _Item = tuple[str, str, str, str, str | None]
 
 
 @dataclass(frozen=True)
-class _Layout:
+class WaveLayout:
     """What every market and wave of one spec share: cells and items."""
 
     grid: np.ndarray
@@ -456,10 +461,12 @@ class _Layout:
 
     @property
     def conditional(self) -> np.ndarray:
+        """Per item: asked only of those who gave its base answer."""
         return self.base_index >= 0
 
 
-def _layout(spec: WaveTruthSpec) -> _Layout:
+def wave_layout(spec: WaveTruthSpec) -> WaveLayout:
+    """The census cells and the items (question x option) a simulated wave asks about."""
     grid = _cell_grid(spec.levels)
     cell_frame = pd.DataFrame(
         {
@@ -478,11 +485,11 @@ def _layout(spec: WaveTruthSpec) -> _Layout:
             items.append((f"assoc_{brand}", option, brand, "multi", aware))
     item_index = {(q, o): i for i, (q, o, *_rest) in enumerate(items)}
     base_index = np.array([-1 if b is None else item_index[_split_base(b)] for *_rest, b in items])
-    return _Layout(grid, cell_frame, items, base_index)
+    return WaveLayout(grid, cell_frame, items, base_index)
 
 
 @dataclass(frozen=True)
-class _MarketWorld:
+class MarketWorld:
     """One market's census and generating model (logits, so that changes can shift them)."""
 
     population: np.ndarray
@@ -490,7 +497,9 @@ class _MarketWorld:
     interaction: np.ndarray | None = None  # (items, cells): the part no main effect explains
 
 
-def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layout) -> _MarketWorld:
+def market_world(
+    world: np.random.Generator, spec: WaveTruthSpec, layout: WaveLayout
+) -> MarketWorld:
     """Draw one market's census and calibrated generating logits from its world stream."""
     items = layout.items
     population = _census(world, spec, layout.grid)
@@ -513,7 +522,7 @@ def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layo
     interaction = None
     if spec.interaction_sd:
         # Last draws of the world stream: a spec without interactions keeps every number.
-        interaction = _interaction_predictor(world, spec, layout.grid, len(items))
+        interaction = interaction_predictor(world, spec, layout.grid, len(items))
     if spec.association_shared:  # after the interactions: r = 0 keeps every number
         profile = _linear_predictor(world, spec, layout.grid, 1)[0]
         battery = np.array([kind == "multi" for _q, _o, _b, kind, _base in items])
@@ -532,13 +541,13 @@ def _market_world(world: np.random.Generator, spec: WaveTruthSpec, layout: _Layo
     base_weights = population[None, :] * _expit(logit[layout.base_index[conditional]])
     intercept = _calibrate_intercepts(eta[conditional], base_weights, target[conditional])
     logit[conditional] = intercept[:, None] + eta[conditional]
-    return _MarketWorld(population, logit, interaction)
+    return MarketWorld(population, logit, interaction)
 
 
 def _market_frames(
     panel: np.random.Generator,
     spec: WaveTruthSpec,
-    layout: _Layout,
+    layout: WaveLayout,
     market: str,
     population: np.ndarray,
     prob: np.ndarray,
@@ -589,7 +598,7 @@ def _market_frames(
 def _assemble(
     seed: int,
     spec: WaveTruthSpec,
-    layout: _Layout,
+    layout: WaveLayout,
     parts: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]],
 ) -> SimulatedWave:
     questions = []
@@ -638,12 +647,12 @@ def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave
     sample from another, so changing ``n_respondents`` leaves the truth unchanged.
     """
     spec = spec or WaveTruthSpec()
-    layout = _layout(spec)
+    layout = wave_layout(spec)
     parts = []
     market_seqs = np.random.SeedSequence(seed).spawn(len(spec.markets))
     for market, market_seq in zip(spec.markets, market_seqs, strict=True):
         world_seq, panel_seq = market_seq.spawn(2)
-        world = _market_world(np.random.default_rng(world_seq), spec, layout)
+        world = market_world(np.random.default_rng(world_seq), spec, layout)
         parts.append(
             _market_frames(
                 np.random.default_rng(panel_seq),
@@ -761,7 +770,7 @@ def true_changes(truths: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _check_changes(
-    spec: WaveTruthSpec, labels: list[str], changes: tuple[TrueChange, ...], layout: _Layout
+    spec: WaveTruthSpec, labels: list[str], changes: tuple[TrueChange, ...], layout: WaveLayout
 ) -> None:
     """Raise one error listing every unusable change, with the valid choices."""
     items = {(q, o) for q, o, *_rest in layout.items}
@@ -786,7 +795,7 @@ def _check_changes(
         raise ValueError("unusable true changes:\n  " + "\n  ".join(problems))
 
 
-def _group_mask(layout: _Layout, group: Mapping[str, list[str]]) -> np.ndarray:
+def _group_mask(layout: WaveLayout, group: Mapping[str, list[str]]) -> np.ndarray:
     mask = np.ones(layout.grid.shape[0], dtype=bool)
     for dim, wanted in group.items():
         mask &= layout.cell_frame[dim].isin(list(wanted)).to_numpy()
@@ -795,8 +804,8 @@ def _group_mask(layout: _Layout, group: Mapping[str, list[str]]) -> np.ndarray:
 
 def _shifted_logits(
     spec: WaveTruthSpec,
-    layout: _Layout,
-    world: _MarketWorld,
+    layout: WaveLayout,
+    world: MarketWorld,
     active: list[TrueChange],
 ) -> np.ndarray:
     """The market's logits with ``active`` changes applied, each solved for its ``delta``.
@@ -870,7 +879,7 @@ def simulate_waves(
     if not labels or len(set(labels)) != len(labels):
         raise ValueError(f"waves must be distinct labels, at least one; got {labels}")
     change_list = tuple(changes)
-    layout = _layout(spec)
+    layout = wave_layout(spec)
     _check_changes(spec, labels, change_list, layout)
     order = {label: k for k, label in enumerate(labels)}
 
@@ -882,7 +891,7 @@ def simulate_waves(
         # The first two children are simulate_wave's streams; later waves' panels follow.
         world_seq, first_panel = market_seq.spawn(2)
         panel_seqs = [first_panel, *market_seq.spawn(len(labels) - 1)]
-        world = _market_world(np.random.default_rng(world_seq), spec, layout)
+        world = market_world(np.random.default_rng(world_seq), spec, layout)
         for k, panel_seq in enumerate(panel_seqs):
             active = [
                 c for c in change_list if order[c.from_wave] <= k and c.market in (None, market)
