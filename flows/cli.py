@@ -35,7 +35,6 @@ from flows.outcome import (
 from misterp import __version__
 
 if TYPE_CHECKING:
-    from misterp.mrp.config import WaveConfig
     from misterp.mrp.records import WaveRunSummary
 
 __all__ = [
@@ -59,26 +58,6 @@ DEFAULT_BATCH_SIZE = 15
 
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
-
-
-def _read_config(path: str) -> WaveConfig:
-    """The config file, with a missing or unreadable file said as a config error."""
-    import yaml
-
-    from misterp.config import ConfigError
-    from misterp.mrp.config import load_config
-
-    try:
-        return load_config(path)
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config path is a folder, not a YAML file: {path}") from None
-    except PermissionError:
-        raise ConfigError(f"config file not readable (permission denied): {path}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())
-        raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
 
 
 def _rerun_command(wave: str | None, config: str | None, output: str | None = None) -> str:
@@ -279,11 +258,12 @@ def run(
     invocation = Invocation("run", rerun=_rerun_command(wave, config, output))
 
     def body() -> ExitCode:
+        from misterp.mrp.config import load_config
         from misterp.mrp.prepare import default_wave_id
 
         # Check the config before Prefect starts, so a typo fails in a second, not a minute.
         # Without --wave the flow takes the month it starts in, as default_wave_id does.
-        parsed = _read_config(config)
+        parsed = load_config(config)
         wave_id = wave or parsed.wave or default_wave_id()
         resolved = parsed.resolved(wave=wave_id, input=input, output=output)
         invocation.stores = (resolved.input, resolved.output)
@@ -293,11 +273,10 @@ def run(
 
         _prefect_expected_errors()
         with local_prefect_api():  # a temporary API that dies with this process
+            # the config parsed above, not its path: parsed once (its storage options are
+            # never serialised, so they never become a stored run parameter)
             state = run_wave(
-                config=config,
-                input=input,
-                output=output,
-                wave=wave,
+                config=resolved,
                 fit_deployment=fit_deployment,
                 batch_size=batch_size,
                 refit_all=refit_all,
@@ -343,13 +322,14 @@ def rerun(
 
     def body() -> ExitCode:
         from misterp.config import ConfigError
-        from misterp.mrp.config import check_wave_id
+        from misterp.mrp.config import check_wave_id, load_config
 
         if output is None and config is None:
             raise ConfigError("misterp rerun needs --output URI or --config FILE (for its output)")
         check_wave_id(wave)
+        resolved = None
         if config is not None:  # check it before Prefect starts
-            resolved = _read_config(config).resolved(wave=wave, output=output)
+            resolved = load_config(config).resolved(wave=wave, output=output)
             invocation.stores = (resolved.output,)
         from flows.runtime import local_prefect_api
         from flows.wave import rerun_wave
@@ -359,7 +339,7 @@ def rerun(
             state = rerun_wave(
                 wave=wave,
                 output=output,
-                config=config,
+                config=resolved,
                 fit_deployment=fit_deployment,
                 batch_size=batch_size,
                 force=force,
@@ -397,9 +377,10 @@ def validate(
     invocation = Invocation("validate", rerun=f"misterp validate --config {config}")
 
     def body() -> ExitCode:
+        from misterp.mrp.config import load_config
         from misterp.mrp.prepare import default_wave_id, prepare_wave
 
-        parsed = _read_config(config)
+        parsed = load_config(config)
         resolved = parsed.resolved(wave=wave or parsed.wave or default_wave_id(), input=input)
         invocation.stores = (resolved.input,)
         prepared = prepare_wave(resolved)

@@ -31,24 +31,6 @@ mmm_app = typer.Typer(
 )
 
 
-def _read_mmm_config(path: str) -> MMMConfig:
-    """The config file, with a missing or unreadable file said as a config error."""
-    import yaml
-
-    from misterp.errors import ConfigError
-    from misterp.mmm.config import load_mmm_config
-
-    try:
-        return load_mmm_config(path)
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config path is a folder, not a YAML file: {path}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())
-        raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
-
-
 def report_lines(summary: MMMRunSummary) -> ExitCode:
     """Say where the run went; the last line is its headline, on stderr when flagged."""
     say(f"media-mix run {summary.run} written to {summary.output}")
@@ -161,13 +143,14 @@ def run_command(
 
     def body() -> ExitCode:
         # Check the config before Prefect starts, so a typo fails in a second, not a minute.
-        parsed = _read_mmm_config(config)
+        from misterp.mmm.config import load_mmm_config
+
+        parsed = load_mmm_config(config)
         if output is not None:
             parsed = parsed.model_copy(update={"output": output})
         invocation.stores = (parsed.input, parsed.output)
-        summary = run_through_prefect(
-            config,
-            output=output,
+        summary = run_through_prefect(  # the config parsed above: parsed once
+            parsed,
             workers=workers,
             refit_all=refit_all,
             fit_deployment=fit_deployment,
@@ -279,7 +262,7 @@ def _demo(
         f"thousands, KPI ~100,000 a week; config {config_path}"
     )
     started = time.perf_counter()
-    summary = run_through_prefect(str(config_path))
+    summary = run_through_prefect(config)
     roas = ResultStore(config.output).read_parquet(f"{run_folder(summary.run)}/roas.parquet")
     fitted = sorted(simulated.kpi["date"].unique())[: n_weeks - config.holdout_weeks]
     truth = simulated.roas([pd.Timestamp(d) for d in fitted])

@@ -93,9 +93,16 @@ def run_summary(outcome: ReportedMMMRun) -> MMMRunSummary:
     )
 
 
-def read_mmm_config(config: str | dict[str, Any], output: str | None = None) -> MMMConfig:
-    """A config from a path/URI or a mapping, with the output overridden when given."""
-    parsed = parse_mmm_config(config) if isinstance(config, dict) else load_mmm_config(config)
+def read_mmm_config(
+    config: str | dict[str, Any] | MMMConfig, output: str | None = None
+) -> MMMConfig:
+    """A config from a path/URI, a mapping or an object, with the output overridden if given."""
+    if isinstance(config, MMMConfig):
+        parsed = config
+    elif isinstance(config, dict):
+        parsed = parse_mmm_config(config)
+    else:
+        parsed = load_mmm_config(config)
     return parsed.model_copy(update={"output": output}) if output else parsed
 
 
@@ -173,7 +180,7 @@ def _run(
 
 @flow(name="mmm")
 def run_mmm_flow(
-    config: str | dict[str, Any],
+    config: str | dict[str, Any] | MMMConfig,
     output: str | None = None,
     workers: int | None = None,
     refit_all: bool = False,
@@ -186,7 +193,8 @@ def run_mmm_flow(
     Parameters
     ----------
     config
-        Path or URI of the YAML config (preferred), or the config as a mapping; a mapping with
+        Path or URI of the YAML config (preferred), the config as a mapping, or a parsed
+        config (the command line passes the one it read); a mapping with
         credentials in ``storage_options`` is refused (run parameters are stored in Prefect).
     output
         Override the config's results root.

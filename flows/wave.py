@@ -83,7 +83,7 @@ def lease_note() -> str | None:
     return f"prefect flow run {flow_run.name} ({flow_run.id})" if flow_run.id else None
 
 
-def refuse_credentials_in_parameters(config: str | dict[str, Any]) -> None:
+def refuse_credentials_in_parameters(config: object) -> None:
     """Stop a run whose config, passed as a mapping, carries storage credentials.
 
     Run parameters are stored in Prefect's database, where everyone with the UI or the API
@@ -171,7 +171,7 @@ def _finish(outcome: TrackedWave, plan: RefitPlan, health: RunHealth) -> WaveRun
 
 @flow(name="run-wave")
 def run_wave(
-    config: str | dict[str, Any],
+    config: str | dict[str, Any] | WaveConfig,
     input: str | None = None,
     output: str | None = None,
     wave: str | None = None,
@@ -189,7 +189,8 @@ def run_wave(
     Parameters
     ----------
     config
-        Path or URI of the YAML config, or the config as a mapping.
+        Path or URI of the YAML config, the config as a mapping, or a parsed config (the
+        command line passes the one it read; its storage options are never stored).
     input, output
         Override the config's input and output URIs.
     wave
@@ -225,7 +226,7 @@ def run_wave(
 def rerun_wave(
     wave: str,
     output: str | None = None,
-    config: str | None = None,
+    config: str | WaveConfig | None = None,
     fit_deployment: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     force: bool = False,
@@ -242,9 +243,10 @@ def rerun_wave(
     output
         Results root URI the wave was written to; default: the config's output.
     config
-        Path or URI of the wave's YAML config, read for its output and storage options. Run
-        parameters are stored in Prefect's database, so storage options never travel as one;
-        credentials come from the environment (``AWS_*``) or the config file.
+        Path or URI of the wave's YAML config, or the parsed config, read for its output and
+        storage options. Run parameters are stored in Prefect's database, so storage options
+        never travel as one (a parsed config's are never serialised); credentials come from the
+        environment (``AWS_*``) or the config file.
     fit_deployment, batch_size, force
         As for ``run-wave``.
     """

@@ -9,8 +9,12 @@ its typo hints. Unknown keys are rejected with a "did you mean" hint because a t
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
 
+import fsspec
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from misterp.errors import ConfigError
@@ -23,6 +27,7 @@ __all__ = [
     "SamplerConfig",
     "allowed_keys",
     "did_you_mean",
+    "read_config_file",
 ]
 
 
@@ -102,3 +107,26 @@ def allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
             else None
         )
     return sorted(current.model_fields) if current is not None else []
+
+
+def read_config_file(uri: str | Path) -> Mapping[str, Any]:
+    """The top-level mapping of a YAML config file (a path or fsspec URL), for any family.
+
+    A missing, unreadable or malformed file is a ``ConfigError`` that says which and how, the
+    same from the command line and from a flow run.
+    """
+    try:
+        with fsspec.open(str(uri), "r") as handle:
+            raw = yaml.safe_load(handle) or {}
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"config file not found: {uri}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a folder, not a YAML file: {uri}") from None
+    except PermissionError:
+        raise ConfigError(f"config file not readable (permission denied): {uri}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"config file {uri} is not valid YAML: {reason}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{uri}: expected a mapping of keys at the top level")
+    return raw

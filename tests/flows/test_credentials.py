@@ -14,6 +14,7 @@ from prefect import flow
 from flows.dispatch import fit_on_deployment
 from flows.wave import rerun_wave, run_wave
 from misterp.config import ConfigError
+from misterp.mrp.config import WaveConfig, parse_config
 
 #: Secret-looking values planted in storage options; none may appear anywhere in the API.
 SECRETS = ("AKIAPLANTEDKEYID0000", "planted/secret+value/0000", "planted-session-token")
@@ -53,7 +54,27 @@ def test_rerun_wave_takes_no_storage_options() -> None:
     parameters = inspect.signature(rerun_wave.fn).parameters
 
     assert "storage_options" not in parameters
-    assert parameters["config"].annotation in ("str | None", str | None)
+    # a path, or a parsed config (what the CLI passes): never a mapping that could carry them
+    assert parameters["config"].annotation in (
+        "str | WaveConfig | None",
+        str | WaveConfig | None,
+    )
+
+
+def test_a_parsed_config_never_serialises_its_storage_options() -> None:
+    # Prefect stores a flow's parameters as their JSON; a parsed config passed as one must
+    # leave its credentials behind, and so must every record that dumps the config
+    parsed = parse_config(
+        {
+            "input": "s3://bucket/input",
+            "output": "s3://bucket/results",
+            "demographics": ["gender"],
+            "storage_options": {"key": "AKIA-planted", "secret": "s3cr3t"},
+        }
+    )
+    assert parsed.storage_options["key"] == "AKIA-planted"  # kept in memory for the store
+    assert "AKIA-planted" not in parsed.model_dump_json()
+    assert "storage_options" not in parsed.model_dump(mode="json")
 
 
 def test_a_run_with_credentials_in_its_config_mapping_stops_and_stores_none(

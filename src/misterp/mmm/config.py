@@ -13,8 +13,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import fsspec
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -30,6 +28,7 @@ from misterp.config import (
     SamplerConfig,
     allowed_keys,
     did_you_mean,
+    read_config_file,
 )
 from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
@@ -263,7 +262,9 @@ class MMMConfig(_Frozen):
     brand_link: BrandLink | None = Field(
         None, description="a brand metric of the tracker as the KPI or as a control"
     )
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    # Never serialised (exclude): a config handed to a flow as an object is stored as a run
+    # parameter without them, and no record or manifest can carry a credential.
+    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @field_validator("run")
     @classmethod
@@ -347,8 +348,5 @@ def parse_mmm_config(raw: Mapping[str, Any], source: str = "<config>") -> MMMCon
 
 def load_mmm_config(uri: str | Path) -> MMMConfig:
     """Read and validate a media-mix YAML config from a path or fsspec URL."""
-    with fsspec.open(str(uri), "r") as handle:
-        raw = yaml.safe_load(handle) or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{uri}: expected a mapping of keys at the top level")
+    raw = read_config_file(uri)
     return parse_mmm_config(raw, source=str(uri))

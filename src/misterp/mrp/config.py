@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import fsspec
-import yaml
 from pydantic import (
     Field,
     ValidationError,
@@ -28,6 +26,7 @@ from misterp.config import (
     SamplerConfig,
     allowed_keys,
     did_you_mean,
+    read_config_file,
 )
 from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
@@ -314,8 +313,12 @@ class WaveConfig(FrozenSettings):
     reporting: ReportingConfig = ReportingConfig()
     tracking: TrackingConfig = TrackingConfig()
     workers: int | None = Field(None, ge=1, description="parallel fit processes; None: all cores")
+    # Never serialised (exclude): a config handed to a flow as an object is stored as a run
+    # parameter without them, and no record or manifest can carry a credential.
     storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="passed to fsspec/s3fs, e.g. endpoint_url"
+        default_factory=dict,
+        exclude=True,
+        description="passed to fsspec/s3fs, e.g. endpoint_url",
     )
 
     @field_validator("wave")
@@ -451,8 +454,5 @@ def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> WaveConfig
 
 def load_config(uri: str | Path) -> WaveConfig:
     """Read and validate a YAML config file from a path or fsspec URL."""
-    with fsspec.open(str(uri), "r") as handle:
-        raw = yaml.safe_load(handle) or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{uri}: expected a mapping of keys at the top level")
+    raw = read_config_file(uri)
     return parse_config(raw, source=str(uri))
