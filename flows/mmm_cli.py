@@ -17,6 +17,8 @@ import typer
 from flows.outcome import ExitCode, Invocation, conclude, say
 
 if TYPE_CHECKING:
+    from prefect import State
+
     from flows.mmm_flow import MMMRunSummary
     from misterp.mmm.config import MMMConfig
 
@@ -50,7 +52,7 @@ def report_lines(summary: MMMRunSummary) -> ExitCode:
     return ExitCode.FLAGGED
 
 
-def summary_of(state: Any) -> MMMRunSummary:
+def _summary_of(state: State[Any]) -> MMMRunSummary:
     """The summary of a finished media-mix flow run, also of one that ended Failed.
 
     A run that raised (invalid input, a locked run) raises that exception here.
@@ -67,7 +69,7 @@ def summary_of(state: Any) -> MMMRunSummary:
     return result
 
 
-def run_through_prefect(config: str | MMMConfig, **options: Any) -> MMMRunSummary:
+def run_through_prefect(config: str | MMMConfig, **options: object) -> MMMRunSummary:
     """Run the ``mmm`` flow, as a deployment would, on a temporary local API if none is set.
 
     The command line runs what a deployment runs (the same tasks, fan-out, artifacts, events
@@ -82,7 +84,7 @@ def run_through_prefect(config: str | MMMConfig, **options: Any) -> MMMRunSummar
     with local_prefect_api():  # a temporary API that dies with this process
         state = run_mmm_flow(config=config, return_state=True, **options)
     quiet_prefect_shutdown()
-    return summary_of(state)
+    return _summary_of(state)
 
 
 @mmm_app.command(

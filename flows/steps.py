@@ -10,7 +10,6 @@ reporting never raise, so they are never retried.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -47,11 +46,11 @@ class PrefectSteps:
         self.subject = subject
 
     def __call__[ResultT](
-        self, name: StepName, step: Callable[..., ResultT], /, *args: Any
+        self, name: StepName, step: Callable[..., ResultT], /, *args: object
     ) -> ResultT:
         """Run ``step`` as the task ``NAME-FAMILY`` and return its result (raising its error)."""
 
-        def run_step(*values: Any) -> ResultT:
+        def run_step(*values: object) -> ResultT:
             return step(*values)
 
         as_task = task(

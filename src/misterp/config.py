@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import fsspec
 import yaml
@@ -109,7 +109,7 @@ def allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
     return sorted(current.model_fields) if current is not None else []
 
 
-def read_config_file(uri: str | Path) -> Mapping[str, Any]:
+def read_config_file(uri: str | Path) -> Mapping[str, object]:
     """The top-level mapping of a YAML config file (a path or fsspec URL), for any family.
 
     A missing, unreadable or malformed file is a ``ConfigError`` that says which and how, the

@@ -41,7 +41,14 @@ from misterp.mmm.run import (
 from misterp.mmm.staging import lease_run, read_staged_run, run_folder, stage_run, staged_config
 from misterp.mmm.validation import MMMData, read_mmm_input
 from misterp.mmm.worker import LOST_MARKET, current_records, markets_to_fit, record_lost_market
-from misterp.pipeline.sequence import FanOut, PipelineOutcome, StepRunner, call_step, run_pipeline
+from misterp.pipeline.sequence import (
+    FamilyRun,
+    FanOut,
+    PipelineOutcome,
+    StepRunner,
+    call_step,
+    run_pipeline,
+)
 from misterp.reporting.mmm_report import MMMReportOutcome, update_mmm_report
 from misterp.storage import ResultStore
 
@@ -182,6 +189,7 @@ def validate_mmm_run(
 
 
 MMMSteps = PipelineOutcome[list[str], MMMRunOutcome, None, MMMReportOutcome]
+MMMFamilyRun = FamilyRun[list[str], MMMRunOutcome, None, MMMReportOutcome]
 
 
 def reported(steps: MMMSteps) -> ReportedMMMRun:
@@ -205,9 +213,14 @@ def run_mmm_steps(
     force: bool = False,
     note: str | None = None,
 ) -> MMMSteps:
-    """The pipeline for one media-mix run (typed for the family)."""
-    outcome: MMMSteps = run_pipeline(validate, fan_out=fan_out, steps=steps, force=force, note=note)
-    return outcome
+    """The pipeline for one media-mix run, with a fan-out that fits an ``MMMRun``'s units."""
+
+    def fit_units(run: MMMFamilyRun, units: Sequence[str], run_id: str) -> None:
+        if not isinstance(run, MMMRun):
+            raise TypeError(f"the media-mix pipeline fans out an MMMRun, not {type(run).__name__}")
+        fan_out(run, units, run_id)
+
+    return run_pipeline(validate, fan_out=fit_units, steps=steps, force=force, note=note)
 
 
 def _workers(config: MMMConfig, n_markets: int, override: int | None) -> int:

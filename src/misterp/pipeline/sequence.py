@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from misterp.lease import Lease
 
@@ -35,13 +35,13 @@ class StepRunner(Protocol):
     """Runs one named step: ``call_step`` calls it; the flows run it as a Prefect task."""
 
     def __call__[ResultT](
-        self, name: StepName, step: Callable[..., ResultT], /, *args: Any
+        self, name: StepName, step: Callable[..., ResultT], /, *args: object
     ) -> ResultT:
         """Run ``step(*args)`` as the step ``name`` and return its result (raising its error)."""
         ...
 
 
-def call_step[ResultT](name: StepName, step: Callable[..., ResultT], /, *args: Any) -> ResultT:
+def call_step[ResultT](name: StepName, step: Callable[..., ResultT], /, *args: object) -> ResultT:
     """Run a step in this process, as it is: the inline runner."""
     return step(*args)
 
@@ -89,14 +89,14 @@ class PipelineOutcome[Plan, Published, Tracked, Report]:
     report: Report
 
 
-def run_pipeline[RunT: FamilyRun[Any, Any, Any, Any]](
-    validate: Callable[[], RunT],
+def run_pipeline[PlanT, PublishedT, TrackedT, ReportT](
+    validate: Callable[[], FamilyRun[PlanT, PublishedT, TrackedT, ReportT]],
     *,
-    fan_out: FanOut[RunT],
+    fan_out: FanOut[FamilyRun[PlanT, PublishedT, TrackedT, ReportT]],
     steps: StepRunner = call_step,
     force: bool = False,
     note: str | None = None,
-) -> PipelineOutcome[Any, Any, Any, Any]:
+) -> PipelineOutcome[PlanT, PublishedT, TrackedT, ReportT]:
     """Validate, take the lease, stage, fit, publish, track and report one run.
 
     Validation writes nothing, so the lease is taken only once the input is known to be good;

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
 
 from misterp.lease import DEFAULT_STALE_AFTER, Lease, acquire_lease
 from misterp.mrp.config import WaveConfig
@@ -26,7 +25,14 @@ from misterp.mrp.published import WaveView
 from misterp.mrp.records import FitRecord
 from misterp.mrp.staging import open_staged_wave, stage_wave
 from misterp.mrp.wave import WaveOutcome, fit_and_record, publish_wave
-from misterp.pipeline.sequence import FanOut, PipelineOutcome, StepRunner, call_step, run_pipeline
+from misterp.pipeline.sequence import (
+    FamilyRun,
+    FanOut,
+    PipelineOutcome,
+    StepRunner,
+    call_step,
+    run_pipeline,
+)
 from misterp.reporting.write import ReportOutcome, update_report
 from misterp.storage import ResultStore
 from misterp.tracking.competitors import COMPETITORS_VIEW
@@ -136,6 +142,7 @@ class WaveRun:
 
 
 WaveSteps = PipelineOutcome[RefitPlan, WaveOutcome, TrackingOutcome, ReportOutcome]
+WaveFamilyRun = FamilyRun[RefitPlan, WaveOutcome, TrackingOutcome, ReportOutcome]
 
 
 def tracked(steps: WaveSteps) -> TrackedWave:
@@ -159,11 +166,14 @@ def run_wave_steps(
     force: bool = False,
     note: str | None = None,
 ) -> WaveSteps:
-    """The pipeline for one wave (typed for the tracker)."""
-    outcome: WaveSteps = run_pipeline(
-        validate, fan_out=fan_out, steps=steps, force=force, note=note
-    )
-    return outcome
+    """The pipeline for one wave, with a fan-out that fits a ``WaveRun``'s units."""
+
+    def fit_units(run: WaveFamilyRun, units: Sequence[str], run_id: str) -> None:
+        if not isinstance(run, WaveRun):
+            raise TypeError(f"the wave pipeline fans out a WaveRun, not {type(run).__name__}")
+        fan_out(run, units, run_id)
+
+    return run_pipeline(validate, fan_out=fit_units, steps=steps, force=force, note=note)
 
 
 def inline_fan_out(
@@ -217,7 +227,7 @@ def run_wave_inline(
 def open_staged_run(
     output: str,
     wave: str,
-    storage_options: Mapping[str, Any],
+    storage_options: Mapping[str, object],
     *,
     started: float | None = None,
 ) -> WaveRun:
