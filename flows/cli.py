@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.logs import configure_logging, hide_tracebacks_of
+from flows.logs import configure_logging
 from flows.mmm_cli import mmm_app
 from flows.outcome import (
     EXIT_CODE_MEANINGS,
@@ -27,7 +27,7 @@ from flows.outcome import (
     conclude,
     exit_code_for,
     failure_line,
-    is_store_error,
+    hide_expected_tracebacks,
     output,
     quiet_prefect_shutdown,
     say,
@@ -67,16 +67,6 @@ def _rerun_command(wave: str | None, config: str | None, output: str | None = No
     elif output:
         parts.append(f"--output {output}")
     return " ".join(parts)
-
-
-def _traceback_helps(exc: BaseException) -> bool:
-    """Only a bug needs its traceback: invalid input, a lock or a store error says it all."""
-    return exit_code_for(exc) is ExitCode.CRASHED and not is_store_error(exc)
-
-
-def _prefect_expected_errors() -> None:
-    """Prefect logs errors in runs without the tracebacks that do not help."""
-    hide_tracebacks_of(lambda exc: not _traceback_helps(exc))
 
 
 def summary_of(state: Any) -> WaveRunSummary:
@@ -271,7 +261,7 @@ def run(
         from flows.runtime import local_prefect_api
         from flows.wave import run_wave  # Prefect: only now, after logging is configured
 
-        _prefect_expected_errors()
+        hide_expected_tracebacks()
         with local_prefect_api():  # a temporary API that dies with this process
             # the config parsed above, not its path: parsed once (its storage options are
             # never serialised, so they never become a stored run parameter)
@@ -334,7 +324,7 @@ def rerun(
         from flows.runtime import local_prefect_api
         from flows.wave import rerun_wave
 
-        _prefect_expected_errors()
+        hide_expected_tracebacks()
         with local_prefect_api():  # a temporary API that dies with this process
             state = rerun_wave(
                 wave=wave,
@@ -500,7 +490,7 @@ def _demo(
     from flows.runtime import local_prefect_api
     from flows.wave import run_wave
 
-    _prefect_expected_errors()
+    hide_expected_tracebacks()
     started = time.perf_counter()
     summaries = []
     with local_prefect_api():  # one temporary API for every wave; it dies with this process

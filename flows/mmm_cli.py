@@ -75,12 +75,11 @@ def run_through_prefect(config: str | MMMConfig, **options: object) -> MMMRunSum
     The command line runs what a deployment runs (the same tasks, fan-out, artifacts, events
     and alerts), so a run started by hand reads like a scheduled one in the UI.
     """
-    from flows.cli import _prefect_expected_errors
     from flows.mmm_flow import run_mmm_flow
-    from flows.outcome import quiet_prefect_shutdown
+    from flows.outcome import hide_expected_tracebacks, quiet_prefect_shutdown
     from flows.runtime import local_prefect_api
 
-    _prefect_expected_errors()
+    hide_expected_tracebacks()
     with local_prefect_api():  # a temporary API that dies with this process
         state = run_mmm_flow(config=config, return_state=True, **options)
     quiet_prefect_shutdown()

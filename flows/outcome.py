@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import typer
 
-from flows.logs import json_line
+from flows.logs import hide_tracebacks_of, json_line
 
 __all__ = [
     "EXIT_CODE_MEANINGS",
@@ -24,10 +24,12 @@ __all__ = [
     "conclude",
     "exit_code_for",
     "failure_line",
+    "hide_expected_tracebacks",
     "is_store_error",
     "output",
     "quiet_prefect_shutdown",
     "say",
+    "traceback_helps",
 ]
 
 logger = logging.getLogger("misterp.cli")
@@ -202,3 +204,13 @@ def say(text: str, *, err: bool = False, exit_code: ExitCode | None = None) -> N
         fields = {} if exit_code is None else {"exit_code": int(exit_code)}
         text = json_line("ERROR" if err else "INFO", "misterp.cli", text, **fields)
     typer.echo(text, err=err)
+
+
+def traceback_helps(exc: BaseException) -> bool:
+    """Only a bug needs its traceback: invalid input, a lock or a store error says it all."""
+    return exit_code_for(exc) is ExitCode.CRASHED and not is_store_error(exc)
+
+
+def hide_expected_tracebacks() -> None:
+    """Prefect logs errors in runs without the tracebacks that do not help (both CLIs)."""
+    hide_tracebacks_of(lambda exc: not traceback_helps(exc))

@@ -1,4 +1,4 @@
-"""One run per wave at a time: a lease on ``OUTPUT/WAVE/lease.json``.
+"""One run at a time per wave or media-mix run: a lease on its folder's ``lease.json``.
 
 Two runs of one wave (a cron run and a manual re-run, or a second ``misterp run`` while the
 first still fits) would stage, fit and publish over each other, and a manifest could end up

@@ -1,5 +1,6 @@
-"""Tracking across waves: periods, catalog, changes, trends, funnel and competitor views.
+"""Tracking across waves: catalog, changes, trends, funnel and competitor views.
 
-Wave periods and the catalog of complete waves, changes with their probability, trends, the
-funnel and competitor views, all computed draw-wise from the draws the model families publish.
+Above the model families: the catalog of complete waves, changes with their probability,
+trends, and the funnel and competitor views published with each wave, all computed draw-wise
+from what the tracker publishes (``misterp.mrp.published``), never from its models.
 """
