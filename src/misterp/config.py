@@ -15,7 +15,7 @@ from typing import Literal
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from misterp.errors import ConfigError
 
@@ -28,6 +28,7 @@ __all__ = [
     "allowed_keys",
     "did_you_mean",
     "read_config_file",
+    "validate_config",
 ]
 
 
@@ -130,3 +131,26 @@ def read_config_file(uri: str | Path) -> Mapping[str, object]:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{uri}: expected a mapping of keys at the top level")
     return raw
+
+
+def validate_config[SettingsT: BaseModel](
+    model: type[SettingsT], raw: Mapping[str, object], source: str, what: str = "config"
+) -> SettingsT:
+    """Validate a family's config mapping, turning pydantic errors into one ``ConfigError``.
+
+    Each problem is one line naming its key; an unknown key gets the closest valid one and
+    the keys valid there. ``what`` names the config in the message (``media-mix config``).
+    """
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                allowed = allowed_keys(model, err["loc"])
+                hint = did_you_mean(str(err["loc"][-1]), allowed)
+                lines.append(f"  unknown key '{loc}'{hint}; valid keys here: {', '.join(allowed)}")
+            else:
+                lines.append(f"  {loc or '(top level)'}: {err['msg']}")
+        raise ConfigError(f"{source}: invalid {what}\n" + "\n".join(lines)) from None

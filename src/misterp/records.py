@@ -27,6 +27,7 @@ __all__ = [
     "ConvergenceReport",
     "FitRecordBase",
     "FitSummary",
+    "ManifestBase",
     "Record",
     "RecordError",
     "StatusCounts",
@@ -280,6 +281,26 @@ class StatusCounts(Record):
             failed=values.count(FitStatus.FAILED),
             flagged_by_base=flagged,
         )
+
+
+class ManifestBase(VersionedRecord):
+    """What every family's manifest says: written last, so its presence means a run is complete.
+
+    A family's manifest (``mrp.records.Manifest`` of a wave, ``mmm.outputs.MMMManifest``)
+    extends it with its models and what its published files hash to.
+    """
+
+    created_at: str = Field(default_factory=utc_now)
+    input_hashes: dict[str, str]
+    versions: dict[str, str]
+    #: The run's config as it was fitted, without storage options.
+    config: dict[str, Any]
+    counts: StatusCounts
+    wall_seconds: float | None
+    files: dict[str, str]
+    healthy: bool
+    #: The run (its lease) that published it; None when published without a lease.
+    run_id: str | None = None
 
 
 class FitSummary(Record):

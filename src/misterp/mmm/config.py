@@ -17,7 +17,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -26,11 +25,9 @@ from misterp.config import (
     ConvergenceThresholds,
     RetryPolicy,
     SamplerConfig,
-    allowed_keys,
-    did_you_mean,
     read_config_file,
+    validate_config,
 )
-from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
 
 __all__ = [
@@ -331,19 +328,7 @@ class MMMConfig(_Frozen):
 
 def parse_mmm_config(raw: Mapping[str, Any], source: str = "<config>") -> MMMConfig:
     """Validate a config mapping, turning pydantic errors into one readable ``ConfigError``."""
-    try:
-        return MMMConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                allowed = allowed_keys(MMMConfig, err["loc"])
-                hint = did_you_mean(str(err["loc"][-1]), allowed)
-                lines.append(f"  unknown key '{loc}'{hint}; valid keys here: {', '.join(allowed)}")
-            else:
-                lines.append(f"  {loc or '(top level)'}: {err['msg']}")
-        raise ConfigError(f"{source}: invalid media-mix config\n" + "\n".join(lines)) from None
+    return validate_config(MMMConfig, raw, source, "media-mix config")
 
 
 def load_mmm_config(uri: str | Path) -> MMMConfig:

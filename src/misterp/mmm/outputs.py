@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from misterp.health import RunHealth, attempts_problem, model_health
 from misterp.mmm.config import MMMConfig
@@ -26,11 +25,9 @@ from misterp.mmm.model import SWEEP_FACTORS, TARGET, DrawLayout, MarketInput
 from misterp.mmm.simulate import BASELINE
 from misterp.records import (
     FitRecordBase,
+    ManifestBase,
     MaybeFloat,
     Record,
-    StatusCounts,
-    VersionedRecord,
-    utc_now,
 )
 from misterp.status import FitStatus
 
@@ -279,24 +276,16 @@ class MMMFitRecord(FitRecordBase):
         }
 
 
-class MMMManifest(VersionedRecord):
+class MMMManifest(ManifestBase):
     """``OUTPUT/mmm/RUN/manifest.json``: written last, so its presence means the run is complete."""
 
     kind: ClassVar[str] = "media-mix manifest"
     run: str
-    created_at: str = Field(default_factory=utc_now)
     input: str
-    input_hashes: dict[str, str]
-    versions: dict[str, str]
-    config: dict[str, Any]
-    counts: StatusCounts
-    wall_seconds: float | None
-    files: dict[str, str]
     #: sha256 of each published table, so a reader can check they belong to this manifest.
     sha256: dict[str, str]
     markets: tuple[MMMFitRecord, ...]
     notes: tuple[str, ...] = ()
-    healthy: bool
 
 
 def run_health(manifest: MMMManifest) -> RunHealth:

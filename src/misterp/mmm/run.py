@@ -402,6 +402,7 @@ def publish_run(
         markets=tuple(records.values()),
         notes=tuple(data.notes),
         healthy=counts.healthy,
+        run_id=run_id,
     )
     store.write_bytes(f"{folder}/{HEALTH_FILE}", run_health(manifest).to_markdown().encode())
     if run_id is not None:  # fencing, as for the fits

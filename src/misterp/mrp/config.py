@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -24,9 +23,9 @@ from misterp.config import (
     FrozenSettings,
     RetryPolicy,
     SamplerConfig,
-    allowed_keys,
     did_you_mean,
     read_config_file,
+    validate_config,
 )
 from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
@@ -437,19 +436,7 @@ def check_wave_id(wave: str) -> str:
 
 def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> WaveConfig:
     """Validate a config mapping, turning pydantic errors into one readable message."""
-    try:
-        return WaveConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                allowed = allowed_keys(WaveConfig, err["loc"])
-                hint = did_you_mean(str(err["loc"][-1]), allowed)
-                lines.append(f"  unknown key '{loc}'{hint}; valid keys here: {', '.join(allowed)}")
-            else:
-                lines.append(f"  {loc or '(top level)'}: {err['msg']}")
-        raise ConfigError(f"{source}: invalid config\n" + "\n".join(lines)) from None
+    return validate_config(WaveConfig, raw, source)
 
 
 def load_config(uri: str | Path) -> WaveConfig:

@@ -9,16 +9,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any, ClassVar
 
-from pydantic import Field
-
 from misterp.records import (
     Attempt,
     FitRecordBase,
+    ManifestBase,
     Record,
     RecordError,
     StatusCounts,
-    VersionedRecord,
-    utc_now,
 )
 from misterp.status import FitStatus
 
@@ -90,25 +87,16 @@ class ManifestModel(Record):
     draws: str | None
 
 
-class Manifest(VersionedRecord):
+class Manifest(ManifestBase):
     """``OUTPUT/WAVE/manifest.json``: written last, so its presence means the wave is complete."""
 
     kind: ClassVar[str] = "manifest"
     wave: str
-    created_at: str = Field(default_factory=utc_now)
     complete: bool = True
     input: str | None
-    input_hashes: dict[str, str]
-    versions: dict[str, str]
-    config: dict[str, Any]
-    counts: StatusCounts
-    wall_seconds: float | None
-    files: dict[str, str]
     #: sha256 of ``estimates.parquet`` as published with this manifest.
     estimates_sha256: str
     models: tuple[ManifestModel, ...]
-    healthy: bool
-    run_id: str | None = None
 
     def describes_estimates(self, estimates: bytes) -> bool:
         """True when ``estimates`` are the bytes of the ``estimates.parquet`` published with it.

@@ -47,6 +47,7 @@ from misterp.pipeline.sequence import (
     PipelineOutcome,
     StepRunner,
     call_step,
+    fan_out_of,
     run_pipeline,
 )
 from misterp.reporting.mmm_report import MMMReportOutcome, update_mmm_report
@@ -214,12 +215,7 @@ def run_mmm_steps(
     note: str | None = None,
 ) -> MMMSteps:
     """The pipeline for one media-mix run, with a fan-out that fits an ``MMMRun``'s units."""
-
-    def fit_units(run: MMMFamilyRun, units: Sequence[str], run_id: str) -> None:
-        if not isinstance(run, MMMRun):
-            raise TypeError(f"the media-mix pipeline fans out an MMMRun, not {type(run).__name__}")
-        fan_out(run, units, run_id)
-
+    fit_units: FanOut[MMMFamilyRun] = fan_out_of(MMMRun, fan_out)
     return run_pipeline(validate, fan_out=fit_units, steps=steps, force=force, note=note)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "StepName",
     "StepRunner",
     "call_step",
+    "fan_out_of",
     "run_pipeline",
 ]
 
@@ -87,6 +88,21 @@ class PipelineOutcome[Plan, Published, Tracked, Report]:
     published: Published
     tracking: Tracked
     report: Report
+
+
+def fan_out_of[RunT, PlanT, PublishedT, TrackedT, ReportT](
+    run_type: type[RunT], fan_out: FanOut[RunT]
+) -> FanOut[FamilyRun[PlanT, PublishedT, TrackedT, ReportT]]:
+    """A family's fan-out (which reads its own run type) as the sequence hands it a run."""
+
+    def fit_units(
+        run: FamilyRun[PlanT, PublishedT, TrackedT, ReportT], units: Sequence[str], run_id: str
+    ) -> None:
+        if not isinstance(run, run_type):
+            raise TypeError(f"this fan-out fits a {run_type.__name__}, not {type(run).__name__}")
+        fan_out(run, units, run_id)
+
+    return fit_units
 
 
 def run_pipeline[PlanT, PublishedT, TrackedT, ReportT](

@@ -31,6 +31,7 @@ from misterp.pipeline.sequence import (
     PipelineOutcome,
     StepRunner,
     call_step,
+    fan_out_of,
     run_pipeline,
 )
 from misterp.reporting.write import ReportOutcome, update_report
@@ -167,12 +168,7 @@ def run_wave_steps(
     note: str | None = None,
 ) -> WaveSteps:
     """The pipeline for one wave, with a fan-out that fits a ``WaveRun``'s units."""
-
-    def fit_units(run: WaveFamilyRun, units: Sequence[str], run_id: str) -> None:
-        if not isinstance(run, WaveRun):
-            raise TypeError(f"the wave pipeline fans out a WaveRun, not {type(run).__name__}")
-        fan_out(run, units, run_id)
-
+    fit_units: FanOut[WaveFamilyRun] = fan_out_of(WaveRun, fan_out)
     return run_pipeline(validate, fan_out=fit_units, steps=steps, force=force, note=note)
 
 
