@@ -1,11 +1,17 @@
 """Helpers shared by the test modules: small simulated waves, a sampler that samples nothing,
-planted crashes, free ports. Imported as ``support`` (pytest puts ``tests/`` on the path).
+planted crashes, free ports, the session's Prefect server. Imported as ``support`` (pytest puts
+``tests/`` on the path).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,8 @@ from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec
 
 WAVE = "2026-10"
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 #: Plumbing, not statistics: tiny draw counts and thresholds any short run passes.
 PLUMBING: dict[str, Any] = {
@@ -147,3 +155,44 @@ def crashing_for(
         return sample
 
     return {name: wrap(backend) for name, backend in backends.items()}
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    """A running server: its API URL, and the environment a CLI or worker needs to reach it."""
+
+    api_url: str
+    home: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **extra,
+        }
+        return env
+
+    def cli(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        """Run ``prefect ARGS`` from the repository root against this server."""
+        return subprocess.run(
+            [PREFECT, "--no-prompt", *args],
+            cwd=ROOT,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process and everything it started, SIGKILL what is left after 30 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass

@@ -58,6 +58,21 @@ def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         server.shutdown()
 
 
+@pytest.fixture
+def alerts_removed_after(prefect_client_settings: Any) -> Iterator[None]:
+    """Delete the installed automations after the test: the server is the session's, and
+    later tests' failed fits would call a webhook that is gone."""
+    yield
+    from prefect.client.orchestration import get_client
+
+    from flows.alerts import FIT_AUTOMATION, WAVE_AUTOMATION
+
+    with get_client(sync_client=True) as client:
+        for name in (FIT_AUTOMATION, WAVE_AUTOMATION):
+            for automation in client.read_automations_by_name(name):
+                client.delete_automation(automation.id)
+
+
 def _plant_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sampler runs out of memory on one model; the others sample nothing (no MCMC).
 
@@ -74,6 +89,7 @@ def _wait_for(received: list[dict[str, Any]], done: Any, seconds: float) -> None
         time.sleep(0.5)
 
 
+@pytest.mark.usefixtures("alerts_removed_after")
 def test_a_failed_fit_and_its_wave_reach_the_installed_webhook(
     prefect_client_settings: Any,
     webhook_receiver: tuple[str, list[dict[str, Any]]],

@@ -3,6 +3,11 @@
 The wave flow dispatches ``fit-batch`` flow runs with ``run_deployment`` exactly as it does on
 the Kubernetes pool; here the worker starts each flow run as a local subprocess instead of a
 pod. The estimates must be those of the local flow, and a re-run must refit only what is lost.
+
+The fan-out is the subject, not the sampler: the batches run ``fit-batch`` with a sampler that
+samples nothing (``tests/flows/no_mcmc_fits.py``, deployed as a user deploys ``fit-batch``),
+and so does the local flow; each model is seeded as a real fit is, so the estimates of the same
+model fitted locally or in a batch agree exactly only if the same data and seeds reach it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tests.flows.no_mcmc_fits import without_mcmc
 
 from flows.cli import summary_of
 from flows.wave import rerun_wave, run_wave
@@ -26,6 +32,7 @@ from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.status import FitStatus
 from misterp.storage import MANIFEST, ResultStore
+from support import PREFECT, ROOT
 
 WAVE = "2026-10"
 # Plumbing, not statistics: tiny draw counts, thresholds they can meet (so the re-run has
@@ -34,6 +41,10 @@ SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
 CONVERGENCE = {"r_hat_max": 1.3, "ess_bulk_min": 10, "ess_tail_min": 10, "divergences_max": 5}
 ESTIMATE_COLUMNS = list(SUMMARY_COLUMNS)
 ID_COLUMNS = ["market", "question_id", "option", "target_group"]
+
+#: Models per ``fit-batch`` flow run: 8 models make a full and a partial batch, both at once
+#: on the worker (its limit is 2).
+BATCH_SIZE = 5
 
 pytestmark = pytest.mark.slow
 
@@ -60,20 +71,46 @@ def _wave_config(bucket: str, options: dict[str, object], results: str) -> dict[
     }
 
 
-def _deploy_fit_batch(server: Any, pool: str) -> str:
-    """``prefect deploy`` the fit-batch flow to the process pool, as a user would locally."""
-    done = server.cli("deploy", "flows/fit_batch.py:fit_batch", "--name", "local", "--pool", pool)
-    assert done.returncode == 0, done.stdout + done.stderr
+def _start_deploying_fit_batch(server: Any, pool: str) -> subprocess.Popen[str]:
+    """``prefect deploy`` the fit-batch flow to the process pool, as a user would locally.
+
+    The flow is ``fit-batch`` with a sampler that samples nothing (``fit_batch_without_mcmc``).
+    Started in the background: it imports the flow (about 15 s) while the local flow runs.
+    """
+    return subprocess.Popen(
+        [
+            PREFECT,
+            "--no-prompt",
+            "deploy",
+            "tests/flows/no_mcmc_fits.py:fit_batch_without_mcmc",
+            "--name",
+            "local",
+            "--pool",
+            pool,
+        ],
+        cwd=ROOT,
+        env=server.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _deployed(deploying: subprocess.Popen[str]) -> str:
+    output, _ = deploying.communicate(timeout=300)
+    assert deploying.returncode == 0, output
     return "fit-batch/local"
 
 
 def _batch_runs(deployment: str) -> list[Any]:
+    """The flow runs of ``deployment`` (by id: the server is shared with other tests)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     with get_client(sync_client=True) as client:
+        deployment_id = client.read_deployment_by_name(deployment).id
         return client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["local"]))
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
         )
 
 
@@ -90,18 +127,24 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
 ) -> None:
     pool, worker, worker_log = process_worker
     bucket, options = s3_bucket
-    deployment = _deploy_fit_batch(prefect_client_settings, pool)
+    deploying = _start_deploying_fit_batch(prefect_client_settings, pool)
 
     local_config = _wave_config(bucket, options, "results-local")
     config_path = tmp_path / "wave.yaml"  # what a re-run reads its storage options from
-    local = summary_of(run_wave(config=local_config, wave=WAVE, return_state=True))
+    with without_mcmc():  # the fits of the local flow run in this process (workers: 1)
+        local = summary_of(run_wave(config=local_config, wave=WAVE, return_state=True))
+    deployment = _deployed(deploying)
 
     config = local_config | {"output": f"{bucket}/results"}
     config_path.write_text(yaml.safe_dump(config | {"wave": WAVE}))
     started = time.perf_counter()
     summary = summary_of(
         run_wave(
-            config=config, wave=WAVE, fit_deployment=deployment, batch_size=3, return_state=True
+            config=config,
+            wave=WAVE,
+            fit_deployment=deployment,
+            batch_size=BATCH_SIZE,
+            return_state=True,
         )
     )
     fan_out_seconds = time.perf_counter() - started
@@ -113,7 +156,7 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     assert summary.fitted == n_models
     assert summary.counts.converged >= n_models // 2, summary
     runs = _batch_runs(deployment)
-    assert len(runs) == 3  # ceil(8 / 3) batches, one flow run (one pod) each
+    assert len(runs) == -(-n_models // BATCH_SIZE) == 2  # batches, one flow run (pod) each
     assert {run.state.type.value for run in runs} == {"COMPLETED"}, worker_log.read_text()[-3000:]
     assert all(run.parent_task_run_id is not None for run in runs), "batches not under the wave"
 
@@ -151,7 +194,7 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
             wave=WAVE,
             config=str(config_path),
             fit_deployment=deployment,
-            batch_size=3,
+            batch_size=BATCH_SIZE,
             return_state=True,
         )
     )
@@ -160,7 +203,7 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     expected = {*lost, failed} | not_converged
     assert rerun.fitted == len(expected)
     assert rerun.reused == n_models - len(expected)
-    assert len(_batch_runs(deployment)) == 3 + -(-len(expected) // 3)
+    assert len(_batch_runs(deployment)) == len(runs) + -(-len(expected) // BATCH_SIZE)
     after = {key: read_fit_record(store, WAVE, key) for key in keys}
     fit_ids = {key: record.fit_id for key, record in after.items() if record is not None}
     refitted = {key for key in keys if before[key] is None or before[key].fit_id != fit_ids[key]}
@@ -179,7 +222,7 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
         json.dumps(
             {
                 "models": n_models,
-                "batch_flow_runs": 3,
+                "batch_flow_runs": len(runs),
                 "fan_out_seconds": round(fan_out_seconds, 1),
                 "converged": len(converged),
                 "rerun_refitted": sorted(refitted),

@@ -1,4 +1,4 @@
-"""The mmm flows on a real Prefect API (test harness), with the fake sampler of the run tests.
+"""The mmm flows on a real Prefect API (the session's server), with the run tests' fake sampler.
 
 The markets fan out through ``flows.dispatch`` as the tracker's fits do: inline (one worker),
 in worker processes, and as flow runs of an ``mmm-fit-batch`` deployment served by a runner.
@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 import yaml
@@ -28,27 +29,6 @@ from misterp.mmm.staging import lease_run
 from misterp.storage import MANIFEST, ResultStore
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    """A Prefect test API for this module; the environment is restored after it.
-
-    The process fan-out points its workers at the API through ``PREFECT_API_URL``
-    (``flows.dispatch.share_api_with_workers``); left set, it would send every later
-    subprocess (``misterp run`` in tests/flows) to this server after it has stopped.
-    """
-    from prefect.testing.utilities import prefect_test_harness
-
-    saved = os.environ.get("PREFECT_API_URL")
-    try:
-        with prefect_test_harness(server_startup_timeout=180):
-            yield
-    finally:
-        if saved is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = saved
 
 
 @pytest.fixture
@@ -78,20 +58,29 @@ def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     DIVERGING.clear()
 
 
-def _artifact_data(key: str) -> Any:
-    """The data of the newest artifact with ``key`` (a table is JSON, markdown text)."""
+def _artifact_data(key: str, flow_run_id: UUID | None) -> Any:
+    """The data of the newest artifact with ``key`` of the flow run (a table is JSON, markdown
+    text); by flow run, since the server is shared with other tests."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
+    assert flow_run_id is not None
     with get_client(sync_client=True) as client:
         (artifact, *_) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
         )
     data = artifact.data
     return json.loads(data) if isinstance(data, str) and data.startswith("[") else data
 
 
-@pytest.mark.usefixtures("harness")
+@pytest.mark.usefixtures("prefect_api")
 def test_flagged_run_fails_and_the_rerun_refits_only_the_flagged_market(config_path) -> None:
     from flows.mmm_flow import rerun_failed_mmm, run_mmm_flow
 
@@ -101,12 +90,13 @@ def test_flagged_run_fails_and_the_rerun_refits_only_the_flagged_market(config_p
     assert "1 of 2" in state.message or "not converged" in state.message, state.message
     assert "mmm-health artifact" in state.message
     assert CALLS == ["DE", "FR", "FR", "FR"]  # FR escalated through the retry ladder
-    rows = _artifact_data("mmm-health-r1")
+    rows = _artifact_data("mmm-health-r1", state.state_details.flow_run_id)
     assert [(row["model"], row["status"]) for row in rows] == [
         ("FR", "not_converged"),  # problems first
         ("DE", "converged"),
     ]
-    assert "Media-mix run r1: NEEDS ATTENTION" in _artifact_data("mmm-health-r1-summary")
+    summary_text = _artifact_data("mmm-health-r1-summary", state.state_details.flow_run_id)
+    assert "Media-mix run r1: NEEDS ATTENTION" in summary_text
 
     DIVERGING.clear()
     summary = rerun_failed_mmm(config_path, "r1")
@@ -115,7 +105,7 @@ def test_flagged_run_fails_and_the_rerun_refits_only_the_flagged_market(config_p
     assert summary.headline == "media-mix run r1: all 2 models converged"
 
 
-@pytest.mark.usefixtures("harness")
+@pytest.mark.usefixtures("prefect_api")
 def test_rerun_of_an_unknown_run_and_credentials_in_parameters_are_refused(config_path) -> None:
     from flows.mmm_flow import rerun_failed_mmm, run_mmm_flow
 
@@ -141,7 +131,7 @@ def _fitted_by(output: Path) -> dict[str, set[int]]:
     return pids
 
 
-@pytest.mark.usefixtures("harness")
+@pytest.mark.usefixtures("prefect_api")
 def test_markets_fan_out_to_worker_processes_and_publish(config_path, tmp_path) -> None:
     from flows.mmm_flow import run_mmm_flow
 
@@ -159,7 +149,7 @@ def test_markets_fan_out_to_worker_processes_and_publish(config_path, tmp_path) 
     assert not read_lease(store, "mmm/r1").held  # released after publishing
 
 
-@pytest.mark.usefixtures("harness")
+@pytest.mark.usefixtures("prefect_api")
 def test_a_second_run_of_a_held_run_id_is_refused_and_force_takes_it_over(
     config_path, tmp_path
 ) -> None:
@@ -185,7 +175,7 @@ def test_a_second_run_of_a_held_run_id_is_refused_and_force_takes_it_over(
 
 
 @pytest.fixture
-def served_batch_deployment(harness: None, tmp_path: Path) -> Iterator[str]:
+def served_batch_deployment(prefect_api: object, tmp_path: Path) -> Iterator[str]:
     """``mmm-fit-batch/local``, served by a runner subprocess that runs each flow run."""
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
@@ -215,7 +205,7 @@ def served_batch_deployment(harness: None, tmp_path: Path) -> Iterator[str]:
                 except Exception:
                     assert runner.poll() is None, log.read_text()[-3000:]
                     assert time.monotonic() < deadline, log.read_text()[-3000:]
-                    time.sleep(1)
+                    time.sleep(0.25)
         yield "mmm-fit-batch/local"
     finally:
         os.killpg(runner.pid, 15)
@@ -226,16 +216,17 @@ def test_markets_fan_out_as_flow_runs_of_the_batch_deployment(
     served_batch_deployment: str, config_path, tmp_path
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     from flows.mmm_flow import run_mmm_flow
 
     summary = run_mmm_flow(config_path, fit_deployment=served_batch_deployment, batch_size=1)
 
     assert summary.counts.converged == 2
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client:  # by id: the server is shared with other tests
+        deployment_id = client.read_deployment_by_name(served_batch_deployment).id
         runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["local"]))
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
         )
     assert len(runs) == 2  # one flow run per market (batch_size=1)
     assert {run.state.type.value for run in runs} == {"COMPLETED"}

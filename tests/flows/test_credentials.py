@@ -6,6 +6,7 @@ import inspect
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +27,14 @@ PLANTED_OPTIONS: dict[str, Any] = {
 }
 
 
+def _all_pages(read: Callable[..., list[Any]]) -> list[Any]:
+    """Every item ``read(limit=, offset=)`` returns, page by page (the server is shared)."""
+    items: list[Any] = []
+    while page := read(limit=200, offset=len(items)):
+        items += page
+    return items
+
+
 def _everything_the_api_stores() -> str:
     """Every flow run, task run, log and event the API holds, as one JSON text."""
     from prefect.client.orchestration import get_client
@@ -33,9 +42,9 @@ def _everything_the_api_stores() -> str:
 
     APILogWorker.drain_all(timeout=10)
     with get_client(sync_client=True) as client:
-        stored = [run.model_dump(mode="json") for run in client.read_flow_runs(limit=200)]
-        stored += [run.model_dump(mode="json") for run in client.read_task_runs(limit=200)]
-        stored += [log.model_dump(mode="json") for log in client.read_logs(limit=200)]
+        stored = [run.model_dump(mode="json") for run in _all_pages(client.read_flow_runs)]
+        stored += [run.model_dump(mode="json") for run in _all_pages(client.read_task_runs)]
+        stored += [log.model_dump(mode="json") for log in _all_pages(client.read_logs)]
         page = client.read_events(limit=50)
         stored += [event.model_dump(mode="json") for event in page.events]
         while page.next_page:

@@ -1,32 +1,46 @@
-"""The wave flow against a real Prefect API (the test harness) and a real S3 endpoint."""
+"""The wave flow against a real Prefect API (the session's server) and a real S3 endpoint."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from uuid import UUID
 
 import pandas as pd
 import pytest
+from tests.flows.no_mcmc_fits import fit_without_mcmc
 
+import flows.wave
 from flows.cli import summary_of
+from flows.dispatch import fit_in_processes
 from flows.wave import run_wave
 from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.validation import InputValidationError
 from misterp.storage import MANIFEST, ResultStore
 
-# Plumbing, not statistics: tiny draw counts; recovery is tested in tests/mrp.
+# Plumbing, not statistics: tiny draw counts, and no MCMC; recovery is tested in tests/mrp.
 PLUMBING_SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
 
 
-def _artifact(key: str) -> list[dict[str, object]]:
+def _artifact(key: str, flow_run_id: UUID | None) -> list[dict[str, object]]:
+    """The one artifact ``key`` of the flow run (the server is shared with other tests)."""
     import json
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
+    assert flow_run_id is not None
     with get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
         )
     data = artifact.data
     rows: list[dict[str, object]] = json.loads(data) if isinstance(data, str) else data
@@ -47,9 +61,13 @@ def _small_wave(seed: int) -> object:
 
 
 def test_demo_wave_runs_end_to_end_on_s3(
-    prefect_api: None, s3_bucket: tuple[str, dict[str, object]]
+    prefect_api: object, s3_bucket: tuple[str, dict[str, object]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bucket, options = s3_bucket
+    # the fits run in two worker processes; each samples nothing there (no_mcmc_fits)
+    monkeypatch.setattr(
+        flows.wave, "fit_in_processes", functools.partial(fit_in_processes, fit=fit_without_mcmc)
+    )
     wave = _small_wave(11)
     wave.write(f"{bucket}/input/2026-10", storage_options=options)
     config = wave.config(f"{bucket}/input/{{wave}}", f"{bucket}/results")
@@ -74,7 +92,7 @@ def test_demo_wave_runs_end_to_end_on_s3(
     # the health report: a file beside the estimates and Prefect artifacts, problems listed
     health = store.read_bytes("2026-10/health.md").decode()
     assert all(f"`{key}`" in health for key in problems)
-    table = _artifact("wave-health-2026-10")
+    table = _artifact("wave-health-2026-10", state.state_details.flow_run_id)
     assert [row["model"] for row in table][: len(problems)] == problems
     assert len(table) == len(manifest.models)
     estimates = store.read_parquet("2026-10/estimates.parquet")
@@ -104,7 +122,7 @@ def test_demo_wave_runs_end_to_end_on_s3(
     assert estimates.loc[~has_people, "raw_mean"].isna().all()
 
 
-def test_bad_input_fails_before_anything_is_written(prefect_api: None, tmp_path: Path) -> None:
+def test_bad_input_fails_before_anything_is_written(prefect_api: object, tmp_path: Path) -> None:
     wave = _small_wave(12)
     wave.write(str(tmp_path / "input"))
     answers = pd.read_csv(tmp_path / "input" / "answers.csv", dtype=str)
