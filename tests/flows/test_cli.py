@@ -28,6 +28,7 @@ from misterp.mrp.specs import FormulaError
 from misterp.mrp.staging import StagedWaveMissing
 from misterp.mrp.validation import InputValidationError, ValidationReport
 from misterp.storage import StoreUnavailable
+from support import PrefectServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WAVE = "2026-10"
@@ -83,10 +84,25 @@ def invoke(*args: str) -> SimpleNamespace:
     return SimpleNamespace(code=result.exit_code, out=result.stdout, err=result.stderr)
 
 
-def misterp(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The command in a fresh interpreter, through the entry point's function."""
+#: The entry point's function, in a fresh interpreter.
+MAIN = "import sys; from flows.cli import main; sys.exit(main())"
+#: The same with fits that sample nothing (tests/flows/no_mcmc_fits.py), for runs that fit.
+MAIN_WITHOUT_MCMC = (
+    "import sys\n"
+    "from tests.flows.no_mcmc_fits import without_mcmc\n"
+    "from flows.cli import main\n"
+    "with without_mcmc():\n"
+    "    code = main()\n"
+    "sys.exit(code)\n"
+)
+
+
+def misterp(
+    *args: str, env: dict[str, str] | None = None, code: str = MAIN
+) -> subprocess.CompletedProcess[str]:
+    """The command in a fresh interpreter, through the entry point's function (``code``)."""
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())", *args],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -337,10 +353,15 @@ def test_log_level_warning_silences_info(wave_config: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_locked_wave_exits_4_and_force_takes_it_over(tmp_path: Path) -> None:
+def test_a_locked_wave_exits_4_and_force_takes_it_over(
+    tmp_path: Path, prefect_api: PrefectServer
+) -> None:
     """End to end through Prefect: the lock's exit code, --force reaching the flow, the last line.
 
-    One market and one brand keep it to three tiny fits (plumbing settings, not statistics).
+    One market and one brand keep it to three fits, which sample nothing (plumbing, not
+    statistics). The locked run uses the session's Prefect server (as with ``PREFECT_API_URL``
+    exported); the forced run, which fits and publishes, starts its own temporary one, as the
+    command does by default.
     """
     from misterp.lease import acquire_lease
     from misterp.storage import ResultStore
@@ -365,13 +386,18 @@ def test_a_locked_wave_exits_4_and_force_takes_it_over(tmp_path: Path) -> None:
     # A run that died holding the lease: its heartbeat stopped, the lease is not stale yet.
     acquire_lease(ResultStore(str(tmp_path / "results")), WAVE, heartbeat=False)
 
-    locked = misterp("run", "--config", str(path), "--wave", WAVE)
+    locked = misterp(
+        "run", "--config", str(path), "--wave", WAVE, env={"PREFECT_API_URL": prefect_api.api_url}
+    )
     assert locked.returncode == 4, locked.stderr[-2000:]
     last = locked.stderr.splitlines()[-1]
     assert last.startswith(f"wave {WAVE} in {tmp_path / 'results'} is being run by run ")
     assert "--force" in last
     assert "Traceback" not in locked.stderr
 
-    forced = misterp("run", "--config", str(path), "--wave", WAVE, "--force")
+    os.environ.pop("PREFECT_API_URL", None)  # restored after the test
+    forced = misterp(
+        "run", "--config", str(path), "--wave", WAVE, "--force", code=MAIN_WITHOUT_MCMC
+    )
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert forced.stdout.splitlines()[-1] == f"wave {WAVE}: all 3 models converged"
