@@ -1,7 +1,9 @@
 """The media-mix fan-out's fit task and batch flow with the run tests' sampler that samples nothing.
 
 Imported by its full name (``tests.mmm.fake_mmm_fits``) in the pool's worker processes and in
-the flow-run subprocess a deployment starts, so those fit with ``fake_functions`` too.
+the flow-run subprocess a deployment starts, so those fit with ``fake_functions`` too. The
+fan-out (``flows.dispatch``, which imports the tracker's fit stack) is imported when the batch
+flow runs, so a runner serving the flow starts without it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from typing import Any
 from prefect import flow, task
 from tests.mmm.test_mmm_run import fake_functions
 
-from flows.dispatch import fit_in_processes
-from flows.mmm_tasks import record_lost_mmm_market
 from misterp.mmm.worker import fit_staged_market, market_summary
 from misterp.records import FitSummary
 
@@ -50,6 +50,9 @@ def fake_mmm_fit_batch(
     run_id: str | None = None,
 ) -> dict[str, int]:
     """``flows.mmm_fit_batch.mmm_fit_batch`` with ``fit_fake_market``."""
+    from flows.dispatch import fit_in_processes
+    from flows.mmm_tasks import record_lost_mmm_market
+
     summaries = fit_in_processes(
         output,
         wave,
