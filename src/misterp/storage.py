@@ -270,14 +270,17 @@ class ResultStore:
         """True if the wave's manifest has been published."""
         return self.exists(f"{wave}/{MANIFEST}")
 
-    def retract(self, wave: str) -> None:
-        """Mark a wave incomplete before rewriting it: remove its manifest first."""
-        self.remove(f"{wave}/{MANIFEST}")
+    def retract(self, folder: str) -> None:
+        """Mark a run's folder (a wave, ``mmm/RUN``) incomplete before rewriting it.
 
-    def publish(self, wave: str, manifest: bytes) -> None:
-        """Publish the manifest: the last write of a wave, which makes it complete."""
-        self.write_bytes(f"{wave}/{MANIFEST}", manifest)
-        logger.info("published %s", self.uri(f"{wave}/{MANIFEST}"))
+        Its manifest goes first, so an interrupted rewrite never looks complete.
+        """
+        self.remove(f"{folder}/{MANIFEST}")
+
+    def publish(self, folder: str, manifest: bytes) -> None:
+        """Publish a run's manifest: the last write to its folder, which makes it complete."""
+        self.write_bytes(f"{folder}/{MANIFEST}", manifest)
+        logger.info("published %s", self.uri(f"{folder}/{MANIFEST}"))
 
 
 def _jsonable(value: Any) -> Any:
