@@ -12,6 +12,7 @@ model fitted locally or in a batch agree exactly only if the same data and seeds
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -24,7 +25,9 @@ import pytest
 import yaml
 from tests.flows.no_mcmc_fits import without_mcmc
 
+import flows.wave
 from flows.cli import summary_of
+from flows.dispatch import fit_on_deployment
 from flows.wave import rerun_wave, run_wave
 from misterp.mrp.fits import fit_path, read_fit_record
 from misterp.mrp.poststratify import SUMMARY_COLUMNS
@@ -124,9 +127,14 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     process_worker: tuple[str, subprocess.Popen[bytes], Path],
     s3_bucket: tuple[str, dict[str, object]],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pool, worker, worker_log = process_worker
     bucket, options = s3_bucket
+    # the wave waits for its batch flow runs polling every 0.5 s, not 5 s (seconds per wait)
+    monkeypatch.setattr(
+        flows.wave, "fit_on_deployment", functools.partial(fit_on_deployment, poll_seconds=0.5)
+    )
     deploying = _start_deploying_fit_batch(prefect_client_settings, pool)
 
     local_config = _wave_config(bucket, options, "results-local")

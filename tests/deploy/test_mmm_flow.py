@@ -6,6 +6,7 @@ in worker processes, and as flow runs of an ``mmm-fit-batch`` deployment served 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -213,12 +214,21 @@ def served_batch_deployment(prefect_api: object, tmp_path: Path) -> Iterator[str
 
 
 def test_markets_fan_out_as_flow_runs_of_the_batch_deployment(
-    served_batch_deployment: str, config_path, tmp_path
+    served_batch_deployment: str, config_path, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
+    import flows.mmm_flow
+    from flows.dispatch import fit_on_deployment
     from flows.mmm_flow import run_mmm_flow
+
+    # the run waits for its batch flow runs polling every 0.5 s, not 5 s (seconds per wait)
+    monkeypatch.setattr(
+        flows.mmm_flow,
+        "fit_on_deployment",
+        functools.partial(fit_on_deployment, poll_seconds=0.5),
+    )
 
     summary = run_mmm_flow(config_path, fit_deployment=served_batch_deployment, batch_size=1)
 
