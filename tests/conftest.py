@@ -1,8 +1,8 @@
 """Shared fixtures: slow-test switches, a real local S3 endpoint, one real Prefect server.
 
-Both servers are started once per session (moto in about 2 s, ``prefect server start`` in
-about 12 s on two cores, as soon as the tests are collected) and shared by every test that
-needs them.
+Both servers are started once per session and shared by every test that needs them: moto
+(about 2 s) by the first such test, ``prefect server start`` (about 12 s on two cores) as soon
+as the tests are collected, in the background.
 """
 
 from __future__ import annotations
