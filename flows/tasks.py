@@ -26,12 +26,12 @@ from misterp.health import RunHealth
 from misterp.lease import LeaseLost, RunLocked
 from misterp.mrp.specs import FormulaError
 from misterp.mrp.validation import InputValidationError
-from misterp.mrp.wave import WaveOutcome, fit_staged, record_lost_fit
 from misterp.records import FitSummary, RecordError
 from misterp.reporting.write import ReportOutcome, ReportStepOutcome
 from misterp.storage import UnsafePathError
 
 if TYPE_CHECKING:
+    from misterp.mrp.wave import WaveOutcome
     from misterp.reporting.mmm_report import MMMReportOutcome
 
 __all__ = [
@@ -95,6 +95,8 @@ def fit_model(
     run_id: str | None = None,
 ) -> FitSummary:
     """Fit one model of a staged wave, record it in the store, alert if it did not converge."""
+    from misterp.mrp.wave import fit_staged  # here: a media-mix worker never imports Bambi
+
     summary = fit_staged(output, wave, key, storage_options, cores=cores, run_id=run_id)
     emit_fit_event(wave, summary)
     return summary
@@ -115,6 +117,8 @@ def record_lost(
     run_id: str | None = None,
 ) -> FitSummary:
     """Record a fit whose worker process died as failed, so the wave's health explains it."""
+    from misterp.mrp.wave import record_lost_fit
+
     summary = record_lost_fit(output, wave, key, reason, storage_options, run_id=run_id)
     emit_fit_event(wave, summary)
     return summary
