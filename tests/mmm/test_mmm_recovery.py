@@ -1,10 +1,15 @@
 """Recovery with the real sampler on simulated data in raw units (slow: real MCMC).
 
-The bounds come from the issue and were fixed before any fit was run: every market converges
+The bounds come from the issue and were fixed before any fit was run: the market converges
 with the default settings, and the estimated ROAS of every channel with a non-trivial spend
 share (10 % or more of its market's spend) lies within 20 % of the true ROAS over the same
 fitted weeks. Spend is in thousands and the KPI around 100,000 a week, so this is also the
 raw-scale trap: it passes only because scaling happens inside the pipeline.
+
+One market (DE) is fitted: markets are fitted independently and the simulator draws each
+market's data in turn, so DE's data, fit and checks are exactly what they were when FR was
+simulated and fitted after it. FR repeated the same checks on a second simulated market at
+twice the run time; several markets in one run are covered by the fake-sampler run tests.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from misterp.mmm.config import MMMConfig
+from misterp.mmm.config import DEFAULT_MMM_SAMPLER, MMMConfig
 from misterp.mmm.simulate import simulate_mmm
 from misterp.pipeline.mmm import run_mmm
 
@@ -25,10 +30,14 @@ MIN_SPEND_SHARE = 0.10
 @pytest.mark.slow
 def test_default_fit_recovers_true_roas_from_raw_units(tmp_path) -> None:
     weeks = 130
-    simulated = simulate_mmm(20250601, markets=("DE", "FR"), n_channels=3, n_weeks=weeks)
+    simulated = simulate_mmm(20250601, markets=("DE",), n_channels=3, n_weeks=weeks)
     simulated.write(tmp_path / "input")
     config = MMMConfig(
-        input=str(tmp_path / "input"), output=str(tmp_path / "out"), controls=["price"]
+        input=str(tmp_path / "input"),
+        output=str(tmp_path / "out"),
+        controls=["price"],
+        # the default sampler, with the chains spread over two cores as on the CI machine
+        sampler=DEFAULT_MMM_SAMPLER.model_copy(update={"cores": 2}),
     )
     outcome = run_mmm(config, workers=1)
 
@@ -36,7 +45,7 @@ def test_default_fit_recovers_true_roas_from_raw_units(tmp_path) -> None:
     fitted = sorted(simulated.kpi["date"].unique())[: weeks - config.holdout_weeks]
     truth = simulated.roas([pd.Timestamp(d) for d in fitted])
     table = outcome.roas.merge(truth, on=["market", "channel"], suffixes=("", "_true"))
-    assert len(table) == 6
+    assert len(table) == 3
     checked = table[table["spend_share"] >= MIN_SPEND_SHARE]
     error = (checked["roas"] / checked["roas_true"] - 1).abs()
     assert (error <= ROAS_TOLERANCE).all(), checked[["market", "channel", "roas", "roas_true"]]
