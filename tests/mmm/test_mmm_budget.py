@@ -79,7 +79,7 @@ def test_current_spend_and_bounds_follow_the_config() -> None:
 
 
 @pytest.mark.slow
-def test_optimiser_advice_respects_bounds_and_total_and_does_not_lose(tmp_path) -> None:
+def test_optimiser_advice_respects_bounds_and_total_and_does_not_lose(tmp_path: Path) -> None:
     simulate_mmm(7, markets=("DE",), n_channels=2, n_weeks=80).write(tmp_path / "input")
     config = MMMConfig(
         input=str(tmp_path / "input"),
@@ -89,7 +89,7 @@ def test_optimiser_advice_respects_bounds_and_total_and_does_not_lose(tmp_path) 
         holdout_weeks=0,
         budget=BudgetConfig(weeks=4, relative_bounds=(0.5, 1.5)),
         # plumbing, not accuracy: a short chain is enough to run the optimiser on a posterior
-        sampler=SamplerConfig(draws=100, tune=100, chains=2),
+        sampler=SamplerConfig(draws=100, tune=100, chains=2, cores=2),
         convergence=ConvergenceThresholds(
             r_hat_max=1.5, ess_bulk_min=0, ess_tail_min=0, divergences_max=1000
         ),

@@ -14,6 +14,8 @@ twice the run time; several markets in one run are covered by the fake-sampler r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -28,7 +30,7 @@ MIN_SPEND_SHARE = 0.10
 
 
 @pytest.mark.slow
-def test_default_fit_recovers_true_roas_from_raw_units(tmp_path) -> None:
+def test_default_fit_recovers_true_roas_from_raw_units(tmp_path: Path) -> None:
     weeks = 130
     simulated = simulate_mmm(20250601, markets=("DE",), n_channels=3, n_weeks=weeks)
     simulated.write(tmp_path / "input")

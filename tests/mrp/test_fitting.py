@@ -43,7 +43,8 @@ def test_a_region_without_respondents_is_predicted_from_the_group_distribution()
     counts = aggregate_cells(data, layouts, [spec])[spec.key]
     assert counts.n[layout.frame["region"] == "central"].sum() == 0
 
-    idata = sample_nutpie(spec, layout, counts, PriorConfig(), SamplerConfig(draws=1000, tune=1000))
+    sampler = SamplerConfig(draws=1000, tune=1000, cores=2)
+    idata = sample_nutpie(spec, layout, counts, PriorConfig(), sampler)
 
     effect = idata["posterior"]["1|region"].sel(region__factor_dim="central").to_numpy().ravel()
     sigma = idata["posterior"]["1|region_sigma"].to_numpy().ravel()
@@ -68,7 +69,8 @@ def test_mrp_recovers_known_population_and_target_group_values(tmp_path: object)
         )
         wave.write(f"{tmp_path}/input{seed}")
         config: WaveConfig = parse_config(
-            wave.config(f"{tmp_path}/input{seed}", f"{tmp_path}/out{seed}") | {"wave": "2026-11"}
+            wave.config(f"{tmp_path}/input{seed}", f"{tmp_path}/out{seed}")
+            | {"wave": "2026-11", "sampler": {"cores": 2}}
         )
 
         outcome = run_wave_inline(config)

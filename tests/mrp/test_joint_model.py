@@ -78,7 +78,7 @@ def test_a_joint_family_recovers_known_values_like_independent_models(tmp_path: 
     families = {"associations": ["assoc_brand01", "assoc_brand02"]}
     config = parse_config(
         wave.config(f"{tmp_path}/input", f"{tmp_path}/out")
-        | {"wave": "2026-11", "model": {"joint_families": families}}
+        | {"wave": "2026-11", "model": {"joint_families": families}, "sampler": {"cores": 2}}
     )
 
     outcome = run_wave_inline(config)

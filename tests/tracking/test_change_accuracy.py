@@ -69,7 +69,7 @@ def _scored_series(seed: int, root: Path) -> pd.DataFrame:
     for label, wave in series.waves.items():
         input_dir = root / f"seed{seed}" / "input" / label
         wave.write(str(input_dir))
-        config = wave.config(str(input_dir), str(output)) | {"wave": label}
+        config = wave.config(str(input_dir), str(output)) | {"wave": label, "sampler": {"cores": 2}}
         outcome = run_wave_inline(parse_config(config))
         assert outcome.counts.converged == outcome.counts.models, outcome.counts.sentence()
     changes = pd.concat([pd.read_parquet(output / w / CHANGES_FILE) for w in WAVES[1:]])
