@@ -29,6 +29,7 @@ from typing import Any, cast
 __all__ = [
     "SINGLE_THREAD_ENV",
     "die_with_parent",
+    "ephemeral_startup_timeout",
     "init_fit_worker",
     "limit_threads",
     "local_prefect_api",
@@ -210,6 +211,17 @@ def _global_settings() -> contextlib.AbstractContextManager[None]:
     )
 
 
+def ephemeral_startup_timeout() -> float:
+    """Seconds to wait for a temporary Prefect server, as the environment says now.
+
+    Prefect snapshots its settings when it is imported, so a value set afterwards (the CLI
+    sets a longer default once Prefect is loaded) would be missed; this reads them afresh.
+    """
+    from prefect.settings import Settings
+
+    return float(Settings().server.ephemeral.startup_timeout_seconds)
+
+
 @contextlib.contextmanager
 def local_prefect_api(startup_timeout: float | None = None) -> Iterator[str]:
     """Use ``PREFECT_API_URL``, or, without one, a temporary local server that dies with us.
@@ -232,7 +244,7 @@ def local_prefect_api(startup_timeout: float | None = None) -> Iterator[str]:
     if configured or not settings.server.ephemeral.enabled:
         yield configured or ""  # a real server, or none allowed (Prefect says so itself)
         return
-    timeout = startup_timeout or settings.server.ephemeral.startup_timeout_seconds
+    timeout = startup_timeout or ephemeral_startup_timeout()
     process, url = _start_server(timeout)
     saved = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url  # for the processes this run starts

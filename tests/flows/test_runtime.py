@@ -175,3 +175,20 @@ def test_a_child_whose_parent_already_died_kills_itself() -> None:
     child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False, timeout=60)
 
     assert child.returncode == -signal.SIGKILL
+
+
+def test_a_startup_timeout_set_after_prefect_is_imported_still_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CLI sets its longer default once Prefect is imported; Prefect's snapshot missed it.
+
+    Prefect reads its settings when it is imported, so ``misterp run`` waited 20 s, not the
+    180 s its callback sets, for a temporary server on a busy machine, and failed.
+    """
+    import prefect.settings
+
+    from flows.runtime import ephemeral_startup_timeout
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "137")
+    assert prefect.settings.get_current_settings().server.ephemeral.startup_timeout_seconds != 137
+    assert ephemeral_startup_timeout() == 137
