@@ -190,6 +190,25 @@ def test_validate_on_a_broken_wave_exits_2_listing_every_problem(
     assert "answers.csv, column 'selected', row 2" in result.err
 
 
+def test_validate_on_a_market_with_zero_census_exits_2_naming_file_market_and_fix(
+    simulated: SimulatedWave, wave_config: Path, tmp_path: Path
+) -> None:
+    """Issue 26: a zero census crashed in raking (exit 3) and suggested a re-run."""
+    zero = tmp_path / "zero-census"
+    simulated.write(str(zero))
+    census = pd.read_csv(zero / "poststrat.csv", dtype={"population": float})
+    census.loc[census["market"] == "FR", "population"] = 0.0
+    census.to_csv(zero / "poststrat.csv", index=False)
+
+    result = invoke("validate", "--config", str(wave_config), "--input", str(zero))
+
+    assert result.code == 2, result.err
+    assert result.err.startswith("Input validation failed: 1 problem, nothing was written")
+    assert "poststrat.csv, column 'population'" in result.err
+    assert "market FR: population is 0 in every cell" in result.err
+    assert "rerun" not in result.err
+
+
 @pytest.fixture(scope="module")
 def validate_in_fresh_interpreter(wave_config: Path) -> subprocess.CompletedProcess[str]:
     """``misterp --log-json validate`` in a new process; stdout ends with what it imported."""

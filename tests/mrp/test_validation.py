@@ -276,6 +276,44 @@ def test_negative_or_missing_population(tmp_path: Path) -> None:
     }
 
 
+def test_market_whose_census_population_is_zero(tmp_path: Path) -> None:
+    """A market whose census counts are all zero cannot weight anything: an input error."""
+    frames = clean_frames()
+    frames["poststrat"].loc[frames["poststrat"]["market"] == "DE", "population"] = 0.0
+    problem = only(problems_of(write(tmp_path, frames)), "poststrat.csv", "population")
+    assert problem.rows == [2, 3, 4, 5]
+    assert "market DE" in problem.message
+    assert "population is 0 in every cell" in problem.message
+    assert "census counts of market DE" in problem.fix
+
+
+def test_level_with_zero_population_that_respondents_fall_into(tmp_path: Path) -> None:
+    """Respondents in a level the census says nobody is in: named with the market and level."""
+    frames = clean_frames()
+    census = frames["poststrat"]
+    census.loc[census["market"].eq("FR") & census["age"].eq("18-34"), "population"] = 0.0
+    census.loc[census["market"].eq("DE") & census["gender"].eq("m"), "population"] = 0.0
+    problems = problems_of(write(tmp_path, frames))
+    found = sorted(
+        (p for p in problems if p.file == "poststrat.csv" and p.column == "population"),
+        key=lambda p: p.rows,
+    )
+    assert [p.rows for p in found] == [[3, 5], [6, 7]], "\n".join(map(str, problems))
+    de, fr = found
+    assert "market DE" in de.message and "gender 'm'" in de.message
+    assert "1 respondent" in de.message
+    assert "market FR" in fr.message and "age '18-34'" in fr.message
+    assert "respondents.csv" in fr.fix and "population" in fr.fix
+
+
+def test_zero_population_in_a_level_nobody_answered_is_fine(tmp_path: Path) -> None:
+    """An empty census cell no respondent falls into is a real census fact, not an error."""
+    frames = clean_frames()
+    frames["poststrat"].loc[1, "population"] = 0.0  # DE, 18-34, m: no respondent there
+    wave = read_wave(write(tmp_path, frames), DEMOGRAPHICS)
+    assert wave.poststrat["population"].eq(0).sum() == 1
+
+
 def test_market_without_poststrat(tmp_path: Path) -> None:
     frames = clean_frames()
     frames["poststrat"] = frames["poststrat"][frames["poststrat"]["market"] == "DE"]

@@ -125,6 +125,57 @@ def _census_coverage(
                 )
                 fix = f"recode to the census levels, or add the level to {poststrat.name}"
                 problems.append(respondents.problem(name, level.index[bad], message, fix))
+    return problems + _zero_population(respondents, poststrat, demographics)
+
+
+def _zero_population(
+    respondents: InputTable, poststrat: InputTable, demographics: Sequence[str]
+) -> list[ValidationProblem]:
+    """Census levels with no population that respondents fall into, per market.
+
+    A zero census cell is a fact (nobody lives there) and weights nothing; but respondents in a
+    level whose every cell is zero, or in a market whose census is all zeros, cannot be
+    poststratified or raked to anything: the census contradicts the sample. Reported on the
+    census rows, with the market, the level and how many respondents it concerns.
+    """
+    if not (respondents.has("market") and poststrat.has("market", "population")):
+        return []
+    census = poststrat.frame
+    population = pd.to_numeric(census["population"], errors="coerce")
+    surveyed = respondents.frame["market"]
+    problems = []
+    for market in sorted(set(surveyed.dropna()) & set(census["market"].dropna())):
+        in_market = census["market"].eq(market)
+        if population[in_market].isna().any():
+            continue  # the schema already reports missing or non-numeric counts
+        if population[in_market].sum() <= 0:
+            message = f"market {market}: population is 0 in every cell, so nothing can be weighted"
+            fix = (
+                f"give the census counts of market {market} in {poststrat.name}, "
+                f"or drop its respondents from {respondents.name}"
+            )
+            problems.append(poststrat.problem("population", census.index[in_market], message, fix))
+            continue
+        people = respondents.frame.loc[surveyed.eq(market)]
+        for name in demographics:
+            if not (respondents.has(name) and poststrat.has(name)):
+                continue
+            totals = population[in_market].groupby(census.loc[in_market, name]).sum()
+            for level in totals.index[totals.le(0)]:
+                n_people = int(people[name].eq(level).sum())
+                if n_people == 0:
+                    continue
+                rows = census.index[in_market & census[name].eq(level)]
+                message = (
+                    f"market {market}: {name} '{level}' has population 0 in every cell, "
+                    f"but {n_people} respondent{'' if n_people == 1 else 's'} in "
+                    f"{respondents.name} {'falls' if n_people == 1 else 'fall'} into it"
+                )
+                fix = (
+                    f"give the census population of {name} '{level}' in market {market}, "
+                    f"or recode those respondents in {respondents.name}"
+                )
+                problems.append(poststrat.problem("population", rows, message, fix))
     return problems
 
 
