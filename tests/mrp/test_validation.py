@@ -300,10 +300,13 @@ def test_level_with_zero_population_that_respondents_fall_into(tmp_path: Path) -
     )
     assert [p.rows for p in found] == [[3, 5], [6, 7]], "\n".join(map(str, problems))
     de, fr = found
-    assert "market DE" in de.message and "gender 'm'" in de.message
+    assert "market DE" in de.message
+    assert "gender 'm'" in de.message
     assert "1 respondent" in de.message
-    assert "market FR" in fr.message and "age '18-34'" in fr.message
-    assert "respondents.csv" in fr.fix and "population" in fr.fix
+    assert "market FR" in fr.message
+    assert "age '18-34'" in fr.message
+    assert "respondents.csv" in fr.fix
+    assert "population" in fr.fix
 
 
 def test_zero_population_in_a_level_nobody_answered_is_fine(tmp_path: Path) -> None:
