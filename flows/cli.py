@@ -35,6 +35,9 @@ from flows.outcome import (
 from misterp import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from misterp.mrp.config import WaveConfig
     from misterp.mrp.records import WaveRunSummary
 
 __all__ = [
@@ -61,12 +64,47 @@ def _count(n: int, noun: str) -> str:
 
 
 def _rerun_command(wave: str | None, config: str | None, output: str | None = None) -> str:
+    """``misterp rerun`` of a wave, with the config and output the failed command used."""
     parts = ["misterp rerun", f"--wave {wave or 'WAVE'}"]
     if config:
         parts.append(f"--config {config}")
-    elif output:
+    if output:
         parts.append(f"--output {output}")
     return " ".join(parts)
+
+
+def _run_command(wave: str, config: str, input: str | None, output: str | None) -> str:
+    """``misterp run`` of a wave again, with the overrides the failed run was given."""
+    parts = ["misterp run", f"--wave {wave}", f"--config {config}"]
+    if input:
+        parts.append(f"--input {input}")
+    if output:
+        parts.append(f"--output {output}")
+    return " ".join(parts)
+
+
+def _resume_failed_run(
+    wave: str, config: str, input: str | None, output: str | None, resolved: WaveConfig
+) -> Callable[[BaseException], str]:
+    """After a failed ``misterp run``: ``rerun`` if the wave was staged, else ``run`` again.
+
+    ``rerun`` fits from what the run staged and answers "never prepared" when nothing was (a
+    run that failed before staging, or a store that lost its contents); ``run`` always works
+    (it reuses the converged fits in the store), so it is the answer whenever the store cannot
+    tell, and after an outage the store is not asked at all.
+    """
+
+    def resume(exc: BaseException) -> str:
+        from misterp.mrp.staging import is_staged
+        from misterp.storage import ResultStore, StoreUnavailable
+
+        again = _run_command(wave, config, input, output)
+        if isinstance(exc, StoreUnavailable):
+            return again
+        store = ResultStore(resolved.output, resolved.storage_options)
+        return _rerun_command(wave, config, output) if is_staged(store, wave) else again
+
+    return resume
 
 
 def summary_of(state: Any) -> WaveRunSummary:
@@ -257,7 +295,8 @@ def run(
         wave_id = wave or parsed.wave or default_wave_id()
         resolved = parsed.resolved(wave=wave_id, input=input, output=output)
         invocation.stores = (resolved.input, resolved.output)
-        invocation.rerun = _rerun_command(wave_id, config)
+        invocation.rerun = _run_command(wave_id, config, input, output)
+        invocation.resume = _resume_failed_run(wave_id, config, input, output, resolved)
         from flows.runtime import local_prefect_api
         from flows.wave import run_wave  # Prefect: only now, after logging is configured
 

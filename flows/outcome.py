@@ -126,6 +126,18 @@ class Invocation:
     command: str
     stores: tuple[str, ...] = ()
     rerun: str | None = None
+    #: Works the re-run command out when the command failed, from what the failure left (e.g.
+    #: whether the wave was staged); ``rerun`` when it is None or cannot tell.
+    resume: Callable[[BaseException], str | None] | None = None
+
+    def rerun_after(self, exc: BaseException) -> str | None:
+        """The command to run after ``exc``: ``resume``'s answer, else ``rerun``."""
+        if self.resume is not None:
+            try:
+                return self.resume(exc) or self.rerun
+            except Exception:  # a hint must never hide the failure it is for
+                logger.debug("working out the re-run command failed", exc_info=True)
+        return self.rerun
 
     def failed_store(self, exc: BaseException) -> str:
         """The store URI the error names, else every store of the command."""
@@ -160,8 +172,9 @@ def failure_line(exc: BaseException, invocation: Invocation) -> str:
     else:
         what = f"{type(exc).__name__}: {_first_line(exc)}".rstrip(": ")
     line = f"misterp {invocation.command} crashed: {what}"
-    if invocation.rerun:
-        line += f"; re-run with: {invocation.rerun}"
+    rerun = invocation.rerun_after(exc)
+    if rerun:
+        line += f"; re-run with: {rerun}"
     return line
 
 

@@ -442,8 +442,11 @@ class Lease:
                 self.lost = exc
                 logger.error("%s", exc)
                 return
-            except Exception:  # a store hiccup: the next heartbeat may get through
-                logger.warning("heartbeat of %s failed", self.subject, exc_info=True)
+            except Exception as exc:  # a store hiccup: the next heartbeat may get through
+                logger.warning(
+                    "heartbeat of %s failed (%s: %s)", self.subject, type(exc).__name__, exc
+                )
+                logger.debug("heartbeat of %s failed", self.subject, exc_info=True)
 
     def release(self) -> bool:
         """Stop the heartbeat and mark the lease released; False if this run no longer held it.
@@ -466,13 +469,17 @@ class Lease:
             except LeaseLost as exc:
                 logger.warning("not releasing: %s", exc)
                 return False
-            except Exception:  # the store is unreachable: the lease goes stale by itself
+            except Exception as exc:  # the store is unreachable: the lease goes stale by itself
+                # One line at the default level: the run's own outcome is what a reader needs;
+                # the traceback is for whoever debugs the store.
                 logger.warning(
-                    "could not release the lease of %s; it goes stale at %s",
+                    "could not release the lease of %s (%s: %s); it goes stale at %s",
                     self.subject,
+                    type(exc).__name__,
+                    exc,
                     _when(self.record.stale_at),
-                    exc_info=True,
                 )
+                logger.debug("release of the lease of %s failed", self.subject, exc_info=True)
                 return False
             self.record = record
         logger.info("%s: lease released by run %s", self.subject, self.run_id)

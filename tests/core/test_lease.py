@@ -154,6 +154,27 @@ def test_a_released_wave_is_free_and_keeps_the_list_of_runs_taken_over(
     assert later.record.taken_over_ids == ("run-a",)
 
 
+def test_a_release_the_store_refuses_warns_in_one_line_and_keeps_the_traceback_for_debug(
+    store: ResultStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 26: the warning printed a traceback at the default log level."""
+    lease = _lease(store, "run-a")
+
+    def unreachable(path: str, data: bytes) -> None:
+        raise ConnectionError("endpoint http://minio:9000 refused the connection")
+
+    monkeypatch.setattr(store, "write_bytes", unreachable)
+    with caplog.at_level("DEBUG", logger="misterp.lease"):
+        assert lease.release() is False
+
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].exc_info is None
+    assert "ConnectionError: endpoint http://minio:9000 refused" in warnings[0].getMessage()
+    assert "goes stale at" in warnings[0].getMessage()
+    assert [r.levelname for r in caplog.records if r.exc_info] == ["DEBUG"]
+
+
 def test_two_runs_starting_at_the_same_moment_do_not_both_get_the_wave(
     store: ResultStore,
 ) -> None:

@@ -27,7 +27,7 @@ from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import FormulaError
 from misterp.mrp.staging import StagedWaveMissing
 from misterp.mrp.validation import InputValidationError, ValidationReport
-from misterp.storage import StoreUnavailable
+from misterp.storage import ResultStore, StoreUnavailable
 from support import PrefectServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,6 +284,50 @@ def test_a_store_outage_during_validate_exits_3_with_one_line(
     )
     assert result.err.rstrip().endswith(f"; re-run with: misterp validate --config {wave_config}")
     assert len(result.err.splitlines()) == 1
+
+
+def _run_that_crashes(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+    """``misterp run`` whose flow raises ``exc``, without starting a Prefect server."""
+    import contextlib
+
+    def crashing_flow(**kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.setattr("flows.runtime.local_prefect_api", contextlib.nullcontext)
+    monkeypatch.setattr("flows.wave.run_wave", crashing_flow)
+
+
+def test_a_run_that_crashed_before_staging_suggests_run_not_rerun(
+    wave_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26: ``misterp rerun`` of a wave never staged answers 'never prepared'."""
+    _run_that_crashes(monkeypatch, ConnectionError("endpoint lost"))
+    output = tmp_path / "results"
+    result = invoke("run", "--config", str(wave_config), "--output", str(output))
+    assert result.code == 3
+    assert result.err.rstrip().endswith(
+        f"re-run with: misterp run --wave {WAVE} --config {wave_config} --output {output}"
+    )
+
+
+def test_a_run_that_crashed_after_staging_suggests_rerun(
+    wave_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from misterp.mrp.config import load_config
+    from misterp.mrp.prepare import prepare_wave
+    from misterp.mrp.staging import stage_wave
+
+    output = tmp_path / "results"
+    resolved = load_config(str(wave_config)).resolved(wave=WAVE, output=str(output))
+    stage_wave(prepare_wave(resolved), ResultStore(str(output)))
+    _run_that_crashes(monkeypatch, ConnectionError("endpoint lost"))
+
+    result = invoke("run", "--config", str(wave_config), "--output", str(output))
+
+    assert result.code == 3
+    assert result.err.rstrip().endswith(
+        f"re-run with: misterp rerun --wave {WAVE} --config {wave_config} --output {output}"
+    )
 
 
 def test_a_locked_line_says_how_to_take_the_wave_over() -> None:

@@ -107,6 +107,11 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
     return plan
 
 
+def is_staged(store: ResultStore, wave: str) -> bool:
+    """True when a run staged ``wave`` in ``store`` (so ``misterp rerun`` can fit from it)."""
+    return store.exists(_plan_path(wave))
+
+
 def read_staged_plan(store: ResultStore, wave: str) -> StagedPlan:
     """The staged plan of a wave; ``StagedWaveMissing`` if the wave was never staged here."""
     path = _plan_path(wave)

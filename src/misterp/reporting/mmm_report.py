@@ -364,6 +364,13 @@ def update_mmm_report(store: ResultStore, run: str) -> MMMReportOutcome:
         store.write_bytes(
             f"{_folder(run)}/{REPORT_FILE}", outcome.model_dump_json(indent=2).encode()
         )
-    except Exception:
-        logger.warning("could not record %s of media-mix run %s", REPORT_FILE, run, exc_info=True)
+    except Exception as exc:  # the outcome is returned either way; one line, traceback at DEBUG
+        logger.warning(
+            "could not record %s of media-mix run %s (%s: %s)",
+            REPORT_FILE,
+            run,
+            type(exc).__name__,
+            exc,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )
     return outcome

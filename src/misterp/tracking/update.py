@@ -146,6 +146,13 @@ def update_tracking(
     )
     try:
         store.write_bytes(f"{wave}/{TRACKING_FILE}", outcome.model_dump_json(indent=2).encode())
-    except Exception:
-        logger.warning("could not record %s of wave %s", TRACKING_FILE, wave, exc_info=True)
+    except Exception as exc:  # the outcome is returned either way; one line, traceback at DEBUG
+        logger.warning(
+            "could not record %s of wave %s (%s: %s)",
+            TRACKING_FILE,
+            wave,
+            type(exc).__name__,
+            exc,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )
     return outcome
