@@ -10,7 +10,9 @@ column, rows (as an editor shows them) and the fix. The family modules
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ __all__ = [
     "VALUE_LIMIT",
     "InputTable",
     "InputValidationError",
+    "RepeatedHeader",
     "ValidationProblem",
     "ValidationReport",
     "check_with_fix",
@@ -189,12 +192,38 @@ def _as_text(column: pd.Series) -> pd.Series:
     return column.astype(object).where(~blank, None)
 
 
+class RepeatedHeader(ValueError):
+    """A csv header that names a column twice (pandas would rename the second to ``name.1``)."""
+
+    def __init__(self, name: str, positions: Sequence[int]) -> None:
+        self.name, self.positions = name, tuple(positions)
+        where = " and ".join(map(str, self.positions))
+        super().__init__(f"the header repeats column '{name}' (columns {where})")
+
+
+def _repeated_header(raw: bytes) -> RepeatedHeader | None:
+    """The first column name a csv header repeats, with its 1-based positions."""
+    first_line = raw.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
+    header = next(csv.reader(io.StringIO(first_line)), [])
+    names = [name.strip() for name in header]
+    for name in dict.fromkeys(names):
+        positions = [i for i, other in enumerate(names, start=1) if other == name]
+        if name and len(positions) > 1:
+            return RepeatedHeader(name, positions)
+    return None
+
+
 def read_table(
     fs: fsspec.AbstractFileSystem, path: str, numeric_columns: Collection[str] = frozenset()
 ) -> tuple[pd.DataFrame, int]:
     """Read a file as text (only empty csv cells are missing) and its first data row number.
 
     Columns in ``numeric_columns`` keep a parquet file's numbers as they are.
+
+    Raises
+    ------
+    RepeatedHeader
+        When a csv header names a column twice.
     """
     with fs.open(path, "rb") as handle:
         if path.endswith(".parquet"):
@@ -203,9 +232,13 @@ def read_table(
                 frame = frame.reset_index()
             frame, first_row = frame.reset_index(drop=True), 1
         else:
+            raw = handle.read()
+            repeated = _repeated_header(raw)
+            if repeated is not None:
+                raise repeated
             # keep blank lines so row numbers match the file's lines; drop only trailing ones
             frame = pd.read_csv(
-                handle,
+                io.BytesIO(raw),
                 dtype=str,
                 keep_default_na=False,
                 na_values=[""],
@@ -279,6 +312,10 @@ def load_table(
             if hashes is not None:
                 hashes[found[0]] = hashlib.sha256(fs.cat_file(path)).hexdigest()
             frame, first_row = read_table(fs, path, numeric_columns)
+    except RepeatedHeader as exc:
+        fix = f"keep one column named '{exc.name}': remove or rename the others"
+        problems.append(ValidationProblem(found[0], exc.name, [1], str(exc), fix))
+        return None
     except (OSError, ValueError, TypeError) as exc:  # parser, decoding, IO and arrow errors
         fix = "export it again as UTF-8 csv or parquet"
         problems.append(ValidationProblem(found[0], None, [], f"cannot be read: {exc}", fix))

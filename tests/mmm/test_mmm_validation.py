@@ -52,6 +52,21 @@ def test_valid_input_reads_typed_frames(tmp_path, frames) -> None:
     assert set(data.input_hashes) == {"kpi.csv", "media.csv", "controls.csv"}
 
 
+def test_a_header_that_repeats_a_column_is_named_as_such(tmp_path: Path, frames) -> None:
+    frames["media"]["market_again"] = frames["media"]["market"]
+    folder = write(tmp_path, frames)
+    path = tmp_path / "media.csv"
+    path.write_text(path.read_text().replace("market_again", "market", 1))
+
+    found = problems(folder)
+
+    assert any(
+        p.startswith("media.csv, column 'market', row 1: the header repeats column 'market'")
+        for p in found
+    ), found
+    assert not any("market.1" in p for p in found), found
+
+
 def test_missing_week_is_named_with_the_gap(tmp_path, frames) -> None:
     frames["kpi"] = frames["kpi"].drop(index=10)  # DE's 11th week, 2023-03-13
     found = problems(write(tmp_path, frames))

@@ -184,6 +184,22 @@ def test_missing_and_unexpected_columns(tmp_path: Path) -> None:
     assert "add it to demographics in the config" in unexpected.fix
 
 
+def test_a_header_that_repeats_a_column_is_named_as_such(tmp_path: Path) -> None:
+    """Issue 26: pandas renames a repeated header to 'market.1', reported as unexpected."""
+    folder = write(tmp_path, clean_frames())
+    path = tmp_path / "respondents.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0] + ",market", *(line + ",DE" for line in lines[1:])]))
+
+    problems = problems_of(folder)
+
+    problem = only(problems, "respondents.csv", "market")
+    assert problem.rows == [1]
+    assert problem.message == "the header repeats column 'market' (columns 2 and 5)"
+    assert "keep one column named 'market'" in problem.fix
+    assert not any("market.1" in str(p) for p in problems)
+
+
 def test_missing_file_and_both_formats(tmp_path: Path) -> None:
     frames = clean_frames()
     folder = write(tmp_path, {"answers": frames["answers"], "poststrat": frames["poststrat"]})
