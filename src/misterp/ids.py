@@ -13,7 +13,9 @@ The rule is narrow on purpose: ASCII letters, digits, ``_``, ``-`` and ``.``, no
 because one accented letter has two Unicode spellings (NFC, NFD) that are two files on Linux and
 S3 but one on macOS; spaces and control characters because they break shells, URLs and S3
 consoles. 64 characters keep the longest published path (wave, market, question, option and a
-suffix) far below the 255-byte limit on one name and the 1,024-byte limit on an S3 key.
+suffix) far below the 255-byte limit on one name and the 1,024-byte limit on an S3 key. Case is
+kept, but ids that share a folder may not differ only in case (``misterp.inputs.case_clashes``):
+``q_c`` and ``Q_C`` are one file on macOS, Windows and some S3 gateways.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ __all__ = [
     "RepeatedHeader",
     "ValidationProblem",
     "ValidationReport",
+    "case_clashes",
     "check_with_fix",
     "format_rows",
     "join_distinct",
@@ -323,6 +324,45 @@ def load_table(
     if frame.empty and not optional:
         problems.append(ValidationProblem(found[0], None, [], "no data rows", "export its data"))
     return InputTable(found[0], frame, first_row)
+
+
+def case_clashes(
+    table: InputTable,
+    column: str,
+    *,
+    within: Sequence[str] = (),
+    what: str = "ids",
+    frame: pd.DataFrame | None = None,
+) -> list[ValidationProblem]:
+    """Ids of ``column`` that differ only in case, among rows that share ``within``.
+
+    Ids become file and folder names (:mod:`misterp.ids`); ``q_c`` and ``Q_C`` are two files on
+    Linux and S3 but one on a case-insensitive file system (macOS, Windows, some S3 gateways),
+    where one model's results would overwrite the other's. Only ids that share a folder clash:
+    ``yes`` and ``YES`` as options of two questions do not. ``frame`` (rows indexed like
+    ``table``'s) is checked instead of the table's own, e.g. answers joined to their market.
+    """
+    data = table.frame if frame is None else frame
+    if column not in data.columns or any(name not in data.columns for name in within):
+        return []
+    data = data.dropna(subset=[column, *within])
+    folded = data[column].astype(str).str.casefold().rename("__folded")
+    problems = []
+    for key, group in data.groupby([*(data[name] for name in within), folded], sort=True):
+        variants = sorted(set(group[column].astype(str)))
+        if len(variants) < 2:
+            continue
+        context = ", ".join(
+            f"{name} {value}" for name, value in zip(within, key[: len(within)], strict=True)
+        )
+        message = (
+            f"{what} {quote_values(variants)} differ only in case"
+            + (f" ({context})" if context else "")
+            + ": on a case-insensitive file system or store their results would be one file"
+        )
+        fix = f"spell each {what.removesuffix('s')} one way: rename all but one of them"
+        problems.append(table.problem(column, group.index, message, fix))
+    return problems
 
 
 def schema_problems(table: InputTable, schema: pa.DataFrameSchema) -> list[ValidationProblem]:

@@ -67,6 +67,23 @@ def test_a_header_that_repeats_a_column_is_named_as_such(tmp_path: Path, frames)
     assert not any("market.1" in p for p in found), found
 
 
+def test_channels_or_markets_that_differ_only_in_case_are_refused(tmp_path: Path, frames) -> None:
+    """Issue 26: 'tv' and 'TV' would be one file on a case-insensitive store."""
+    media = frames["media"]
+    media.loc[media["market"].eq("FR") & media["channel"].eq("tv"), "channel"] = "TV"
+    media.loc[media["market"].eq("DE") & media["channel"].eq("search"), "channel"] = "Search"
+    media.loc[media["market"].eq("DE") & media["channel"].eq("tv"), "channel"] = "search"
+    frames["kpi"].loc[frames["kpi"]["market"].eq("FR"), "market"] = "de"
+
+    found = [p for p in problems(write(tmp_path, frames)) if "differ only in case" in p]
+
+    assert len(found) == 2, found
+    assert any(
+        p.startswith("media.csv, column 'channel'") and "'Search', 'search'" in p for p in found
+    ), found
+    assert any(p.startswith("kpi.csv, column 'market'") and "'DE', 'de'" in p for p in found)
+
+
 def test_missing_week_is_named_with_the_gap(tmp_path, frames) -> None:
     frames["kpi"] = frames["kpi"].drop(index=10)  # DE's 11th week, 2023-03-13
     found = problems(write(tmp_path, frames))

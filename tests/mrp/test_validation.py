@@ -417,3 +417,49 @@ def test_report_rendering_truncates_rows() -> None:
         "Input validation failed: 1 problem, nothing was written\n"
         "  a.csv, column 'x', row 2: bad\n      -> fix it"
     )
+
+
+# -- ids that differ only in case ---------------------------------------------------------------
+
+
+def test_ids_that_differ_only_in_case_are_refused(tmp_path: Path) -> None:
+    """Issue 26: 'q_c' and 'Q_C' are one file on a case-insensitive store (macOS, some S3)."""
+    frames = clean_frames()
+    answers = frames["answers"]
+    answers.loc[answers["respondent_id"].eq("r2"), "question_id"] = "AWARE_brand01"  # DE
+    answers.loc[answers["respondent_id"].eq("r3") & answers["option"].eq("quality"), "option"] = (
+        "Price"  # FR, within consider_brand01
+    )
+    frames["respondents"].loc[3, "market"] = "fr"
+    extra = pd.DataFrame(
+        {
+            "question_id": ["AWARE_brand01"],
+            "market": ["DE"],
+            "brand": ["brand01"],
+            "kind": ["single"],
+            "base": [""],
+        }
+    )
+    frames["questions"] = pd.concat([frames["questions"], extra], ignore_index=True)
+    problems = problems_of(write(tmp_path, frames))
+    cased = [p for p in problems if "differ only in case" in p.message]
+    by_column = {p.column: p for p in cased}
+    assert sorted(by_column) == ["market", "option", "question_id"], "\n".join(map(str, problems))
+    assert by_column["question_id"].file == "answers.csv"
+    assert "'AWARE_brand01', 'aware_brand01'" in by_column["question_id"].message
+    assert "market DE" in by_column["question_id"].message
+    assert by_column["option"].rows == [8, 9]
+    assert "'Price', 'price'" in by_column["option"].message
+    assert by_column["market"].file == "respondents.csv"
+    assert by_column["market"].rows == [4, 5]
+    assert "rename" in by_column["market"].fix
+
+
+def test_the_same_id_in_another_market_or_question_is_not_a_case_clash(tmp_path: Path) -> None:
+    """Only ids that share a folder collide: 'yes' and 'YES' in two questions are fine."""
+    frames = clean_frames()
+    answers = frames["answers"]
+    answers.loc[
+        answers["question_id"].eq("consider_brand01") & answers["option"].eq("price"), "option"
+    ] = "Yes"
+    read_wave(write(tmp_path, frames), DEMOGRAPHICS)

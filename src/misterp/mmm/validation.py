@@ -23,6 +23,7 @@ from misterp.inputs import (
     InputValidationError,
     ValidationProblem,
     ValidationReport,
+    case_clashes,
     join_distinct,
     load_table,
     open_folder,
@@ -321,6 +322,10 @@ def read_mmm_input(config: MMMConfig) -> MMMData:
         if role == "media" and "impressions" not in table.frame.columns:
             schema = schema.remove_columns(["impressions"])
         file_problems = schema_problems(table, schema)
+        # markets and channels name the run's files (fits/MARKET.json, ...)
+        file_problems += case_clashes(table, "market", what="markets")
+        if role == "media":
+            file_problems += case_clashes(table, "channel", within=("market",), what="channels")
         problems += file_problems
         if file_problems:
             tables[role] = None  # cross-file rules need clean files; fix these first

@@ -22,6 +22,7 @@ from misterp.inputs import (
     InputValidationError,
     ValidationProblem,
     ValidationReport,
+    case_clashes,
     format_rows,
     join_distinct,
     load_table,
@@ -262,6 +263,16 @@ def _cross_file_problems(
         problems += _census_coverage(respondents, poststrat, demographics)
     if questions is not None and answers is not None and answered is not None:
         problems += _question_problems(questions, answers, answered)
+    # ids are path segments of the results: markets, then question ids per market, then options
+    if respondents is not None:
+        problems += case_clashes(respondents, "market", what="markets")
+    if answers is not None and answered is not None:
+        problems += case_clashes(
+            answers, "question_id", within=("market",), what="question ids", frame=answered
+        )
+        problems += case_clashes(
+            answers, "option", within=("market", "question_id"), what="options", frame=answered
+        )
     return problems
 
 
