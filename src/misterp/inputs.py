@@ -346,12 +346,17 @@ def case_clashes(
     if column not in data.columns or any(name not in data.columns for name in within):
         return []
     data = data.dropna(subset=[column, *within])
-    folded = data[column].astype(str).str.casefold().rename("__folded")
+    keys = [*within, column]
+    # distinct ids first: a wave's answers have millions of rows but few distinct ids
+    distinct = data[keys].astype(str).drop_duplicates()
+    distinct["__folded"] = distinct[column].str.casefold()
+    clashing = distinct[distinct.duplicated([*within, "__folded"], keep=False)]
     problems = []
-    for key, group in data.groupby([*(data[name] for name in within), folded], sort=True):
-        variants = sorted(set(group[column].astype(str)))
-        if len(variants) < 2:
-            continue
+    for key, group in clashing.groupby([*within, "__folded"], sort=True):
+        variants = sorted(group[column])
+        rows = data[column].astype(str).isin(variants)
+        for name, value in zip(within, key[: len(within)], strict=True):
+            rows &= data[name].astype(str).eq(str(value))
         context = ", ".join(
             f"{name} {value}" for name, value in zip(within, key[: len(within)], strict=True)
         )
@@ -361,7 +366,7 @@ def case_clashes(
             + ": on a case-insensitive file system or store their results would be one file"
         )
         fix = f"spell each {what.removesuffix('s')} one way: rename all but one of them"
-        problems.append(table.problem(column, group.index, message, fix))
+        problems.append(table.problem(column, data.index[rows], message, fix))
     return problems
 
 
