@@ -58,7 +58,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     "their base (see OUTPUT/WAVE/health.md)",
     ExitCode.INVALID: "invalid input or config, or a missing config file; nothing written",
     ExitCode.CRASHED: "crashed or infrastructure (store unreachable, lost run); "
-    "re-run with misterp rerun",
+    "re-run with the command its last line names",
     ExitCode.LOCKED: "the wave is locked by another run (--force takes it over)",
 }
 
