@@ -24,8 +24,8 @@ demo: install  ## simulate 3 monthly waves with known changes and track them end
 	$(VENV)/bin/misterp demo --output demo-results
 
 lint: install  ## ruff, mypy (src/misterp and flows/) and the layer contracts (lint-imports)
-	$(VENV)/bin/ruff check src flows tests bench
-	$(VENV)/bin/ruff format --check src flows tests bench
+	$(VENV)/bin/ruff check src flows tests bench probes
+	$(VENV)/bin/ruff format --check src flows tests bench probes
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
