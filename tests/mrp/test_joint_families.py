@@ -143,10 +143,13 @@ def test_planning_refuses_families_it_cannot_fit(
 
 def test_an_independent_specs_hash_is_the_one_it_had_before_joint_models() -> None:
     spec = ModelSpec("DE", "assoc_b1", "fun", "p(yes, n) ~ 1", "b1", "aware_b1", "yes")
-    before = {k: v for k, v in asdict(spec).items() if k not in {"brand", "label", "joint"}}
+    # the fields added since (joint, profile) leave an unset spec's hash as it was
+    added = {"joint", "profile"}
+    before = {k: v for k, v in asdict(spec).items() if k not in {"brand", "label", *added}}
     digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     assert spec.spec_hash == digest
     assert ModelSpec(**(asdict(spec) | {"joint": "assoc_b1"})).spec_hash != digest
+    assert ModelSpec(**(asdict(spec) | {"profile": "user"})).spec_hash != digest
 
 
 def test_fit_units_name_each_family_once_by_its_lead(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,8 @@ __all__ = [
     "ConfigError",
     "ModelConfig",
     "PriorConfig",
+    "ProfileMissing",
+    "ProfileSettings",
     "ReportingConfig",
     "TrackingConfig",
     "WaveConfig",
@@ -297,6 +300,32 @@ class TrackingConfig(FrozenSettings):
         return value
 
 
+class ProfileMissing(StrEnum):
+    """What a blank profile answer ("don't know", not asked) means."""
+
+    #: Its own level, ``MISSING_PROFILE_LEVEL``: modelled and weighted like any other level, so
+    #: an audience on the profile excludes those who did not say. No assumption is made.
+    OWN_LEVEL = "own_level"
+    #: Missing at random given the census cell: respondents without an answer are left out of
+    #: the profile model and of the question models that use the profile, and the audience
+    #: estimates assume they are like those who answered in their cell.
+    AT_RANDOM = "at_random"
+
+
+class ProfileSettings(FrozenSettings):
+    """How profile variables (``profiles``) are modelled for audiences beyond the census."""
+
+    missing: ProfileMissing = Field(
+        ProfileMissing.OWN_LEVEL, description="own_level (default) or at_random"
+    )
+    predictor: bool = Field(
+        True,
+        description="question models get each profile an audience uses as an effect, so that "
+        "users and non-users of one census cell can differ; off, an audience only reweights "
+        "census cells",
+    )
+
+
 class WaveConfig(FrozenSettings):
     """A wave: where the input is, where results go, and how to model it."""
 
@@ -304,6 +333,10 @@ class WaveConfig(FrozenSettings):
     output: str
     wave: str | None = Field(None, description="wave id; substituted for {wave} in input/output")
     demographics: list[str] = Field(min_length=1)
+    #: Respondent columns beyond the census (``category_user``, ``income_band``): target groups
+    #: may use them; their share per census cell is modelled (synthetic poststratification).
+    profiles: list[str] = Field(default_factory=list)
+    profile_settings: ProfileSettings = ProfileSettings()
     target_groups: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
     model: ModelConfig = ModelConfig()
     sampler: SamplerConfig = SamplerConfig()
@@ -343,15 +376,40 @@ class WaveConfig(FrozenSettings):
         cls, value: dict[str, dict[str, list[str]]], info: Any
     ) -> dict[str, dict[str, list[str]]]:
         demographics = info.data.get("demographics") or []
+        profiles = info.data.get("profiles") or []
         for name, definition in value.items():
             for column in definition:
-                if column not in demographics:
-                    hint = did_you_mean(column, demographics)
+                if column not in demographics and column not in profiles:
+                    hint = did_you_mean(column, [*demographics, *profiles])
                     raise ValueError(
-                        f"target group '{name}' uses '{column}', which is not in demographics "
-                        f"{demographics}{hint}"
+                        f"target group '{name}' uses '{column}', which is neither a demographic "
+                        f"{demographics} nor a profile {profiles}{hint}; declare respondent "
+                        f"columns beyond the census under profiles"
                     )
         return value
+
+    @field_validator("profiles")
+    @classmethod
+    def _profiles_are_new_columns(cls, value: list[str], info: Any) -> list[str]:
+        demographics = info.data.get("demographics") or []
+        for name in value:
+            if name in demographics:
+                raise ValueError(
+                    f"profile '{name}' is also a demographic; a census variable is a demographic "
+                    "(in poststrat.csv), a respondent-only variable a profile, not both"
+                )
+            problem = id_problem(name)
+            if problem is not None:
+                raise ValueError(f"profile {shown(name)} {problem}; use {ID_RULE}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"profiles {value} name a column twice")
+        return value
+
+    @property
+    def audience_profiles(self) -> tuple[str, ...]:
+        """The profiles some target group uses, in ``profiles`` order: only these are modelled."""
+        used = {column for group in self.target_groups.values() for column in group}
+        return tuple(name for name in self.profiles if name in used)
 
     def resolved(
         self,

@@ -34,6 +34,9 @@ class WaveData:
         base) when the wave has no ``questions`` file.
     demographics
         The demographic column names, in config order.
+    profiles
+        Respondent columns beyond the census (config ``profiles``), as text; a blank answer is
+        None until ``profile_settings.missing`` decides what it means.
     """
 
     respondents: pd.DataFrame
@@ -41,6 +44,7 @@ class WaveData:
     poststrat: pd.DataFrame
     questions: pd.DataFrame
     demographics: tuple[str, ...]
+    profiles: tuple[str, ...] = ()
 
     @property
     def markets(self) -> list[str]:

@@ -20,11 +20,18 @@ from functools import cached_property
 import pandas as pd
 
 from misterp.config import ConfigError
-from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.cells import (
+    CellCounts,
+    MarketCells,
+    aggregate_cells,
+    build_market_cells,
+    census_cells,
+)
 from misterp.mrp.config import WaveConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.fits import PlannedFit
 from misterp.mrp.joint import FitUnit, stacked_cells, stacked_counts
+from misterp.mrp.profiles import with_missing_profiles
 from misterp.mrp.published import question_family
 from misterp.mrp.raking import rake_weights, sample_shares
 from misterp.mrp.records import CENSUS_HASH_PREFIX
@@ -111,6 +118,8 @@ class PreparedWave:
         """What fitting ``spec`` fits: the spec on its market's cells, or its whole family."""
         members = self.members(spec)
         layout = self.layouts[spec.market]
+        if spec.profile is not None:  # P(level | census cell): on the census cells alone
+            return FitUnit(spec, members, census_cells(layout), self.counts[spec.key])
         if len(members) == 1:
             return FitUnit(spec, members, layout, self.counts[spec.key])
         return FitUnit(
@@ -164,11 +173,20 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
     ``FormulaError``; nothing is written in any case.
     """
     wave_id = config.wave or default_wave_id()
-    data = read_wave(config.input, config.demographics, storage_options=config.storage_options)
+    data = read_wave(
+        config.input,
+        config.demographics,
+        storage_options=config.storage_options,
+        profiles=config.profiles,
+    )
+    data = with_missing_profiles(data, config.profile_settings.missing)
     check_target_groups(config, data)
-    specs = plan_model_specs(data, config.model)
+    profiles = config.audience_profiles
+    specs = plan_model_specs(
+        data, config.model, profiles, profile_predictor=config.profile_settings.predictor
+    )
     check_funnel_stages(config, specs)
-    layouts = build_market_cells(data, config.target_groups)
+    layouts = build_market_cells(data, config.target_groups, profiles)
     check_random_walk_levels(config, layouts)
     counts = aggregate_cells(data, layouts, specs)
     shares = sample_shares(data, rake_weights(data), config.target_groups)
@@ -266,16 +284,20 @@ def check_random_walk_levels(config: WaveConfig, layouts: dict[str, MarketCells]
 
 
 def check_target_groups(config: WaveConfig, data: WaveData) -> None:
-    """A target group naming a level the census does not have would silently be empty."""
+    """A target group naming a level the census (or, for a profile, the survey) lacks is empty."""
     problems = []
     for name, definition in config.target_groups.items():
         for column, levels in definition.items():
-            known = set(data.poststrat[column].astype(str))
+            profile = column in data.profiles
+            values = data.respondents[column].dropna() if profile else data.poststrat[column]
+            known = set(values.astype(str))
+            where = "the survey's answers" if profile else "the census"
+            source = "respondents" if profile else "poststrat"
             for level in levels:
                 if str(level) not in known:
                     problems.append(
-                        f"  target_groups.{name}.{column}: level '{level}' is not in the census "
-                        f"(poststrat levels: {', '.join(sorted(known))})"
+                        f"  target_groups.{name}.{column}: level '{level}' is not in {where} "
+                        f"({source} levels: {', '.join(sorted(known))})"
                     )
     if problems:
         raise ConfigError("invalid target groups\n" + "\n".join(problems))

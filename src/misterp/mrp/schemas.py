@@ -43,7 +43,10 @@ RESERVED_COLUMNS: frozenset[str] = frozenset(
 )
 QUESTION_KINDS: tuple[str, ...] = ("single", "multi")
 
-UNEXPECTED_DEMOGRAPHIC_FIX = "remove it, or add it to demographics in the config"
+UNEXPECTED_DEMOGRAPHIC_FIX = (
+    "remove it, or add it to demographics in the config (a census variable) or to profiles (a "
+    "respondent-only variable, for audiences)"
+)
 
 
 def parse_base(base: str) -> tuple[str, str] | None:
@@ -74,8 +77,26 @@ def _demographic_columns(demographics: Sequence[str]) -> dict[str, pa.Column]:
     }
 
 
-def respondents_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
-    """One row per respondent: ``respondent_id``, ``market`` and the demographics."""
+def _profile_columns(profiles: Sequence[str], demographics: Sequence[str]) -> dict[str, pa.Column]:
+    clash = sorted(set(profiles) & (RESERVED_COLUMNS | set(demographics)))
+    if clash:
+        raise ValueError(f"profiles may not reuse the columns {clash}")
+    return {
+        name: text_column(
+            f"add the column, or remove '{name}' from profiles in the config", nullable=True
+        )
+        for name in profiles
+    }
+
+
+def respondents_schema(
+    demographics: Sequence[str], profiles: Sequence[str] = ()
+) -> pa.DataFrameSchema:
+    """One row per respondent: ``respondent_id``, ``market``, the demographics and profiles.
+
+    A profile cell may be blank (not asked, "don't know"): ``profile_settings.missing`` says
+    what a blank means.
+    """
     respondent_id = text_column(
         "add the respondent_id column",
         checks=[
@@ -91,6 +112,7 @@ def respondents_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
             "respondent_id": respondent_id,
             "market": text_column("add the market column", checks=[safe_id_check("market")]),
             **_demographic_columns(demographics),
+            **_profile_columns(profiles, demographics),
         },
         strict=True,
         metadata={"unexpected_fix": UNEXPECTED_DEMOGRAPHIC_FIX},

@@ -21,6 +21,7 @@ from misterp.mrp.schemas import parse_base
 
 __all__ = [
     "JOINT_ITEM",
+    "PROFILE_QUESTION_PREFIX",
     "RESPONSE",
     "FormulaError",
     "ModelSpec",
@@ -38,6 +39,9 @@ RESPONSE = "p(yes, n)"
 #: The column of a joint model's long frame that names the item (option, or question and option)
 #: of each row; "option" is a reserved input column, so no demographic can be called so.
 JOINT_ITEM = "option"
+
+#: Question id of a profile's model: ``profile.category_user``; no input question may use it.
+PROFILE_QUESTION_PREFIX = "profile."
 
 #: Spec fields that label a model without changing it (left out of ``spec_hash``).
 _LABELS = frozenset({"brand", "label"})
@@ -68,6 +72,9 @@ class ModelSpec:
     #: ``model.joint_families``): the family's specs of a market are fitted as one model,
     #: and ``formula`` is then the joint formula over the items. None: fitted on its own.
     joint: str | None = None
+    #: The profile variable this model describes (P(level | census cell), the ``option``), for
+    #: an audience beyond the census; None for a question's model.
+    profile: str | None = None
 
     @property
     def key(self) -> str:
@@ -91,7 +98,8 @@ class ModelSpec:
         payload = {
             k: v
             for k, v in asdict(self).items()
-            if k not in _LABELS and not (k == "joint" and v is None)  # older hashes unchanged
+            # fields added later are left out when unset, so older hashes stay unchanged
+            if k not in _LABELS and not (k in ("joint", "profile") and v is None)
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -226,8 +234,61 @@ def check_formula(formula: str, demographics: Sequence[str], where: str) -> None
         )
 
 
-def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
+def with_profile_terms(
+    formula: str, profiles: Sequence[str], levels: Mapping[str, Sequence[str]]
+) -> str:
+    """``formula`` with each profile as an effect, as :func:`default_formula` adds a demographic.
+
+    >>> with_profile_terms("p(yes, n) ~ 1 + (1|age)", ["user"], {"user": ["no", "yes"]})
+    'p(yes, n) ~ 1 + (1|age) + user'
+    """
+    terms = [
+        name if len(levels.get(name, [])) <= 2 else f"(1|{name})"
+        for name in profiles
+        if name not in formula_columns(formula)
+    ]
+    return " + ".join([formula, *terms])
+
+
+def profile_specs(wave: WaveData, profiles: Sequence[str], formula: str) -> list[ModelSpec]:
+    """The models of each profile per market: P(level | census cell), on the census terms only.
+
+    Two levels need one binomial model (of the second level in sorted order; the first is its
+    complement); more levels get one model per level, normalised per draw and cell into
+    P(level | cell) (:func:`misterp.mrp.profiles.profile_weights`).
+    """
+    specs = []
+    for market in wave.markets:
+        people = wave.respondents.loc[wave.respondents["market"] == market]
+        for name in profiles:
+            levels = sorted(people[name].dropna().astype(str).unique().tolist())
+            modelled = levels[1:] if len(levels) == 2 else levels
+            specs += [
+                ModelSpec(
+                    market=market,
+                    question_id=f"{PROFILE_QUESTION_PREFIX}{name}",
+                    option=level,
+                    formula=formula,
+                    label=f"{name}: {level}",
+                    profile=name,
+                )
+                for level in modelled
+            ]
+    return specs
+
+
+def plan_model_specs(
+    wave: WaveData,
+    model: ModelConfig,
+    profiles: Sequence[str] = (),
+    *,
+    profile_predictor: bool = True,
+) -> list[ModelSpec]:
     """One spec per market x question x option that has answers, base questions first.
+
+    With ``profiles`` (the profile variables audiences use), each market also gets the models of
+    each profile (:func:`profile_specs`), first of all, and the question models get the
+    profiles as effects unless ``profile_predictor`` is off.
 
     Raises
     ------
@@ -239,9 +300,28 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
         column: sorted(wave.poststrat[column].astype(str).unique().tolist())
         for column in wave.demographics
     }
+    levels |= {
+        name: sorted(wave.respondents[name].dropna().astype(str).unique().tolist())
+        for name in profiles
+    }
     interactions = model.interactions_for(wave.demographics)
-    base_formula = model.formula or default_formula(wave.demographics, levels, interactions)
-    check_formula(base_formula, wave.demographics, "model.formula")
+    census_formula = model.formula or default_formula(wave.demographics, levels, interactions)
+    check_formula(census_formula, wave.demographics, "model.formula")
+    base_formula = (
+        with_profile_terms(census_formula, profiles, levels)
+        if profiles and profile_predictor
+        else census_formula
+    )
+    clash = sorted(
+        q
+        for q in wave.answers["question_id"].unique()
+        if str(q).startswith(PROFILE_QUESTION_PREFIX)
+    )
+    if profiles and clash:
+        raise FormulaError(
+            f"question ids {clash} start with '{PROFILE_QUESTION_PREFIX}', which names the "
+            "models of profile variables; rename those questions"
+        )
     known_questions = set(wave.answers["question_id"].unique())
     for question_id, formula in model.formulas.items():
         if question_id not in known_questions:
@@ -272,7 +352,9 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
                 market=market,
                 question_id=question_id,
                 option=option,
-                formula=model.formulas.get(question_id, base_formula),
+                formula=with_profile_terms(model.formulas[question_id], profiles, levels)
+                if question_id in model.formulas and profiles and profile_predictor
+                else model.formulas.get(question_id, base_formula),
                 brand=None if brand is None or pd.isna(brand) else str(brand),
                 base_question=base[0] if base else None,
                 base_option=base[1] if base else None,
@@ -281,7 +363,9 @@ def plan_model_specs(wave: WaveData, model: ModelConfig) -> list[ModelSpec]:
         )
     specs = _with_joint_families(specs, model, questions, known_questions)
     # Unconditional models first: a conditional question's poststratification needs them.
-    return sorted(specs, key=lambda s: (s.base_question is not None, s.key))
+    specs = sorted(specs, key=lambda s: (s.base_question is not None, s.key))
+    # Profile models before all: every estimate of their market is weighted by them.
+    return profile_specs(wave, profiles, census_formula) + specs
 
 
 def _with_joint_families(

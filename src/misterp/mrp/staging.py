@@ -49,6 +49,8 @@ class StagedMarket(Record):
 
     demographics: tuple[str, ...]
     groups: tuple[str, ...]
+    #: The cell columns that are profiles (audiences beyond the census); none before them.
+    profiles: tuple[str, ...] = ()
 
 
 class StagedPlan(VersionedRecord):
@@ -96,7 +98,11 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
         config=prepared.config.model_dump(mode="json", exclude={"storage_options"}),
         input_hashes=prepared.input_hashes,
         markets={
-            market: StagedMarket(demographics=layout.demographics, groups=tuple(layout.masks))
+            market: StagedMarket(
+                demographics=layout.demographics,
+                groups=tuple(layout.masks),
+                profiles=layout.profiles,
+            )
             for market, layout in prepared.layouts.items()
         },
         specs=tuple(prepared.specs),
@@ -146,6 +152,7 @@ def load_staged_wave(
             frame=cells.drop(columns=mask_columns),
             demographics=meta.demographics,
             masks=masks,
+            profiles=meta.profiles,
         )
         long = store.read_parquet(f"{wave}/{STAGED}/counts/{market}.parquet")
         for key, part in long.groupby("key", sort=False):

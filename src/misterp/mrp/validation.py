@@ -11,6 +11,7 @@ every problem with its file, column, rows and fix. Nothing is ever written.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -180,6 +181,58 @@ def _zero_population(
     return problems
 
 
+def _profile_problems(respondents: InputTable, profiles: Sequence[str]) -> list[ValidationProblem]:
+    """A profile must tell people apart in every market, spelt one way across markets.
+
+    A profile with one level in a market cannot define an audience there; a level that is only
+    in some markets and looks like another market's level (``Yes`` in FR, ``yes`` in DE) is a
+    typo that would split one audience in two.
+    """
+    if not respondents.has("market"):
+        return []
+    problems = []
+    market = respondents.frame["market"]
+    for name in profiles:
+        if not respondents.has(name):
+            continue
+        values = respondents.frame[name]
+        answered = values.notna() & market.notna()
+        by_market = {
+            str(m): sorted(set(values[answered & market.eq(m)].astype(str)))
+            for m in sorted(set(market[answered]))
+        }
+        for m, levels in by_market.items():
+            if len(levels) < 2:
+                rows = values.index[market.eq(m)]
+                message = (
+                    f"profile '{name}' has {'one level' if levels else 'no answers'} "
+                    f"{quote_values(levels)} in market {m}: an audience needs two or more"
+                ).replace("  ", " ")
+                fix = f"check the export of '{name}' for market {m}, or remove it from profiles"
+                problems.append(respondents.problem(name, rows, message, fix))
+        everywhere = set.intersection(*map(set, by_market.values())) if by_market else set()
+        for m, levels in by_market.items():
+            others = sorted({lv for o, lvs in by_market.items() if o != m for lv in lvs})
+            for level in sorted(set(levels) - everywhere):
+                if level in others:
+                    continue
+                close = [o for o in others if o.casefold() == level.casefold()] or (
+                    difflib.get_close_matches(level, others, n=1, cutoff=0.85)
+                )
+                if close:
+                    rows = values.index[market.eq(m) & values.eq(level)]
+                    message = (
+                        f"level '{level}' of profile '{name}' in market {m} looks like "
+                        f"'{close[0]}' of the other markets"
+                    )
+                    fix = f"spell each level of '{name}' one way in every market"
+                    problems.append(respondents.problem(name, rows, message, fix))
+        problems += case_clashes(
+            respondents, name, within=("market",), what=f"levels of profile '{name}'"
+        )
+    return problems
+
+
 def _base_problem(
     base: str, question: str, market: str, options: dict[tuple[str, str], list[str]]
 ) -> str | None:
@@ -299,7 +352,10 @@ def _questions_frame(questions: InputTable | None, answered: pd.DataFrame) -> pd
 
 
 def read_wave(
-    input_uri: str, demographics: Sequence[str], storage_options: dict[str, Any] | None = None
+    input_uri: str,
+    demographics: Sequence[str],
+    storage_options: dict[str, Any] | None = None,
+    profiles: Sequence[str] = (),
 ) -> WaveData:
     """Read and validate a wave folder; raise one error listing every problem found.
 
@@ -311,15 +367,17 @@ def read_wave(
         Demographic column names from the config; respondents and poststrat need exactly these.
     storage_options
         Passed to fsspec (credentials, endpoint, ...).
+    profiles
+        Respondent columns beyond the census (config ``profiles``); blank cells are None.
 
     Raises
     ------
     InputValidationError
         With ``.report`` listing every problem of every file.
     """
-    demographics = tuple(demographics)
+    demographics, profiles = tuple(demographics), tuple(profiles)
     schemas = {
-        "respondents": respondents_schema(demographics),
+        "respondents": respondents_schema(demographics, profiles),
         "answers": answers_schema(),
         "poststrat": poststrat_schema(demographics),
         "questions": questions_schema(),
@@ -340,6 +398,8 @@ def read_wave(
             problems += schema_problems(table, schemas[role])
     answered = _answered(tables["respondents"], tables["answers"])
     problems += _cross_file_problems(tables, answered, demographics)
+    if tables["respondents"] is not None and profiles:
+        problems += _profile_problems(tables["respondents"], profiles)
     problems.sort(key=lambda problem: WAVE_FILES.index(problem.file.split(".")[0]))
     if problems:
         raise InputValidationError(ValidationReport(problems))
@@ -353,12 +413,17 @@ def read_wave(
     answer_frame["selected"] = pd.to_numeric(answers.frame["selected"]).astype("int8")
     census = poststrat.frame[["market", *demographics]].astype(str)
     census["population"] = pd.to_numeric(poststrat.frame["population"]).astype("float64")
+    people = respondents.frame[["respondent_id", "market", *demographics]].astype(str)
+    for name in profiles:  # text, blanks kept as None for profile_settings.missing to decide
+        column = respondents.frame[name]
+        people[name] = column.where(column.isna(), column.astype(str)).astype(object)
     wave = WaveData(
-        respondents=respondents.frame[["respondent_id", "market", *demographics]].astype(str),
+        respondents=people,
         answers=answer_frame,
         poststrat=census,
         questions=_questions_frame(tables["questions"], answered),
         demographics=demographics,
+        profiles=profiles,
     )
     logger.info(
         "read wave %s: %d respondents, %d answer rows, %d markets",

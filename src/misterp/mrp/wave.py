@@ -36,6 +36,7 @@ from misterp.mrp.poststratify import (
     summarise,
 )
 from misterp.mrp.prepare import PreparedWave
+from misterp.mrp.profiles import audience_shares, profile_weights
 from misterp.mrp.published import WaveDraws, WaveView
 from misterp.mrp.records import FitRecord, Manifest, ManifestModel
 from misterp.mrp.reliability import base_flag
@@ -46,18 +47,36 @@ from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
 __all__ = [
+    "AUDIENCES_FILE",
+    "AUDIENCE_COLUMNS",
     "ESTIMATE_COLUMNS",
+    "ProfileWeighting",
     "WaveOutcome",
+    "assemble_audiences",
     "assemble_estimates",
     "draws_path",
     "fit_and_record",
     "fit_prepared",
     "fit_staged",
+    "market_profile_weighting",
     "publish_wave",
     "record_lost_fit",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Columns of ``audiences.parquet`` (each target group's population share), in order.
+AUDIENCE_COLUMNS: tuple[str, ...] = (
+    "wave",
+    "market",
+    "target_group",
+    "profiles",
+    *SUMMARY_COLUMNS,
+    "status",
+    "note",
+)
+#: A published wave's audience sizes, relative to the wave folder.
+AUDIENCES_FILE = "audiences.parquet"
 
 #: Columns of ``estimates.parquet``, in order.
 ESTIMATE_COLUMNS: tuple[str, ...] = (
@@ -278,14 +297,53 @@ def _notes(fit: StoredFit | None, prepared: PreparedWave) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class ProfileWeighting:
+    """A market's P(profile levels | census cell) draws and how far to trust them."""
+
+    weights: np.ndarray | None
+    status: FitStatus
+    notes: tuple[str, ...] = ()
+
+
+def market_profile_weighting(
+    prepared: PreparedWave, market: str, fits: Mapping[str, StoredFit]
+) -> ProfileWeighting:
+    """The profile weights of ``market`` from its profile models' fits (None: no profiles).
+
+    Every estimate of the market is weighted by them, so a profile model without a posterior
+    fails them all and a not converged one flags them all.
+    """
+    layout = prepared.layouts[market]
+    specs = [s for s in prepared.specs if s.profile is not None and s.market == market]
+    if not layout.profiles:
+        return ProfileWeighting(None, FitStatus.CONVERGED)
+    status, notes, draws = FitStatus.CONVERGED, [], {}
+    for spec in specs:
+        fit = fits.get(spec.key)
+        if fit is None or fit.draws is None or fit.status is FitStatus.FAILED:
+            return ProfileWeighting(
+                None, FitStatus.FAILED, (f"profile model {spec.key} has no posterior",)
+            )
+        draws[spec.key] = fit.draws
+        if fit.status.severity > status.severity:
+            status = fit.status
+            notes.append(f"profile model {spec.key} is {fit.status}")
+    return ProfileWeighting(profile_weights(layout, specs, draws), status, tuple(notes))
+
+
 def assemble_estimates(
     prepared: PreparedWave, fits: Mapping[str, StoredFit]
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Poststratify every fit into the estimates table and per-model draws.
 
     A conditional question is weighted by its base model's draws; its status is the worse of
-    its own and its base's, because a bad base makes the weights bad. Every row carries its
-    interval (``config.reporting``), its base ``n`` and ``base_flag``.
+    its own and its base's, because a bad base makes the weights bad. In a market with
+    profiles (audiences beyond the census) every cell is weighted, draw by draw, by
+    P(its profile levels | its census cell) from the profile models, whose status counts the
+    same way; the profile models themselves are published as audience sizes
+    (:func:`assemble_audiences`), not as estimates. Every row carries its interval
+    (``config.reporting``), its base ``n`` and ``base_flag``.
     """
     reporting = prepared.config.reporting
     shares: dict[tuple[str, str, str, str], dict[Any, Any]] = {
@@ -294,7 +352,12 @@ def assemble_estimates(
     }
     rows: list[dict[str, Any]] = []
     all_draws: dict[str, pd.DataFrame] = {}
+    weighting = {
+        market: market_profile_weighting(prepared, market, fits) for market in prepared.layouts
+    }
     for spec in prepared.specs:
+        if spec.profile is not None:
+            continue
         fit = fits.get(spec.key)
         layout = prepared.layouts[spec.market]
         status = fit.status if fit is not None else FitStatus.FAILED
@@ -310,6 +373,15 @@ def assemble_estimates(
                 if base.status.severity > status.severity:
                     status = base.status
                     notes.append(f"base model {spec.base_key} is {base.status}")
+        profiles = weighting[spec.market]
+        if layout.profiles:
+            notes += profiles.notes
+            if profiles.status.severity > status.severity:
+                status = profiles.status
+            if profiles.weights is not None and base_draws is not None:
+                base_draws = base_draws * profiles.weights
+            elif profiles.weights is not None:
+                base_draws = profiles.weights
         estimates: dict[str, np.ndarray] = {}
         if fit is not None and fit.draws is not None and status is not FitStatus.FAILED:
             estimates = poststratify(fit.draws, layout.population, layout.masks, base_draws)
@@ -351,6 +423,44 @@ def assemble_estimates(
             )
     frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
     return frame, all_draws
+
+
+def assemble_audiences(prepared: PreparedWave, fits: Mapping[str, StoredFit]) -> pd.DataFrame:
+    """Each target group's share of its market's population, with its interval.
+
+    A group on census demographics has its census share (no uncertainty); a group on a
+    profile (category users) is an audience whose size, the category penetration, comes from
+    the profile models draw by draw.
+    """
+    interval = prepared.config.reporting.interval
+    stored = prepared.config.sampler.stored_draws
+    rows = []
+    for market, layout in prepared.layouts.items():
+        weighting = market_profile_weighting(prepared, market, fits)
+        n_draws = weighting.weights.shape[0] if weighting.weights is not None else stored
+        shares = (
+            audience_shares(layout, weighting.weights, n_draws)
+            if weighting.status is not FitStatus.FAILED
+            else {}
+        )
+        for group in layout.masks:
+            used = [
+                name
+                for name in prepared.config.target_groups.get(group, {})
+                if name in layout.profiles
+            ]
+            rows.append(
+                {
+                    "wave": prepared.wave_id,
+                    "market": market,
+                    "target_group": group,
+                    "profiles": ", ".join(used) or None,
+                    **summarise(shares.get(group, np.empty(0)), interval),
+                    "status": (weighting.status if used else FitStatus.CONVERGED).value,
+                    "note": "; ".join(weighting.notes) if used and weighting.notes else None,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(AUDIENCE_COLUMNS))
 
 
 def _versions() -> dict[str, str]:
@@ -398,14 +508,19 @@ def publish_wave(
     for leftover in set(store.list(f"{wave}/draws")) - written:
         store.remove(leftover)
     estimates_bytes = store.write_parquet(f"{wave}/estimates.parquet", estimates)
+    store.write_parquet(f"{wave}/{AUDIENCES_FILE}", assemble_audiences(prepared, fits))
     published = {
         f"{r.market}/{r.question_id}/{r.option}": FitStatus(str(r.status))
         for r in estimates.drop_duplicates(["market", "question_id", "option"]).itertuples()
     }
+    for spec in prepared.specs:  # a profile model is published as the audience sizes
+        if spec.profile is not None:
+            published[spec.key] = fits[spec.key].status if spec.key in fits else FitStatus.FAILED
+    questions = tuple(spec for spec in prepared.specs if spec.profile is None)
     # The views (funnel, competitors: the pipeline's) from the draws in memory (no re-read),
     # before the manifest, so a complete wave always has them.
     grouped = {key: draws_by_group(frame) for key, frame in draws.items()}
-    wave_draws = WaveDraws(wave, tuple(prepared.specs), grouped, published, config.reporting)
+    wave_draws = WaveDraws(wave, questions, grouped, published, config.reporting)
     for view in views:
         store.write_parquet(f"{wave}/{view.file}", view.build(wave_draws))
     own = {
@@ -441,6 +556,7 @@ def publish_wave(
         wall_seconds=time.perf_counter() - started_at if started_at else None,
         files={
             "estimates": "estimates.parquet",
+            "audiences": AUDIENCES_FILE,
             "draws": "draws/",
             **{view.name: view.file for view in views},
             "health": HEALTH_FILE,
