@@ -3,7 +3,8 @@
 After ``kill -9`` of ``misterp run`` nothing it started may keep running: its pool workers
 (~630 MB each) went on fitting and writing fit records for minutes, and Prefect's temporary
 server (~270 MB) stayed up. A kill cannot be caught, so the children ask the kernel to kill
-them when their parent goes (Linux ``PR_SET_PDEATHSIG``); elsewhere that is a no-op.
+them when their parent goes (Linux ``PR_SET_PDEATHSIG``, :func:`misterp.processes.
+die_with_parent`, which the core's own process pools use too); elsewhere that is a no-op.
 
 ``python -m flows.runtime PARENT_PID PROGRAM ARGS...`` runs ``PROGRAM`` tied to ``PARENT_PID``
 the same way; ``local_prefect_api`` starts the temporary server through it. This module
@@ -13,10 +14,8 @@ imports Prefect only inside functions: a fit worker's start-up imports it before
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
+
+from misterp.processes import die_with_parent
 
 __all__ = [
     "SINGLE_THREAD_ENV",
@@ -38,9 +39,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ``prctl`` option from ``<linux/prctl.h>``: the signal this process gets when its parent dies.
-_PR_SET_PDEATHSIG = 1
-
 #: Thread pools inside one fit process would fight the other processes for the same cores.
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -48,28 +46,6 @@ SINGLE_THREAD_ENV = {
     "MKL_NUM_THREADS": "1",
     "NUMBA_NUM_THREADS": "1",
 }
-
-
-def die_with_parent(parent_pid: int | None = None) -> bool:
-    """Have the kernel SIGKILL this process as soon as its parent dies; True when armed.
-
-    Call it first thing in a child (a process-pool initializer, before ``exec``). The parent
-    may die between starting the child and this call, which the kernel would not report:
-    with ``parent_pid`` given, a child whose parent is already gone kills itself at once.
-
-    Linux only (False elsewhere). The kernel fires when the *thread* that started the child
-    ends, so start children from a thread that lives as long as they should (the main thread,
-    or an executor's worker thread, which lives until the executor shuts down).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        logger.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
-        return False
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os.kill(os.getpid(), signal.SIGKILL)  # the parent died before we could ask
-    return True
 
 
 def limit_threads() -> None:

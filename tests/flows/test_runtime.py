@@ -131,6 +131,64 @@ def test_a_fit_worker_dies_within_seconds_of_its_killed_parent(
 
 
 @linux_only
+def test_media_mix_fit_workers_of_the_inline_pool_die_with_their_killed_run(
+    tmp_path: Path, parents: list[subprocess.Popen[str]]
+) -> None:
+    """``run_mmm(workers=2)`` (no Prefect): its fit processes must not outlive a ``kill -9``.
+
+    They did: reparented to PID 1 they went on sampling and wrote ``fits/M.json`` after the
+    run was gone, also while a ``--force`` re-run held the run's lease.
+    """
+    from misterp.mmm.simulate import simulate_mmm
+
+    simulate_mmm(5, markets=("DE", "FR"), n_channels=2, n_weeks=80).write(tmp_path / "input")
+    parent, workers = _start_parent(
+        tmp_path,
+        f"""
+        import os, pathlib, threading, time
+        from misterp.mmm.config import MMMConfig
+        from misterp.pipeline.mmm import run_mmm
+
+        MARKS = pathlib.Path({str(tmp_path / "started")!r})
+
+        def sleeping_functions(market, config):
+            \"\"\"A fit that marks its process as fitting, then samples for ten minutes.\"\"\"
+
+            def sample(settings):
+                (MARKS / str(os.getpid())).touch()
+                time.sleep(600)
+
+            return sample, None, None
+
+        def report_fitting_workers():
+            while len(list(MARKS.iterdir())) < 2:
+                time.sleep(0.05)
+            print(*(mark.name for mark in MARKS.iterdir()), flush=True)
+
+        if __name__ == "__main__":  # spawned workers import this module too
+            MARKS.mkdir()
+            threading.Thread(target=report_fitting_workers, daemon=True).start()
+            config = MMMConfig(
+                input={str(tmp_path / "input")!r},
+                output={str(tmp_path / "out")!r},
+                controls=["price"],
+                run="r1",
+            )
+            run_mmm(config, workers=2, functions=sleeping_functions)
+        """,
+        parents,
+    )
+    assert len(workers) == 2
+    assert parent.pid not in workers
+
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    seconds = _seconds_until_gone(workers, GONE_WITHIN)
+
+    print(f"media-mix fit workers gone {seconds:.2f} s after kill -9 of their run")
+
+
+@linux_only
 def test_the_temporary_prefect_server_dies_with_its_killed_parent(
     tmp_path: Path, parents: list[subprocess.Popen[str]]
 ) -> None:

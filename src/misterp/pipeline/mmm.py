@@ -50,6 +50,7 @@ from misterp.pipeline.sequence import (
     fan_out_of,
     run_pipeline,
 )
+from misterp.processes import die_with_parent
 from misterp.reporting.mmm_report import MMMReportOutcome, update_mmm_report
 from misterp.storage import ResultStore
 
@@ -275,9 +276,17 @@ def inline_fan_out(
             return
         cores = max(1, (os.cpu_count() or 1) // n_workers)
         # spawn, not fork: the parent holds threads (BLAS, nutpie) that a fork would copy
-        # mid-flight, and a forked child can deadlock on a lock one of them held.
+        # mid-flight, and a forked child can deadlock on a lock one of them held. Each worker
+        # dies with this process: after a kill -9 of the run it would fit on and write fits/
+        # for a run that is gone. The pool starts its workers from this thread, which waits
+        # for them below, so the death signal fires only when this process goes.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=context,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [
                 pool.submit(
                     fit_market,
