@@ -399,6 +399,17 @@ class WaveConfig(FrozenSettings):
             )
         return self
 
+    def staged_dump(self) -> dict[str, Any]:
+        """The config as a staged plan stores it: JSON, no storage options, read back alike.
+
+        The period rule depends on whether the config has a ``tracking`` section, which a full
+        dump would always write: a wave id that is no period, valid without the section
+        (tracking skips it), then read back as invalid in every fit. So the section is kept
+        out when the config had none, and the read-back config judges the id as validation did.
+        """
+        unwritten = set() if "tracking" in self.model_fields_set else {"tracking"}
+        return self.model_dump(mode="json", exclude={"storage_options", *unwritten})
+
     @model_validator(mode="after")
     def _wave_is_a_period(self) -> WaveConfig:
         self._check_tracked_wave()
