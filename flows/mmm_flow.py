@@ -28,6 +28,7 @@ from flows.mmm_tasks import MMM_RERUN
 from flows.steps import PrefectSteps
 from flows.tasks import show_mmm_report
 from flows.wave import lease_note, refuse_credentials_in_parameters
+from misterp.config import check_storage_options
 from misterp.errors import ConfigError
 from misterp.mmm.config import MMMConfig, load_mmm_config, parse_mmm_config
 from misterp.mmm.staging import run_folder
@@ -103,7 +104,10 @@ def read_mmm_config(
         parsed = parse_mmm_config(config)
     else:
         parsed = load_mmm_config(config)
-    return parsed.model_copy(update={"output": output}) if output else parsed
+    if not output:
+        return parsed
+    check_storage_options(parsed.storage_options, (parsed.input, output))
+    return parsed.model_copy(update={"output": output})
 
 
 def dispatch_fan_out(

@@ -455,3 +455,24 @@ def test_a_wave_id_that_is_no_period_validates_and_runs_alike(
     tracking = json.loads(store.read_bytes(f"w1/{TRACKING_FILE}"))
     assert tracking["status"] == "skipped"
     assert "'w1' is not a month" in tracking["message"]
+
+
+def test_an_option_s3fs_does_not_take_exits_2_naming_it_before_any_store_is_touched(
+    tmp_path: Path, s3_bucket: tuple[str, dict[str, object]]
+) -> None:
+    bucket, options = s3_bucket
+    config = {
+        "input": f"{bucket}/input",
+        "output": f"{bucket}/results",
+        "demographics": ["gender"],
+        "storage_options": {**options, "bogus_opt": 1},
+    }
+    path = tmp_path / "wave.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    result = invoke("validate", "--config", str(path), "--wave", WAVE)
+
+    assert result.code == ExitCode.INVALID, result.err
+    assert "unknown option 'bogus_opt'" in result.err
+    assert "s3fs accepts" in result.err
+    assert "Traceback" not in result.err

@@ -23,6 +23,7 @@ from misterp.config import (
     FrozenSettings,
     RetryPolicy,
     SamplerConfig,
+    check_storage_options,
     did_you_mean,
     read_config_file,
     validate_config,
@@ -320,6 +321,11 @@ class WaveConfig(FrozenSettings):
         description="passed to fsspec/s3fs, e.g. endpoint_url",
     )
 
+    @model_validator(mode="after")
+    def _options_s3fs_takes(self) -> WaveConfig:
+        check_storage_options(self.storage_options, (self.input, self.output))
+        return self
+
     @field_validator("wave")
     @classmethod
     def _safe_wave(cls, value: str | None) -> str | None:
@@ -374,6 +380,7 @@ class WaveConfig(FrozenSettings):
             update={"wave": wave_id, "input": input_uri, "output": output_uri}
         )
         resolved._check_tracked_wave()
+        check_storage_options(resolved.storage_options, (resolved.input, resolved.output))
         return resolved
 
     @model_validator(mode="after")
