@@ -67,6 +67,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 # misterp logs its compile times at INFO. Spawned fit workers re-import this module as
 # ``__mp_main__``, so this also reaches them, and the bench can read the times from the run logs.
@@ -440,8 +441,11 @@ def run_flow(config: dict[str, Any], monitor: RssMonitor) -> WaveRun:
     with prefect_api() as (_url, startup):
         from flows.wave import run_wave
 
+        # the flow takes the config's path (a run parameter is never the config)
+        path = Path(config["output"]).parent / "wave.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
         started = time.perf_counter()
-        state = run_wave(config=config, wave=WAVE_ID, return_state=True)
+        state = run_wave(config=str(path), wave=WAVE_ID, return_state=True)
         seconds = time.perf_counter() - started
         memory = monitor.snapshot()
         reaped = children_peak_kb()

@@ -302,10 +302,13 @@ def run(
 
         hide_expected_tracebacks()
         with local_prefect_api():  # a temporary API that dies with this process
-            # the config parsed above, not its path: parsed once (its storage options are
-            # never serialised, so they never become a stored run parameter)
+            # its path, with the overrides: a run parameter is never the config, whose
+            # storage options may hold credentials (flows.config_flow)
             state = run_wave(
-                config=resolved,
+                config=config,
+                input=input,
+                output=output,
+                wave=wave_id,
                 fit_deployment=fit_deployment,
                 batch_size=batch_size,
                 refit_all=refit_all,
@@ -356,7 +359,6 @@ def rerun(
         if output is None and config is None:
             raise ConfigError("misterp rerun needs --output URI or --config FILE (for its output)")
         check_wave_id(wave)
-        resolved = None
         if config is not None:  # check it before Prefect starts
             resolved = load_config(config).resolved(wave=wave, output=output)
             invocation.stores = (resolved.output,)
@@ -368,7 +370,7 @@ def rerun(
             state = rerun_wave(
                 wave=wave,
                 output=output,
-                config=resolved,
+                config=config,
                 fit_deployment=fit_deployment,
                 batch_size=batch_size,
                 force=force,

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from prefect import State
 
     from flows.mmm_flow import MMMRunSummary
-    from misterp.mmm.config import MMMConfig
 
 __all__ = ["DEMO_MARKETS", "mmm_app"]
 
@@ -69,7 +68,7 @@ def _summary_of(state: State[Any]) -> MMMRunSummary:
     return result
 
 
-def run_through_prefect(config: str | MMMConfig, **options: object) -> MMMRunSummary:
+def run_through_prefect(config: str, **options: object) -> MMMRunSummary:
     """Run the ``mmm`` flow, as a deployment would, on a temporary local API if none is set.
 
     The command line runs what a deployment runs (the same tasks, fan-out, artifacts, events
@@ -163,8 +162,9 @@ def run_command(
         if output is not None:
             parsed = parsed.model_copy(update={"output": output})
         invocation.stores = (parsed.input, parsed.output)
-        summary = run_through_prefect(  # the config parsed above: parsed once
-            parsed,
+        summary = run_through_prefect(  # its path: a run parameter is never the config
+            config,
+            output=output,
             workers=workers,
             refit_all=refit_all,
             fit_deployment=fit_deployment,

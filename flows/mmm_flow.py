@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
-from prefect import State, flow, get_run_logger
+from prefect import State, get_run_logger
 from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict
 
+from flows.config_flow import config_path_flow
 from flows.dispatch import fit_in_processes, fit_on_deployment
 from flows.mmm_tasks import MMM_RERUN
 from flows.steps import PrefectSteps
 from flows.tasks import show_mmm_report
-from flows.wave import lease_note, refuse_credentials_in_parameters
+from flows.wave import lease_note
+from misterp.config import check_storage_options
 from misterp.errors import ConfigError
-from misterp.mmm.config import MMMConfig, load_mmm_config, parse_mmm_config
+from misterp.mmm.config import MMMConfig, load_mmm_config
 from misterp.mmm.staging import run_folder
 from misterp.pipeline.mmm import (
     MMMRun,
@@ -93,17 +94,13 @@ def run_summary(outcome: ReportedMMMRun) -> MMMRunSummary:
     )
 
 
-def read_mmm_config(
-    config: str | dict[str, Any] | MMMConfig, output: str | None = None
-) -> MMMConfig:
-    """A config from a path/URI, a mapping or an object, with the output overridden if given."""
-    if isinstance(config, MMMConfig):
-        parsed = config
-    elif isinstance(config, dict):
-        parsed = parse_mmm_config(config)
-    else:
-        parsed = load_mmm_config(config)
-    return parsed.model_copy(update={"output": output}) if output else parsed
+def read_mmm_config(config: str, output: str | None = None) -> MMMConfig:
+    """The config at a path or URI, with the output overridden if given."""
+    parsed = load_mmm_config(config)
+    if not output:
+        return parsed
+    check_storage_options(parsed.storage_options, (parsed.input, output))
+    return parsed.model_copy(update={"output": output})
 
 
 def dispatch_fan_out(
@@ -178,9 +175,9 @@ def _run(
     )
 
 
-@flow(name="mmm")
+@config_path_flow(name="mmm")
 def run_mmm_flow(
-    config: str | dict[str, Any] | MMMConfig,
+    config: str,
     output: str | None = None,
     workers: int | None = None,
     refit_all: bool = False,
@@ -193,9 +190,9 @@ def run_mmm_flow(
     Parameters
     ----------
     config
-        Path or URI of the YAML config (preferred), the config as a mapping, or a parsed
-        config (the command line passes the one it read); a mapping with
-        credentials in ``storage_options`` is refused (run parameters are stored in Prefect).
+        Path or URI of the YAML config, never the config itself: run parameters are stored
+        in Prefect's database, and a config's storage options may hold credentials (anything
+        else is refused before a run exists: ``flows.config_flow``).
     output
         Override the config's results root.
     workers
@@ -212,13 +209,12 @@ def run_mmm_flow(
         Take the run's lease over from another run of the same run id that looks alive (it is
         dead, but its lease is not stale yet); that run's later writes are refused.
     """
-    refuse_credentials_in_parameters(config)
     return _run(
         read_mmm_config(config, output), workers, refit_all, fit_deployment, batch_size, force
     )
 
 
-@flow(name="mmm-rerun-failed")
+@config_path_flow(name="mmm-rerun-failed")
 def rerun_failed_mmm(
     config: str,
     run: str,

@@ -12,15 +12,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from prefect import State, flow, get_run_logger
+from prefect import State, get_run_logger
 from prefect.states import Failed
 
+from flows.config_flow import config_path_flow
 from flows.dispatch import DEFAULT_BATCH_SIZE, fit_in_processes, fit_on_deployment
 from flows.steps import PrefectSteps
 from flows.tasks import report_health, show_wave_report
 from misterp.config import ConfigError
 from misterp.health import RunHealth
-from misterp.mrp.config import WaveConfig, check_wave_id, load_config, parse_config
+from misterp.mrp.config import WaveConfig, check_wave_id, load_config
 from misterp.mrp.fits import RefitPlan
 from misterp.mrp.prepare import prepare_wave
 from misterp.mrp.records import WaveRunSummary
@@ -32,7 +33,6 @@ from misterp.pipeline.wave import (
     run_wave_steps,
     tracked,
 )
-from misterp.storage import credential_options, without_credentials
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -83,56 +83,18 @@ def lease_note() -> str | None:
     return f"prefect flow run {flow_run.name} ({flow_run.id})" if flow_run.id else None
 
 
-def refuse_credentials_in_parameters(config: object) -> None:
-    """Stop a run whose config, passed as a mapping, carries storage credentials.
-
-    Run parameters are stored in Prefect's database, where everyone with the UI or the API
-    reads them. By the time the flow runs they are stored already, so this run's copy is
-    overwritten without the credentials before it stops. A config passed as a path is fine:
-    only the path is a parameter.
-    """
-    if not isinstance(config, dict):
-        return
-    found = credential_options(config.get("storage_options") or {})
-    if not found:
-        return
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
-    if flow_run.id:
-        with get_client(sync_client=True) as client:
-            stored = dict(client.read_flow_run(flow_run.id).parameters)
-            if isinstance(stored.get("config"), dict):
-                options = stored["config"].get("storage_options") or {}
-                stored["config"] = stored["config"] | {
-                    "storage_options": without_credentials(options)
-                }
-            client.update_flow_run(flow_run.id, parameters=stored)
-    raise ConfigError(
-        f"config storage_options hold credentials ({', '.join(found)}), and a config passed "
-        "as a mapping is a run parameter, stored in Prefect's database for anyone with the UI "
-        "to read (this run's copy was removed). Put credentials in the environment "
-        "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a Kubernetes Secret), not in the "
-        "config passed as a run parameter; or pass the config as a file path"
-    )
-
-
-def read_config(config: str | dict[str, Any] | WaveConfig) -> WaveConfig:
-    """A config from a path/URI, a mapping or an object, ``{wave}`` not yet substituted."""
-    if isinstance(config, WaveConfig):
-        return config
-    if isinstance(config, dict):
-        return parse_config(config)
+def read_config(config: str) -> WaveConfig:
+    """The config at a path or URI, ``{wave}`` not yet substituted."""
     return load_config(config)
 
 
 def resolve_config(
-    config: str | dict[str, Any] | WaveConfig,
+    config: str,
     input: str | None = None,
     output: str | None = None,
     wave: str | None = None,
 ) -> WaveConfig:
-    """A config from a path/URI, a mapping or an object, with run-time overrides applied."""
+    """The config at a path or URI, with run-time overrides applied."""
     return read_config(config).resolved(wave=wave, input=input, output=output)
 
 
@@ -169,9 +131,9 @@ def _finish(outcome: TrackedWave, plan: RefitPlan, health: RunHealth) -> WaveRun
     return Failed(message=f"{health.headline()}; see the wave-health artifact", data=summary)
 
 
-@flow(name="run-wave")
+@config_path_flow(name="run-wave")
 def run_wave(
-    config: str | dict[str, Any] | WaveConfig,
+    config: str,
     input: str | None = None,
     output: str | None = None,
     wave: str | None = None,
@@ -189,8 +151,9 @@ def run_wave(
     Parameters
     ----------
     config
-        Path or URI of the YAML config, the config as a mapping, or a parsed config (the
-        command line passes the one it read; its storage options are never stored).
+        Path or URI of the YAML config, never the config itself: run parameters are stored
+        in Prefect's database, and a config's storage options may hold credentials (anything
+        else is refused before a run exists: ``flows.config_flow``).
     input, output
         Override the config's input and output URIs.
     wave
@@ -209,7 +172,6 @@ def run_wave(
         Take the wave's lease over from another run that looks alive (it is dead, but its
         lease is not stale yet); that run's later writes are refused.
     """
-    refuse_credentials_in_parameters(config)
     started = time.perf_counter()
     parsed = read_config(config)
     if wave is None and parsed.wave is None:
@@ -222,11 +184,11 @@ def run_wave(
     return _run(validate, f"wave {resolved.wave}", fit_deployment, batch_size, force)
 
 
-@flow(name="rerun-wave")
+@config_path_flow(name="rerun-wave")
 def rerun_wave(
     wave: str,
     output: str | None = None,
-    config: str | WaveConfig | None = None,
+    config: str | None = None,
     fit_deployment: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     force: bool = False,
@@ -243,10 +205,10 @@ def rerun_wave(
     output
         Results root URI the wave was written to; default: the config's output.
     config
-        Path or URI of the wave's YAML config, or the parsed config, read for its output and
-        storage options. Run parameters are stored in Prefect's database, so storage options
-        never travel as one (a parsed config's are never serialised); credentials come from the
-        environment (``AWS_*``) or the config file.
+        Path or URI of the wave's YAML config, read for its output and storage options. Run
+        parameters are stored in Prefect's database, so the config is never one (anything but
+        a path is refused before a run exists); credentials come from the environment
+        (``AWS_*``) or the config file.
     fit_deployment, batch_size, force
         As for ``run-wave``.
     """

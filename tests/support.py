@@ -196,3 +196,12 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
     except ProcessLookupError:
         pass
+
+
+def config_file(path: Path, config: Mapping[str, Any]) -> str:
+    """Write ``config`` as YAML to ``path`` and return the path: the flows take a config's path
+    (never the config, a run parameter stored in Prefect's database)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    return str(path)

@@ -9,7 +9,10 @@ its typo hints. Unknown keys are rejected with a "did you mean" hint because a t
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -20,14 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from misterp.errors import ConfigError
 
 __all__ = [
+    "S3_PROTOCOLS",
     "ConfigError",
     "ConvergenceThresholds",
     "FrozenSettings",
     "RetryPolicy",
+    "S3fsOptions",
     "SamplerConfig",
     "allowed_keys",
+    "check_storage_options",
     "did_you_mean",
     "read_config_file",
+    "s3fs_options",
     "validate_config",
 ]
 
@@ -108,6 +115,125 @@ def allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
             else None
         )
     return sorted(current.model_fields) if current is not None else []
+
+
+def _named_parameters(function: Callable[..., object], *skip: str) -> set[str]:
+    """The keyword names ``function`` takes by name (not its ``*args``/``**kwargs``)."""
+    return {
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        and name not in {"self", *skip}
+    }
+
+
+@dataclass(frozen=True)
+class S3fsOptions:
+    """The options s3fs takes, and the keys of those whose value is a mapping.
+
+    ``mapping_keys``: per mapping-valued option, the keys it takes, or None where they are
+    not fixed (``s3_additional_kwargs`` are S3 request parameters, which botocore names per
+    operation).
+    """
+
+    names: frozenset[str]
+    mapping_keys: Mapping[str, frozenset[str] | None]
+
+
+@functools.cache
+def s3fs_options() -> S3fsOptions:
+    """What ``storage_options`` may hold, read from the installed s3fs, aiobotocore and botocore.
+
+    ``S3FileSystem`` takes any keyword (``**kwargs``): it gives ``use_listings_cache``,
+    ``listings_expiry_time`` and ``max_paths`` to fsspec (which also takes
+    ``skip_instance_cache``) and the rest to aiobotocore's ``AioSession``, which fails on the
+    first request for any other. ``client_kwargs`` go to botocore's ``create_client`` and
+    ``config_kwargs`` to ``AioConfig`` (botocore's ``Config`` options). Read from the
+    signatures, so an upgrade that adds an option needs no change here.
+    """
+    import botocore.config
+    import botocore.session
+    import s3fs
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import AioSession
+
+    return S3fsOptions(
+        names=frozenset(
+            _named_parameters(s3fs.S3FileSystem.__init__)
+            | _named_parameters(AioSession.__init__)
+            | {"use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache"}
+        ),
+        mapping_keys={
+            "client_kwargs": frozenset(
+                _named_parameters(botocore.session.Session.create_client, "service_name")
+            ),
+            "config_kwargs": frozenset(
+                set(botocore.config.Config.OPTION_DEFAULTS) | _named_parameters(AioConfig.__init__)
+            ),
+            "s3_additional_kwargs": None,
+        },
+    )
+
+
+def _option_problems(options: Mapping[str, object]) -> list[str]:
+    """One line per option s3fs would refuse at its first request; names only, never values."""
+    accepted = s3fs_options()
+    problems: list[str] = []
+    for name, value in options.items():
+        if name not in accepted.names:
+            hint = did_you_mean(str(name), sorted(accepted.names))
+            problems.append(f"unknown option '{name}'{hint}")
+        elif name in accepted.mapping_keys and value is not None:
+            if not isinstance(value, Mapping):
+                problems.append(
+                    f"'{name}' must be a mapping ({{key: value, ...}}), "
+                    f"got a {type(value).__name__}"
+                )
+                continue
+            keys = accepted.mapping_keys[name]
+            for key in value:
+                if keys is not None and key not in keys:
+                    problems.append(
+                        f"unknown option '{name}.{key}'{did_you_mean(str(key), sorted(keys))}; "
+                        f"'{name}' takes {', '.join(sorted(keys))}"
+                    )
+    return problems
+
+
+#: URI schemes s3fs serves; storage options of a config whose input or output has one of
+#: these are s3fs's. A local path's file system ignores options it does not know.
+S3_PROTOCOLS = frozenset({"s3", "s3a"})
+
+
+def check_storage_options(
+    options: Mapping[str, object], uris: Iterable[str] = ("s3://",)
+) -> dict[str, object]:
+    """``options`` if s3fs takes them, else ``ConfigError`` naming each problem and the fix.
+
+    s3fs accepts any keyword and any value when the store is made and fails at the first
+    request (``TypeError: AioSession.__init__() got an unexpected keyword argument``,
+    ``AttributeError: 'str' object has no attribute 'copy'``), which read as crashes of
+    misterp; checked with the config, a typo is an input error naming the option. Only names
+    are repeated, never a value: it may be a credential. Checked when one of ``uris`` (the
+    config's input and output) is on S3; a local file system takes its own options
+    (``auto_mkdir``) and ignores the rest.
+
+    >>> check_storage_options({"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}})
+    {'client_kwargs': {'endpoint_url': 'http://127.0.0.1:9000'}}
+    >>> check_storage_options({"endpoint_uri": "http://s3"}, ["s3://bucket/results"])
+    Traceback (most recent call last):
+    ...
+    misterp.errors.ConfigError: storage_options are passed to s3fs, which would refuse them: ...
+    """
+    on_s3 = any(fsspec.core.split_protocol(uri)[0] in S3_PROTOCOLS for uri in uris)
+    problems = _option_problems(options) if options and on_s3 else []
+    if problems:
+        raise ConfigError(
+            "storage_options are passed to s3fs, which would refuse them: "
+            + "; ".join(problems)
+            + f". s3fs accepts {', '.join(sorted(s3fs_options().names))}"
+        )
+    return dict(options)
 
 
 def read_config_file(uri: str | Path) -> Mapping[str, object]:

@@ -24,7 +24,7 @@ from misterp.mrp import model
 from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.storage import MANIFEST, ResultStore
-from support import crashing_for, no_mcmc_backends
+from support import config_file, crashing_for, no_mcmc_backends
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,9 @@ def test_a_failed_fit_and_its_wave_reach_the_installed_webhook(
     }
     _plant_failure(monkeypatch)
 
-    state = run_wave(config=config, wave=WAVE, return_state=True)
+    state = run_wave(
+        config=config_file(tmp_path / "wave.yaml", config), wave=WAVE, return_state=True
+    )
 
     summary = summary_of(state)
     assert state.is_failed()  # published, but the run is red

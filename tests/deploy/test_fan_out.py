@@ -35,7 +35,7 @@ from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.status import FitStatus
 from misterp.storage import MANIFEST, ResultStore
-from support import PREFECT, ROOT
+from support import PREFECT, ROOT, config_file
 
 WAVE = "2026-10"
 # Plumbing, not statistics: tiny draw counts, thresholds they can meet (so the re-run has
@@ -140,7 +140,13 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     local_config = _wave_config(bucket, options, "results-local")
     config_path = tmp_path / "wave.yaml"  # what a re-run reads its storage options from
     with without_mcmc():  # the fits of the local flow run in this process (workers: 1)
-        local = summary_of(run_wave(config=local_config, wave=WAVE, return_state=True))
+        local = summary_of(
+            run_wave(
+                config=config_file(tmp_path / "local.yaml", local_config),
+                wave=WAVE,
+                return_state=True,
+            )
+        )
     deployment = _deployed(deploying)
 
     config = local_config | {"output": f"{bucket}/results"}
@@ -148,7 +154,7 @@ def test_fan_out_matches_the_local_flow_and_a_rerun_refits_only_lost_fits(
     started = time.perf_counter()
     summary = summary_of(
         run_wave(
-            config=config,
+            config=str(config_path),
             wave=WAVE,
             fit_deployment=deployment,
             batch_size=BATCH_SIZE,

@@ -464,3 +464,78 @@ def test_a_locked_wave_exits_4_and_force_takes_it_over(
     )
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert forced.stdout.splitlines()[-1] == f"wave {WAVE}: all 3 models converged"
+
+
+def test_a_wave_id_that_is_no_period_validates_and_runs_alike(
+    tmp_path: Path, prefect_api: PrefectServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a tracking section, ``validate`` and ``run`` both accept ``w1`` (issue 26).
+
+    Tracking skips an id that is no period (README); the fits read the staged plan back and
+    once refused what validation had accepted, after the lease and staged/ were written.
+    Three fits that sample nothing, on the session's Prefect server.
+    """
+    import functools
+
+    from tests.flows.no_mcmc_fits import fit_without_mcmc
+
+    import flows.wave
+    from flows.dispatch import fit_in_processes
+    from misterp.storage import ResultStore
+    from misterp.tracking.update import TRACKING_FILE
+    from support import PLUMBING
+
+    monkeypatch.setattr(
+        flows.wave, "fit_in_processes", functools.partial(fit_in_processes, fit=fit_without_mcmc)
+    )
+    spec = WaveTruthSpec(
+        markets=("DE",),
+        brands=BRANDS,
+        n_respondents=N_RESPONDENTS,
+        rare_brand=None,
+        association_options=OPTIONS,
+    )
+    simulate_wave(20261003, spec).write(str(tmp_path / "input" / "w1"))
+    config = simulate_wave(20261003, spec).config(
+        str(tmp_path / "input" / "{wave}"), str(tmp_path / "results")
+    )
+    assert "tracking" not in config
+    path = tmp_path / "wave.yaml"
+    path.write_text(yaml.safe_dump({**config, **PLUMBING, "workers": 1}, sort_keys=False))
+
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    validated = invoke("validate", "--config", str(path), "--wave", "w1")
+    root.handlers[:] = handlers  # not the closed stream of the first command's runner
+    ran = invoke("run", "--config", str(path), "--wave", "w1")
+
+    assert validated.code == 0, validated.err
+    assert "wave w1 is valid" in validated.out
+    assert ran.code == 0, ran.err
+    assert ran.out.splitlines()[-1] == "wave w1: all 3 models converged"
+    store = ResultStore(str(tmp_path / "results"))
+    assert store.is_complete("w1")
+    tracking = json.loads(store.read_bytes(f"w1/{TRACKING_FILE}"))
+    assert tracking["status"] == "skipped"
+    assert "'w1' is not a month" in tracking["message"]
+
+
+def test_an_option_s3fs_does_not_take_exits_2_naming_it_before_any_store_is_touched(
+    tmp_path: Path, s3_bucket: tuple[str, dict[str, object]]
+) -> None:
+    bucket, options = s3_bucket
+    config = {
+        "input": f"{bucket}/input",
+        "output": f"{bucket}/results",
+        "demographics": ["gender"],
+        "storage_options": {**options, "bogus_opt": 1},
+    }
+    path = tmp_path / "wave.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    result = invoke("validate", "--config", str(path), "--wave", WAVE)
+
+    assert result.code == ExitCode.INVALID, result.err
+    assert "unknown option 'bogus_opt'" in result.err
+    assert "s3fs accepts" in result.err
+    assert "Traceback" not in result.err

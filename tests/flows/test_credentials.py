@@ -6,16 +6,20 @@ import inspect
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import pytest
 from prefect import flow
 
 from flows.dispatch import fit_on_deployment
 from flows.wave import rerun_wave, run_wave
 from misterp.config import ConfigError
-from misterp.mrp.config import WaveConfig, parse_config
+from misterp.mrp.config import parse_config
+from support import PrefectServer
 
 #: Secret-looking values planted in storage options; none may appear anywhere in the API.
 SECRETS = ("AKIAPLANTEDKEYID0000", "planted/secret+value/0000", "planted-session-token")
@@ -59,15 +63,15 @@ def _assert_no_secrets(stored: str) -> None:
         assert json.dumps(secret)[1:-1] not in stored  # also as escaped in JSON text
 
 
-def test_rerun_wave_takes_no_storage_options() -> None:
-    parameters = inspect.signature(rerun_wave.fn).parameters
+@pytest.mark.parametrize("wave_flow", [run_wave, rerun_wave], ids=["run-wave", "rerun-wave"])
+def test_the_wave_flows_take_a_config_path_and_no_storage_options(wave_flow: Any) -> None:
+    parameters = inspect.signature(wave_flow.fn).parameters
 
     assert "storage_options" not in parameters
-    # a path, or a parsed config (what the CLI passes): never a mapping that could carry them
-    assert parameters["config"].annotation in (
-        "str | WaveConfig | None",
-        str | WaveConfig | None,
-    )
+    # a path or URI: never a mapping or an object that could carry credentials
+    assert parameters["config"].annotation in ("str", "str | None")
+    schema = wave_flow.parameters.properties["config"]  # what a deployment's server enforces
+    assert {branch["type"] for branch in schema.get("anyOf", [schema])} <= {"string", "null"}
 
 
 def test_a_parsed_config_never_serialises_its_storage_options() -> None:
@@ -84,33 +88,6 @@ def test_a_parsed_config_never_serialises_its_storage_options() -> None:
     assert parsed.storage_options["key"] == "AKIA-planted"  # kept in memory for the store
     assert "AKIA-planted" not in parsed.model_dump_json()
     assert "storage_options" not in parsed.model_dump(mode="json")
-
-
-def test_a_run_with_credentials_in_its_config_mapping_stops_and_stores_none(
-    prefect_api: None,
-) -> None:
-    config = {
-        "input": "s3://bucket/input/{wave}",
-        "output": "s3://bucket/results",
-        "demographics": ["age_band"],
-        "storage_options": PLANTED_OPTIONS,
-    }
-
-    state = run_wave(config=config, wave="2026-10", return_state=True)
-
-    assert state.is_failed()
-    error = state.result(raise_on_failure=False)
-    assert isinstance(error, ConfigError)
-    assert "put credentials in the environment" in str(error).lower()
-    assert "not in the config passed as a run parameter" in str(error)
-    _assert_no_secrets(_everything_the_api_stores())
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        stored = client.read_flow_run(state.state_details.flow_run_id).parameters
-    assert stored["config"]["storage_options"] == {
-        "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}
-    }
 
 
 def _complete_batches(deployment_id: UUID, expected: int, stop: threading.Event) -> None:
@@ -179,3 +156,62 @@ def test_fit_batch_runs_dispatched_by_a_wave_store_no_credentials(prefect_api: N
         == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
         for run in batches
     )
+
+
+ENTRYPOINTS = {"wave": "flows/wave.py:run_wave", "mmm": "flows/mmm_flow.py:run_mmm_flow"}
+
+
+def _files_holding(home: Path, secret: str) -> list[str]:
+    """The files under the Prefect server's home (database, WAL, logs) that hold ``secret``."""
+    return sorted(
+        str(path.relative_to(home))
+        for path in home.rglob("*")
+        if path.is_file() and secret.encode() in path.read_bytes()
+    )
+
+
+@pytest.mark.parametrize("family", ["wave", "mmm"])
+def test_a_config_mapping_with_a_secret_is_refused_before_any_flow_run_exists(
+    prefect_api: PrefectServer, family: str
+) -> None:
+    """A mapping never becomes a run: not by a call, not through a deployment (issue 26).
+
+    The secret once reached ``prefect.db-wal`` twice (the run was created with its parameters,
+    then refused), although the API showed it removed.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from flows.mmm_flow import run_mmm_flow
+
+    secret = f"planted-{uuid.uuid4().hex}"
+    config = {
+        "input": "s3://bucket/input/{wave}",
+        "output": "s3://bucket/results",
+        "demographics": ["age_band"],
+        "storage_options": {"client_kwargs": {"aws_secret_access_key": secret}},
+    }
+    if family == "mmm":
+        config = {key: config[key] for key in ("output", "storage_options")} | {"input": "in"}
+    target = run_wave if family == "wave" else run_mmm_flow
+    with get_client(sync_client=True) as client:
+        runs_before = len(_all_pages(client.read_flow_runs))
+
+    with pytest.raises(ConfigError, match="path or URI of the YAML config") as called:
+        target(config=config)
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(target)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id,
+            name=f"credentials-{secret[-8:]}",
+            entrypoint=ENTRYPOINTS[family],
+            parameter_openapi_schema=target.parameters.model_dump(),
+        )
+    # the server checks the deployment's parameter schema (config: string) before a run
+    with pytest.raises(Exception, match="409"):
+        run_deployment(deployment_id, parameters={"config": config}, timeout=0)
+
+    assert secret not in str(called.value)
+    with get_client(sync_client=True) as client:
+        assert len(_all_pages(client.read_flow_runs)) == runs_before  # no run was created
+    assert _files_holding(prefect_api.home, secret) == []

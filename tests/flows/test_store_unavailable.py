@@ -11,7 +11,7 @@ import pytest
 
 from flows.wave import run_wave
 from misterp.storage import ResultStore, StoreUnavailable
-from support import PLUMBING, WAVE, free_port, small_wave_config
+from support import PLUMBING, WAVE, config_file, free_port, small_wave_config
 
 BUCKET = "s3://misterp-unreachable/results"
 
@@ -86,7 +86,9 @@ def test_a_wave_whose_store_is_unreachable_fails_with_one_line_naming_it(
         "storage_options": _unreachable_options(),
     }
 
-    state = run_wave(config=config, wave=WAVE, return_state=True)
+    state = run_wave(
+        config=config_file(tmp_path / "wave.yaml", config), wave=WAVE, return_state=True
+    )
 
     assert state.is_failed()
     error = state.result(raise_on_failure=False)

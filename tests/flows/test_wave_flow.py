@@ -18,6 +18,7 @@ from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.validation import InputValidationError
 from misterp.storage import MANIFEST, ResultStore
+from support import config_file
 
 # Plumbing, not statistics: tiny draw counts, and no MCMC; recovery is tested in tests/mrp.
 PLUMBING_SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
@@ -61,7 +62,10 @@ def _small_wave(seed: int) -> object:
 
 
 def test_demo_wave_runs_end_to_end_on_s3(
-    prefect_api: object, s3_bucket: tuple[str, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+    prefect_api: object,
+    s3_bucket: tuple[str, dict[str, object]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     bucket, options = s3_bucket
     # the fits run in two worker processes; each samples nothing there (no_mcmc_fits)
@@ -80,7 +84,9 @@ def test_demo_wave_runs_end_to_end_on_s3(
         "model": {"joint_questions": "multi"},
     }
 
-    state = run_wave(config=config, wave="2026-10", return_state=True)
+    state = run_wave(
+        config=config_file(tmp_path / "wave.yaml", config), wave="2026-10", return_state=True
+    )
     summary = summary_of(state)
 
     store = ResultStore(f"{bucket}/results", options)
@@ -131,6 +137,6 @@ def test_bad_input_fails_before_anything_is_written(prefect_api: object, tmp_pat
     config = wave.config(str(tmp_path / "input"), str(tmp_path / "results"))
 
     with pytest.raises(InputValidationError, match=r"answers\.csv.*selected.*row 5"):
-        run_wave(config=config, wave="2026-10")
+        run_wave(config=config_file(tmp_path / "wave.yaml", config), wave="2026-10")
 
     assert not (tmp_path / "results").exists()

@@ -13,7 +13,7 @@ from flows.wave import rerun_wave, run_wave
 from misterp.config import ConfigError
 from misterp.lease import RunLocked, acquire_lease, lease_path, read_lease
 from misterp.storage import ResultStore
-from support import WAVE, small_wave_config
+from support import WAVE, config_file, small_wave_config
 
 
 def test_run_wave_is_refused_while_another_run_holds_the_wave(
@@ -23,7 +23,9 @@ def test_run_wave_is_refused_while_another_run_holds_the_wave(
     store = ResultStore(config["output"])
     holder = acquire_lease(store, WAVE, run_id="other-run", settle=0.0, heartbeat=False)
 
-    state = run_wave(config=config, return_state=True)
+    path = config_file(tmp_path / "wave.yaml", config)
+
+    state = run_wave(config=path, return_state=True)
 
     assert state.is_failed()
     with pytest.raises(RunLocked, match=r"run other-run on host .*--force"):

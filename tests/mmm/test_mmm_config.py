@@ -57,3 +57,9 @@ def test_config_file_is_read_from_yaml(tmp_path) -> None:
     config = load_mmm_config(path)
     assert isinstance(config, MMMConfig)
     assert (config.saturation, config.l_max) == (SaturationKind.HILL, 4)
+
+
+def test_storage_options_s3fs_would_refuse_are_refused_naming_them() -> None:
+    raw = {"input": "s3://b/in", "output": "out", "storage_options": {"client_kwargs": "text"}}
+    with pytest.raises(ConfigError, match=r"storage_options.*'client_kwargs' must be a mapping"):
+        parse_mmm_config(raw)

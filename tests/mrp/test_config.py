@@ -208,3 +208,54 @@ def test_a_random_walk_needs_three_distinct_levels(levels: list[str], message: s
 def test_a_misspelt_random_walk_key_gets_did_you_mean() -> None:
     with pytest.raises(ConfigError, match=r"'model\.priors\.random_wlak' \(did you mean"):
         parse_config({**MINIMAL, "model": {"priors": {"random_wlak": {"age": AGES}}}})
+
+
+ON_S3 = MINIMAL | {"input": "s3://bucket/input/{wave}", "output": "s3://bucket/results"}
+#: A value that must never appear in an error message (it could be a credential).
+PLANTED = "planted-s3cr3t-0000"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"bogus_opt": 1}, r"unknown option 'bogus_opt'.*s3fs accepts .*endpoint_url"),
+        ({"endpoint_uri": "http://s3"}, r"'endpoint_uri' \(did you mean 'endpoint_url'\?\)"),
+        ({"client_kwargs": PLANTED}, r"'client_kwargs' must be a mapping .*got a str"),
+        ({"config_kwargs": 3}, r"'config_kwargs' must be a mapping .*got a int"),
+        ({"s3_additional_kwargs": [PLANTED]}, r"'s3_additional_kwargs' must be a mapping"),
+        (
+            {"client_kwargs": {"endpoint_uri": PLANTED}},
+            r"unknown option 'client_kwargs.endpoint_uri' \(did you mean 'endpoint_url'\?\)",
+        ),
+        ({"config_kwargs": {"conect_timeout": 1}}, r"'config_kwargs.conect_timeout'.*connect_"),
+    ],
+)
+def test_storage_options_s3fs_would_refuse_are_a_config_error_naming_them(
+    options: dict[str, object], message: str
+) -> None:
+    # s3fs takes any keyword and fails on first use (TypeError, AttributeError: exit 3)
+    with pytest.raises(ConfigError, match=message) as raised:
+        parse_config({**ON_S3, "storage_options": {"secret": PLANTED, **options}})
+    assert "storage_options" in str(raised.value)
+    assert PLANTED not in str(raised.value)
+
+
+def test_the_documented_storage_options_are_accepted() -> None:
+    options = {
+        "anon": False,
+        "endpoint_url": "http://127.0.0.1:9000",
+        "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000", "region_name": "eu-central-1"},
+        "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}},
+        "s3_additional_kwargs": {"ServerSideEncryption": "AES256"},
+        "use_listings_cache": False,
+        "skip_instance_cache": True,
+        "profile": "misterp",
+    }
+    assert parse_config({**ON_S3, "storage_options": options}).storage_options == options
+
+
+def test_storage_options_are_checked_when_an_override_puts_the_wave_on_s3() -> None:
+    local = parse_config({**MINIMAL, "storage_options": {"auto_mkdir": True}})  # a local option
+    assert local.resolved(wave="2026-10").storage_options == {"auto_mkdir": True}
+    with pytest.raises(ConfigError, match=r"unknown option 'auto_mkdir'"):
+        local.resolved(wave="2026-10", output="s3://bucket/results")

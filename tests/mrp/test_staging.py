@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.config import SamplerConfig
+from misterp.config import ConfigError, SamplerConfig
 from misterp.fitting import FitResult, resume_settings
 from misterp.mrp.config import parse_config
 from misterp.mrp.fits import plan_refits, read_current_fits, read_fit, read_fit_record, write_fit
@@ -247,3 +247,25 @@ def test_a_refit_of_a_not_converged_model_continues_its_retry_ladder() -> None:
     assert resume(_record(config, spec, FitStatus.CONVERGED, 0)) is None
     assert resume(record, data_hash="other data") is None
     assert resume(record, settings="other settings") is None
+
+
+@pytest.mark.parametrize("tracking", [None, {"period": "month"}], ids=["untracked", "tracked"])
+def test_a_staged_wave_reads_back_under_the_same_period_rule_it_was_staged_with(
+    tmp_path: Path, tracking: dict[str, str] | None
+) -> None:
+    # Without a tracking section a wave id that is no period is valid (tracking skips it);
+    # the staged plan must not read back as if the section had been written (issue 26).
+    raw = small_wave_config(tmp_path, wave="w1", spec={"markets": ("DE",)})
+    if tracking is not None:
+        raw["tracking"] = tracking
+        with pytest.raises(ConfigError, match="wave id 'w1' is not a month"):
+            parse_config(raw)
+        return
+    prepared = prepare_wave(parse_config(raw))
+    store = ResultStore(str(tmp_path / "results"))
+    stage_wave(prepared, store)
+
+    loaded = load_staged_wave(store, "w1")
+
+    assert loaded.wave_id == "w1"
+    assert loaded.config.model_dump() == prepared.config.model_dump()

@@ -25,6 +25,7 @@ from misterp.config import (
     ConvergenceThresholds,
     RetryPolicy,
     SamplerConfig,
+    check_storage_options,
     read_config_file,
     validate_config,
 )
@@ -262,6 +263,11 @@ class MMMConfig(_Frozen):
     # Never serialised (exclude): a config handed to a flow as an object is stored as a run
     # parameter without them, and no record or manifest can carry a credential.
     storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="after")
+    def _options_s3fs_takes(self) -> MMMConfig:
+        check_storage_options(self.storage_options, (self.input, self.output))
+        return self
 
     @field_validator("run")
     @classmethod

@@ -24,6 +24,7 @@ from misterp.config import (
     FrozenSettings,
     RetryPolicy,
     SamplerConfig,
+    check_storage_options,
     did_you_mean,
     read_config_file,
     validate_config,
@@ -353,6 +354,11 @@ class WaveConfig(FrozenSettings):
         description="passed to fsspec/s3fs, e.g. endpoint_url",
     )
 
+    @model_validator(mode="after")
+    def _options_s3fs_takes(self) -> WaveConfig:
+        check_storage_options(self.storage_options, (self.input, self.output))
+        return self
+
     @field_validator("wave")
     @classmethod
     def _safe_wave(cls, value: str | None) -> str | None:
@@ -432,6 +438,7 @@ class WaveConfig(FrozenSettings):
             update={"wave": wave_id, "input": input_uri, "output": output_uri}
         )
         resolved._check_tracked_wave()
+        check_storage_options(resolved.storage_options, (resolved.input, resolved.output))
         return resolved
 
     @model_validator(mode="after")
@@ -456,6 +463,17 @@ class WaveConfig(FrozenSettings):
                 f"choose one of {choices}"
             )
         return self
+
+    def staged_dump(self) -> dict[str, Any]:
+        """The config as a staged plan stores it: JSON, no storage options, read back alike.
+
+        The period rule depends on whether the config has a ``tracking`` section, which a full
+        dump would always write: a wave id that is no period, valid without the section
+        (tracking skips it), then read back as invalid in every fit. So the section is kept
+        out when the config had none, and the read-back config judges the id as validation did.
+        """
+        unwritten = set() if "tracking" in self.model_fields_set else {"tracking"}
+        return self.model_dump(mode="json", exclude={"storage_options", *unwritten})
 
     @model_validator(mode="after")
     def _wave_is_a_period(self) -> WaveConfig:

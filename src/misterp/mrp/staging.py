@@ -95,7 +95,7 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
     store.write_parquet(f"{wave}/{STAGED}/shares.parquet", prepared.shares)
     plan = StagedPlan(
         wave=wave,
-        config=prepared.config.model_dump(mode="json", exclude={"storage_options"}),
+        config=prepared.config.staged_dump(),
         input_hashes=prepared.input_hashes,
         markets={
             market: StagedMarket(
