@@ -83,10 +83,12 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
             cells[f"{_MASK_PREFIX}{group}"] = mask
         store.write_parquet(f"{wave}/{STAGED}/cells/{market}.parquet", cells)
         keys = [spec.key for spec in prepared.specs if spec.market == market]
+        # a profile model's counts are per census cell, fewer than the layout's cells
+        sizes = [len(prepared.counts[k].n) for k in keys]
         counts = pd.DataFrame(
             {
-                "key": np.repeat(keys, layout.n_cells),
-                "cell": np.tile(np.arange(layout.n_cells), len(keys)),
+                "key": np.repeat(keys, sizes),
+                "cell": np.concatenate([np.arange(size) for size in sizes] or [_EMPTY]),
                 "yes": np.concatenate([prepared.counts[k].yes for k in keys] or [_EMPTY]),
                 "n": np.concatenate([prepared.counts[k].n for k in keys] or [_EMPTY]),
             }
