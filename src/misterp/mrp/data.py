@@ -10,8 +10,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from misterp.mrp.census import BuiltCensus
+
 #: Files of a wave folder, by role; each ``.csv`` or ``.parquet`` (``questions`` is optional).
 WAVE_FILES: tuple[str, ...] = ("respondents", "answers", "poststrat", "questions")
+#: The census as tables of margins and cross-tables: a wave gives this or ``poststrat``.
+CENSUS_TABLES = "census_tables"
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ class WaveData:
         base) when the wave has no ``questions`` file.
     demographics
         The demographic column names, in config order.
+    census
+        How ``poststrat`` was built when the wave gave ``census_tables`` (its margins and
+        cross-tables) instead of the joint; None when it gave ``poststrat``.
     """
 
     respondents: pd.DataFrame
@@ -41,6 +48,7 @@ class WaveData:
     poststrat: pd.DataFrame
     questions: pd.DataFrame
     demographics: tuple[str, ...]
+    census: BuiltCensus | None = None
 
     @property
     def markets(self) -> list[str]:

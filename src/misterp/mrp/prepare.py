@@ -21,6 +21,7 @@ import pandas as pd
 
 from misterp.config import ConfigError
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
+from misterp.mrp.census import BuiltCensus
 from misterp.mrp.config import WaveConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.fits import PlannedFit
@@ -71,6 +72,8 @@ class PreparedWave:
     stage_id: str | None = None
     #: Respondents in the input; None when read back from the store (only cells are staged).
     n_respondents: int | None = None
+    #: The joint built from the wave's census tables and how; None when it gave poststrat.
+    census: BuiltCensus | None = None
 
     def spec(self, key: str) -> ModelSpec:
         """The planned spec with this key."""
@@ -164,7 +167,12 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
     ``FormulaError``; nothing is written in any case.
     """
     wave_id = config.wave or default_wave_id()
-    data = read_wave(config.input, config.demographics, storage_options=config.storage_options)
+    data = read_wave(
+        config.input,
+        config.demographics,
+        storage_options=config.storage_options,
+        census=config.census,
+    )
     check_target_groups(config, data)
     specs = plan_model_specs(data, config.model)
     check_funnel_stages(config, specs)
@@ -191,7 +199,15 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         len(specs),
     )
     return PreparedWave(
-        config, wave_id, specs, layouts, counts, shares, hashes, n_respondents=len(data.respondents)
+        config,
+        wave_id,
+        specs,
+        layouts,
+        counts,
+        shares,
+        hashes,
+        n_respondents=len(data.respondents),
+        census=data.census,
     )
 
 
