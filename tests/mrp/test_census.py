@@ -12,11 +12,12 @@ import pytest
 from misterp.mrp.census import CENSUS_FILE, CensusSeed, build_census
 from misterp.mrp.config import parse_config
 from misterp.mrp.records import Manifest
+from misterp.mrp.simulate import SimulatedWave
 from misterp.mrp.staging import load_staged_wave
 from misterp.mrp.validation import InputValidationError, ValidationProblem, read_wave
 from misterp.pipeline.wave import run_wave_inline
 from misterp.storage import ResultStore
-from support import PLUMBING, WAVE, no_mcmc_backends, small_wave_config
+from support import PLUMBING, WAVE, no_mcmc_backends, small_simulated_wave, small_wave_config
 
 LEVELS = {
     "gender": ["f", "m"],
@@ -246,7 +247,8 @@ def test_a_respondent_level_the_tables_lack(tmp_path: Path) -> None:
     problems = _problems(_write(tmp_path, frames))
 
     problem = next(p for p in problems if p.file == "respondents.csv")
-    assert problem.column == "age" and problem.rows == [5]
+    assert problem.column == "age"
+    assert problem.rows == [5]
     assert "is not a level of the census for market FR" in problem.message
     assert "census_tables.csv" in problem.fix
 
@@ -326,7 +328,8 @@ def test_a_wave_with_census_tables_runs_and_publishes_its_census(tmp_path: Path)
         np.testing.assert_allclose(fitted.sort_index(), truth.sort_index(), rtol=1e-6)
     manifest = Manifest.from_json(store.read_bytes(f"{WAVE}/manifest.json"), "manifest")
     assert manifest.files["census"] == CENSUS_FILE
-    assert manifest.census is not None and manifest.census.max_share_deviation < 1e-6
+    assert manifest.census is not None
+    assert manifest.census.max_share_deviation < 1e-6
     assert {m.market for m in manifest.census.markets} == {"DE", "FR"}
     assert "## Census built from margins" in store.read_bytes(f"{WAVE}/health.md").decode()
     assert outcome.counts.models == len(manifest.models)
@@ -334,3 +337,20 @@ def test_a_wave_with_census_tables_runs_and_publishes_its_census(tmp_path: Path)
     staged = load_staged_wave(store, WAVE)
     assert staged.census is not None
     pd.testing.assert_frame_equal(staged.census.joint, census)
+
+
+def test_the_simulated_census_can_carry_a_dependence_the_margins_do_not() -> None:
+    """The bench's census: the default joint is unchanged; the option ties education to age."""
+    plain = small_simulated_wave(seed=4)
+    assert small_simulated_wave(seed=4, census_association={}).poststrat.equals(plain.poststrat)
+    tied = small_simulated_wave(seed=4, census_association={("age", "education"): -1.0})
+
+    def high_share(wave: SimulatedWave, age: str) -> float:
+        census = wave.poststrat
+        rows = census[census["age"].eq(age)]
+        return float(
+            rows.loc[rows["education"].eq("high"), "population"].sum() / rows["population"].sum()
+        )
+
+    assert high_share(tied, "18-24") > 2 * high_share(tied, "55+")
+    assert abs(high_share(plain, "18-24") / high_share(plain, "55+") - 1) < 0.5
