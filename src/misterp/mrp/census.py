@@ -122,7 +122,7 @@ class CensusReport(Record):
                 lines.append(
                     f"| {markdown_cell(market.market)} | {markdown_cell(fit.table)} | "
                     f"{markdown_cell(' x '.join(fit.demographics))} | {iterations} | "
-                    f"{fit.max_abs_deviation:,.1f} | {fit.max_share_deviation:.2e} |"
+                    f"{fit.max_abs_deviation:,.1f} | {fit.max_share_deviation:.4%} |"
                 )
         return "\n".join([*lines, ""])
 
@@ -187,7 +187,7 @@ def fit_joint(
         convergence_rate=tolerance,
         max_iteration=max_iterations,
         verbose=2,
-        rate_tolerance=0.0,
+        rate_tolerance=1e-12,  # a plateau (tables that disagree within tolerance) ends it
     )
     # ipfn prints its stopping reason and divides 0 by 0 for a level with no people
     with contextlib.redirect_stdout(io.StringIO()), np.errstate(divide="ignore", invalid="ignore"):
