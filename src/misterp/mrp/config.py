@@ -31,10 +31,12 @@ from misterp.config import (
 )
 from misterp.errors import ConfigError
 from misterp.ids import ID_RULE, id_problem, shown
+from misterp.mrp.census import CensusSeed
 from misterp.periods import parse_period
 
 __all__ = [
     "DEFAULT_INTERACTIONS",
+    "CensusConfig",
     "ConfigError",
     "ModelConfig",
     "PriorConfig",
@@ -327,6 +329,30 @@ class ProfileSettings(FrozenSettings):
     )
 
 
+class CensusConfig(FrozenSettings):
+    """How a census given as margins and cross-tables (``census_tables``) becomes the joint.
+
+    Unused when the wave gives the joint itself (``poststrat``). It changes the census cells'
+    populations, never a fit, so it is left out of the fit settings hash.
+    """
+
+    # Measured with bench/census_margins.py (README "Census from margins"): uniform wins where
+    # the tables carry the census' associations (target-group RMSE 1.004 x the true joint's
+    # against 1.027 for sample); sample wins where they do not (1.045 against 1.41), but its
+    # joint moves with each wave's respondents, so tracking would flag every change as
+    # "census changed".
+    seed: CensusSeed = Field(
+        CensusSeed.UNIFORM,
+        description="where iterative proportional fitting starts: 'uniform' (demographics "
+        "that share no table come out independent) or 'sample' (the respondents' cell counts "
+        "plus 0.5: they keep the sample's associations)",
+    )
+    tolerance: float = Field(
+        1e-8, gt=0, lt=0.01, description="stop when every table is matched to this relative error"
+    )
+    max_iterations: int = Field(1000, ge=1, description="most cycles over the tables")
+
+
 class WaveConfig(FrozenSettings):
     """A wave: where the input is, where results go, and how to model it."""
 
@@ -345,6 +371,7 @@ class WaveConfig(FrozenSettings):
     retry: RetryPolicy = RetryPolicy()
     reporting: ReportingConfig = ReportingConfig()
     tracking: TrackingConfig = TrackingConfig()
+    census: CensusConfig = CensusConfig()
     workers: int | None = Field(None, ge=1, description="parallel fit processes; None: all cores")
     # Never serialised (exclude): a config handed to a flow as an object is stored as a run
     # parameter without them, and no record or manifest can carry a credential.

@@ -10,8 +10,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from misterp.mrp.census import BuiltCensus
+
 #: Files of a wave folder, by role; each ``.csv`` or ``.parquet`` (``questions`` is optional).
 WAVE_FILES: tuple[str, ...] = ("respondents", "answers", "poststrat", "questions")
+#: The census as tables of margins and cross-tables: a wave gives this or ``poststrat``.
+CENSUS_TABLES = "census_tables"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class WaveData:
     profiles
         Respondent columns beyond the census (config ``profiles``), as text; a blank answer is
         None until ``profile_settings.missing`` decides what it means.
+    census
+        How ``poststrat`` was built when the wave gave ``census_tables`` (its margins and
+        cross-tables) instead of the joint; None when it gave ``poststrat``.
     """
 
     respondents: pd.DataFrame
@@ -45,6 +52,7 @@ class WaveData:
     questions: pd.DataFrame
     demographics: tuple[str, ...]
     profiles: tuple[str, ...] = ()
+    census: BuiltCensus | None = None
 
     @property
     def markets(self) -> list[str]:

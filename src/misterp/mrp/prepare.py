@@ -27,6 +27,7 @@ from misterp.mrp.cells import (
     build_market_cells,
     census_cells,
 )
+from misterp.mrp.census import BuiltCensus
 from misterp.mrp.config import WaveConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.fits import PlannedFit
@@ -78,6 +79,8 @@ class PreparedWave:
     stage_id: str | None = None
     #: Respondents in the input; None when read back from the store (only cells are staged).
     n_respondents: int | None = None
+    #: The joint built from the wave's census tables and how; None when it gave poststrat.
+    census: BuiltCensus | None = None
 
     def spec(self, key: str) -> ModelSpec:
         """The planned spec with this key."""
@@ -178,6 +181,7 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         config.demographics,
         storage_options=config.storage_options,
         profiles=config.profiles,
+        census=config.census,
     )
     data = with_missing_profiles(data, config.profile_settings.missing)
     check_target_groups(config, data)
@@ -209,7 +213,15 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         len(specs),
     )
     return PreparedWave(
-        config, wave_id, specs, layouts, counts, shares, hashes, n_respondents=len(data.respondents)
+        config,
+        wave_id,
+        specs,
+        layouts,
+        counts,
+        shares,
+        hashes,
+        n_respondents=len(data.respondents),
+        census=data.census,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, ClassVar
 
+from misterp.mrp.census import CensusReport
 from misterp.records import (
     Attempt,
     FitRecordBase,
@@ -97,6 +98,8 @@ class Manifest(ManifestBase):
     #: sha256 of ``estimates.parquet`` as published with this manifest.
     estimates_sha256: str
     models: tuple[ManifestModel, ...]
+    #: How the census was built from margins (``census.parquet``); None for a given joint.
+    census: CensusReport | None = None
 
     def describes_estimates(self, estimates: bytes) -> bool:
         """True when ``estimates`` are the bytes of the ``estimates.parquet`` published with it.

@@ -198,6 +198,50 @@ def poststrat_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
     )
 
 
+def census_tables_schema(demographics: Sequence[str]) -> pa.DataFrameSchema:
+    """The census as named tables of margins and cross-tables (instead of ``poststrat``).
+
+    One row per market x table x cell of the table: the demographics the table crosses are
+    filled, the others blank. The rules that relate tables live in :mod:`misterp.mrp.census`.
+    """
+    _demographic_columns(demographics)  # the same name rules as the other files
+    population = pa.Column(
+        None,
+        nullable=False,
+        checks=[
+            check_with_fix(
+                _is_count,
+                error="population must be a number >= 0",
+                fix="use the census head count of the table's cell (0 for an empty cell)",
+            )
+        ],
+        metadata={"missing_fix": "add the population column (census counts)"},
+    )
+    blank_fix = "add it (blank in the rows of tables that do not cross {name})"
+    return pa.DataFrameSchema(
+        {
+            "market": text_column("add the market column", checks=[safe_id_check("market")]),
+            "table": text_column(
+                "add the table column: a name per table, e.g. gender_x_age or region"
+            ),
+            **{
+                name: text_column(blank_fix.format(name=name), nullable=True)
+                for name in demographics
+            },
+            "population": population,
+        },
+        checks=[
+            no_duplicate_rows(
+                ("market", "table", *demographics),
+                error="duplicate cells of a census table (same market, table and demographics)",
+                fix="keep one row per cell of a table: sum the population of the duplicates",
+            )
+        ],
+        strict=True,
+        metadata={"unexpected_fix": UNEXPECTED_DEMOGRAPHIC_FIX},
+    )
+
+
 def questions_schema() -> pa.DataFrameSchema:
     """Optional question metadata: brand, kind, base (filter) and label per question and market."""
     kind = text_column(

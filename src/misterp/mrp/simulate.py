@@ -133,6 +133,13 @@ class WaveTruthSpec:
         Census marginal shares per demographic (missing ones: uniform), perturbed per market.
     population_range
         Census total per market is drawn uniformly from this range.
+    census_association
+        Dependence between two demographics in the census joint: ``{("age", "education"):
+        -1.0}`` adds ``s * u_a * u_b`` to the log of every cell's population, where ``u`` is
+        the level's position in ``levels`` order scaled to -1 ... 1 (a linear-by-linear
+        association: here the older, the less educated). Without it the joint is a product
+        of margins times per-cell noise, so margins alone recover its structure. Empty by
+        default; it draws nothing, so every other draw is unchanged.
     panel_tilt
         Relative selection propensity per demographic level (missing levels: 1).
     target_groups
@@ -163,6 +170,7 @@ class WaveTruthSpec:
         default_factory=lambda: dict(DEFAULT_MARGINALS)
     )
     population_range: tuple[int, int] = (3_000_000, 9_000_000)
+    census_association: Mapping[tuple[str, str], float] = field(default_factory=dict)
     panel_tilt: Mapping[str, Mapping[str, float]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_PANEL_TILT.items()}
     )
@@ -201,6 +209,14 @@ class WaveTruthSpec:
             seen.add(frozenset(pair))
             if not sd >= 0:
                 raise ValueError(f"interaction_sd[{pair!r}] = {sd} must be >= 0")
+        for pair, strength in self.census_association.items():
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(self.levels):
+                raise ValueError(
+                    f"census_association key {pair!r} must be two different demographics of "
+                    f"{list(self.levels)}, e.g. ('age', 'education')"
+                )
+            if not np.isfinite(strength):
+                raise ValueError(f"census_association[{pair!r}] = {strength} must be finite")
         if not 0.0 <= self.association_shared <= 1.0:
             raise ValueError(f"association_shared = {self.association_shared} must be in [0, 1]")
         for dim, shares in self.marginals.items():
@@ -335,6 +351,11 @@ def _cell_grid(levels: Mapping[str, tuple[str, ...]]) -> np.ndarray:
     return np.array(list(itertools.product(*(range(s) for s in sizes))), dtype=np.int64)
 
 
+def _centred_rank(index: np.ndarray, n_levels: int) -> np.ndarray:
+    """Level positions scaled to -1 (first level) ... 1 (last level)."""
+    return 2.0 * index / max(n_levels - 1, 1) - 1.0
+
+
 def _census(rng: np.random.Generator, spec: WaveTruthSpec, grid: np.ndarray) -> np.ndarray:
     """Integer populations per cell: perturbed product of marginals, every cell positive."""
     log_joint = np.zeros(grid.shape[0])
@@ -342,6 +363,14 @@ def _census(rng: np.random.Generator, spec: WaveTruthSpec, grid: np.ndarray) -> 
         base = np.asarray(spec.marginals.get(dim, np.ones(len(lv))), dtype=float)
         shares = base * rng.lognormal(0.0, 0.15, size=len(lv))
         log_joint += np.log(shares / shares.sum())[grid[:, j]]
+    column = {dim: j for j, dim in enumerate(spec.levels)}
+    for (first, second), strength in spec.census_association.items():  # draws nothing
+        a, b = column[first], column[second]
+        log_joint += (
+            strength
+            * _centred_rank(grid[:, a], len(spec.levels[first]))
+            * (_centred_rank(grid[:, b], len(spec.levels[second])))
+        )
     joint = np.exp(log_joint) * rng.lognormal(0.0, 0.3, size=grid.shape[0])
     total = rng.uniform(*spec.population_range)
     return np.maximum(np.rint(joint / joint.sum() * total), 1).astype(np.int64)

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import Field
 
 from misterp.mrp.cells import CellCounts, MarketCells
+from misterp.mrp.census import CENSUS_FILE, BuiltCensus, CensusReport
 from misterp.mrp.config import parse_config
 from misterp.mrp.prepare import PreparedWave
 from misterp.mrp.specs import ModelSpec
@@ -68,6 +69,9 @@ class StagedPlan(VersionedRecord):
     input_hashes: dict[str, str]
     markets: dict[str, StagedMarket]
     specs: tuple[ModelSpec, ...]
+    #: How the census was built from margins (``staged/census.parquet`` holds the joint);
+    #: None when the wave gave the joint. A re-run publishes this, never a rebuilt one.
+    census: CensusReport | None = None
 
 
 def _plan_path(wave: str) -> str:
@@ -95,6 +99,8 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
         ).astype({"yes": np.int64, "n": np.int64})
         store.write_parquet(f"{wave}/{STAGED}/counts/{market}.parquet", counts)
     store.write_parquet(f"{wave}/{STAGED}/shares.parquet", prepared.shares)
+    if prepared.census is not None:
+        store.write_parquet(f"{wave}/{STAGED}/{CENSUS_FILE}", prepared.census.joint)
     plan = StagedPlan(
         wave=wave,
         config=prepared.config.staged_dump(),
@@ -108,6 +114,7 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
             for market, layout in prepared.layouts.items()
         },
         specs=tuple(prepared.specs),
+        census=prepared.census.report if prepared.census is not None else None,
     )
     store.write_bytes(_plan_path(wave), plan.to_json())
     prepared.stage_id = plan.stage_id
@@ -162,6 +169,10 @@ def load_staged_wave(
             counts[str(key)] = CellCounts(
                 yes=part["yes"].to_numpy(dtype=np.int64), n=part["n"].to_numpy(dtype=np.int64)
             )
+    census = None
+    if plan.census is not None:
+        joint = store.read_parquet(f"{wave}/{STAGED}/{CENSUS_FILE}")
+        census = BuiltCensus(joint, plan.census)
     return PreparedWave(
         config=config,
         wave_id=plan.wave,
@@ -171,6 +182,7 @@ def load_staged_wave(
         shares=store.read_parquet(f"{wave}/{STAGED}/shares.parquet"),
         input_hashes=plan.input_hashes,
         stage_id=plan.stage_id,
+        census=census,
     )
 
 

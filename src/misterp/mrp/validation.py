@@ -1,10 +1,12 @@
 """Read one wave's input files and validate them, reporting every problem at once.
 
 A wave folder (local path or any fsspec URL, e.g. ``s3://bucket/wave-07``) holds
-``respondents``, ``answers``, ``poststrat`` and optionally ``questions``, each as ``.csv`` or
-``.parquet``. Per-file rules are the pandera schemas of :mod:`misterp.mrp.schemas`, read and
-validated lazily by :mod:`misterp.inputs` (shared with the media-mix models); cross-file rules
-are coded here. Users fix their export once instead of re-running the
+``respondents``, ``answers``, the census and optionally ``questions``, each as ``.csv`` or
+``.parquet``. The census is either ``poststrat`` (the joint) or ``census_tables`` (margins and
+cross-tables, built into the joint by :mod:`misterp.mrp.census` once they are valid).
+Per-file rules are the pandera schemas of :mod:`misterp.mrp.schemas`, read and validated
+lazily by :mod:`misterp.inputs` (shared with the media-mix models); cross-file rules are coded
+here. Users fix their export once instead of re-running the
 pipeline for each error, so :func:`read_wave` raises one :class:`InputValidationError` that lists
 every problem with its file, column, rows and fix. Nothing is ever written.
 """
@@ -31,14 +33,18 @@ from misterp.inputs import (
     quote_values,
     schema_problems,
 )
-from misterp.mrp.data import WAVE_FILES, WaveData
+from misterp.mrp.census import BuiltCensus, build_census, census_table_problems
+from misterp.mrp.config import CensusConfig
+from misterp.mrp.data import CENSUS_TABLES, WAVE_FILES, WaveData
 from misterp.mrp.schemas import (
     answers_schema,
+    census_tables_schema,
     parse_base,
     poststrat_schema,
     questions_schema,
     respondents_schema,
 )
+from misterp.storage import as_store_unavailable
 
 # The report, its problems and the error are misterp.inputs', shared with the media-mix models;
 # they stay importable from here, where the tracker's callers have always found them.
@@ -122,7 +128,7 @@ def _census_coverage(
                 one = level[bad].nunique() == 1
                 message = (
                     f"value{'' if one else 's'} {quote_values(level[bad])} "
-                    f"{'is not a level' if one else 'are not levels'} of the poststrat table "
+                    f"{'is not a level' if one else 'are not levels'} of the census "
                     f"for market {market} (levels: {join_distinct(levels)})"
                 )
                 fix = f"recode to the census levels, or add the level to {poststrat.name}"
@@ -309,11 +315,17 @@ def _cross_file_problems(
     """Rules that relate files, each run only when the files and columns it needs are there."""
     respondents, answers = tables["respondents"], tables["answers"]
     poststrat, questions = tables["poststrat"], tables["questions"]
+    census_tables = tables[CENSUS_TABLES]
     problems = []
     if respondents is not None and answers is not None:
         problems += _unknown_respondents(respondents, answers)
-    if respondents is not None and poststrat is not None:
-        problems += _census_coverage(respondents, poststrat, demographics)
+    if census_tables is not None:
+        problems += census_table_problems(census_tables, demographics)
+    # coverage and zero populations read the tables as they read the joint: a level is in a
+    # market's census when a row has it, and a level's population sums over the rows with it
+    census = poststrat if poststrat is not None else census_tables
+    if respondents is not None and census is not None:
+        problems += _census_coverage(respondents, census, demographics)
     if questions is not None and answers is not None and answered is not None:
         problems += _question_problems(questions, answers, answered)
     # ids are path segments of the results: markets, then question ids per market, then options
@@ -351,11 +363,77 @@ def _questions_frame(questions: InputTable | None, answered: pd.DataFrame) -> pd
     return frame[columns]
 
 
+def _census_files(fs: Any, root: str, problems: list[ValidationProblem]) -> tuple[str, ...]:
+    """The census roles to read: ``poststrat`` or ``census_tables``; a problem unless one."""
+    folder = fs.unstrip_protocol(root).removeprefix("file://")
+    with as_store_unavailable(folder, "looking for the census", any_os_error=False):
+        present = [
+            role
+            for role in ("poststrat", CENSUS_TABLES)
+            if any(fs.exists(f"{root}/{role}.{ext}") for ext in ("csv", "parquet"))
+        ]
+    if len(present) == 2:
+        problems.append(
+            ValidationProblem(
+                f"{CENSUS_TABLES}.{{csv,parquet}}",
+                None,
+                [],
+                "both poststrat (the census joint) and census_tables (its margins) exist: "
+                "the census must come one way",
+                "keep poststrat if it is the full joint, or census_tables to build the joint "
+                "from margins and cross-tables; remove the other",
+            )
+        )
+        return ()
+    if not present:
+        problems.append(
+            ValidationProblem(
+                "poststrat.{csv,parquet}",
+                None,
+                [],
+                f"missing file in {folder}: the census is neither there nor given as "
+                f"{CENSUS_TABLES}.{{csv,parquet}}",
+                "add poststrat (one row per market x demographic cell), or census_tables "
+                "(margins and cross-tables: market, table, the demographics, population)",
+            )
+        )
+        return ()
+    return tuple(present)
+
+
+def _census_joint(
+    tables: dict[str, InputTable | None],
+    respondents: pd.DataFrame,
+    demographics: tuple[str, ...],
+    settings: CensusConfig,
+) -> tuple[pd.DataFrame, BuiltCensus | None]:
+    """The validated census as the joint: ``poststrat`` itself, or built from the tables."""
+    poststrat, census_tables = tables["poststrat"], tables[CENSUS_TABLES]
+    if poststrat is not None:
+        joint = poststrat.frame[["market", *demographics]].astype(str)
+        joint["population"] = pd.to_numeric(poststrat.frame["population"]).astype("float64")
+        return joint, None
+    assert census_tables is not None
+    frame = census_tables.frame[["market", "table", *demographics]].copy()
+    frame["population"] = pd.to_numeric(census_tables.frame["population"]).astype("float64")
+    built = build_census(
+        frame,
+        respondents,
+        demographics,
+        source=census_tables.name,
+        seed=settings.seed,
+        tolerance=settings.tolerance,
+        max_iterations=settings.max_iterations,
+    )
+    return built.joint, built
+
+
 def read_wave(
     input_uri: str,
     demographics: Sequence[str],
     storage_options: dict[str, Any] | None = None,
     profiles: Sequence[str] = (),
+    census: CensusConfig | None = None,
 ) -> WaveData:
     """Read and validate a wave folder; raise one error listing every problem found.
 
@@ -369,6 +447,9 @@ def read_wave(
         Passed to fsspec (credentials, endpoint, ...).
     profiles
         Respondent columns beyond the census (config ``profiles``); blank cells are None.
+    census
+        How a census given as ``census_tables`` is built into the joint (the config's
+        ``census`` section; its defaults when None).
 
     Raises
     ------
@@ -381,11 +462,15 @@ def read_wave(
         "answers": answers_schema(),
         "poststrat": poststrat_schema(demographics),
         "questions": questions_schema(),
+        CENSUS_TABLES: census_tables_schema(demographics),
     }
     fs, root = open_folder(input_uri, storage_options)
     problems: list[ValidationProblem] = []
-    tables: dict[str, InputTable | None] = {}
-    for role in WAVE_FILES:
+    census_roles = _census_files(fs, root, problems)
+    tables: dict[str, InputTable | None] = {"poststrat": None, CENSUS_TABLES: None}
+    for role in (*WAVE_FILES, CENSUS_TABLES):
+        if role in ("poststrat", CENSUS_TABLES) and role not in census_roles:
+            continue
         tables[role] = table = load_table(
             fs,
             root,
@@ -400,30 +485,30 @@ def read_wave(
     problems += _cross_file_problems(tables, answered, demographics)
     if tables["respondents"] is not None and profiles:
         problems += _profile_problems(tables["respondents"], profiles)
-    problems.sort(key=lambda problem: WAVE_FILES.index(problem.file.split(".")[0]))
+    order = (*WAVE_FILES, CENSUS_TABLES)
+    problems.sort(key=lambda problem: order.index(problem.file.split(".")[0]))
     if problems:
         raise InputValidationError(ValidationReport(problems))
 
-    respondents, answers, poststrat = (tables[r] for r in ("respondents", "answers", "poststrat"))
+    respondents, answers = tables["respondents"], tables["answers"]
     assert respondents is not None
     assert answers is not None
-    assert poststrat is not None
     assert answered is not None
     answer_frame = answers.frame[["respondent_id", "question_id", "option"]].astype(str)
     answer_frame["selected"] = pd.to_numeric(answers.frame["selected"]).astype("int8")
-    census = poststrat.frame[["market", *demographics]].astype(str)
-    census["population"] = pd.to_numeric(poststrat.frame["population"]).astype("float64")
     people = respondents.frame[["respondent_id", "market", *demographics]].astype(str)
+    joint, built = _census_joint(tables, people, demographics, census or CensusConfig())
     for name in profiles:  # text, blanks kept as None for profile_settings.missing to decide
         column = respondents.frame[name]
         people[name] = column.where(column.isna(), column.astype(str)).astype(object)
     wave = WaveData(
         respondents=people,
         answers=answer_frame,
-        poststrat=census,
+        poststrat=joint,
         questions=_questions_frame(tables["questions"], answered),
         demographics=demographics,
         profiles=profiles,
+        census=built,
     )
     logger.info(
         "read wave %s: %d respondents, %d answer rows, %d markets",

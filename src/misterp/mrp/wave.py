@@ -24,6 +24,7 @@ from misterp.config import SamplerConfig
 from misterp.fitting import FitResult, fit_with_policy, resume_settings
 from misterp.health import HEALTH_FILE, RunHealth
 from misterp.lease import check_holder
+from misterp.mrp.census import CENSUS_FILE
 from misterp.mrp.fits import StoredFit, read_fit_record, write_fit
 from misterp.mrp.health import wave_health
 from misterp.mrp.joint import FitUnit, split_draws
@@ -523,6 +524,11 @@ def publish_wave(
     wave_draws = WaveDraws(wave, questions, grouped, published, config.reporting)
     for view in views:
         store.write_parquet(f"{wave}/{view.file}", view.build(wave_draws))
+    census = prepared.census
+    if census is not None:  # the joint built from margins, as its estimates used it
+        store.write_parquet(f"{wave}/{CENSUS_FILE}", census.joint)
+    elif store.exists(f"{wave}/{CENSUS_FILE}"):  # built by an earlier run from other input
+        store.remove(f"{wave}/{CENSUS_FILE}")
     own = {
         spec.key: fits[spec.key].status if spec.key in fits else FitStatus.FAILED
         for spec in prepared.specs
@@ -559,15 +565,19 @@ def publish_wave(
             "audiences": AUDIENCES_FILE,
             "draws": "draws/",
             **{view.name: view.file for view in views},
+            **({"census": CENSUS_FILE} if census is not None else {}),
             "health": HEALTH_FILE,
         },
         estimates_sha256=hashlib.sha256(estimates_bytes).hexdigest(),
         models=tuple(models),
         healthy=counts.healthy,
         run_id=run_id,
+        census=census.report if census is not None else None,
     )
-    health = wave_health(manifest)
-    store.write_bytes(f"{wave}/{HEALTH_FILE}", health.to_markdown().encode())
+    health = wave_health(manifest).to_markdown()
+    if census is not None:
+        health += "\n" + census.report.to_markdown()
+    store.write_bytes(f"{wave}/{HEALTH_FILE}", health.encode())
     if run_id is not None:
         check_holder(store, wave, run_id)
     store.publish(wave, manifest.to_json())
