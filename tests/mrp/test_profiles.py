@@ -276,3 +276,18 @@ def test_tracking_and_the_report_take_an_audience_like_any_target_group(
     assert outcome.tracking.status != "failed", outcome.tracking
     assert outcome.report is not None
     assert outcome.report.status != "failed", outcome.report
+
+
+def test_the_report_shows_each_audience_size_and_exports_it(
+    published: tuple[pd.DataFrame, pd.DataFrame, Any],
+) -> None:
+    _, audiences, outcome = published
+    report = Path(outcome.output_uri) / "report"
+    exported = pd.read_csv(report / "audiences.csv", encoding="utf-8-sig")
+    users = exported.set_index("Group").loc["users"]
+    expected = round(float(audiences.set_index("target_group").loc["users", "mean"]) * 100, 1)
+    assert users["Share %"] == expected
+    assert users["Profiles"] == "user"
+    page = (report / "index.html").read_text()
+    assert "Audience sizes" in page
+    assert f"<b>{expected:.1f}%</b>" in page

@@ -21,6 +21,7 @@ from misterp.status import FitStatus
 from misterp.storage import MANIFEST, ResultStore
 
 __all__ = [
+    "AUDIENCES_FILE",
     "GroupDraws",
     "PublishedDraws",
     "WaveDraws",
@@ -28,6 +29,9 @@ __all__ = [
     "question_family",
     "read_published_draws",
 ]
+
+#: A published wave's audience sizes (each target group's population share), in its folder.
+AUDIENCES_FILE = "audiences.parquet"
 
 #: Model key to target group to ``(draws,)`` poststratified values.
 GroupDraws = Mapping[str, Mapping[str, np.ndarray]]

@@ -38,7 +38,7 @@ from misterp.mrp.poststratify import (
 )
 from misterp.mrp.prepare import PreparedWave
 from misterp.mrp.profiles import audience_shares, profile_weights
-from misterp.mrp.published import WaveDraws, WaveView
+from misterp.mrp.published import AUDIENCES_FILE, WaveDraws, WaveView
 from misterp.mrp.records import FitRecord, Manifest, ManifestModel
 from misterp.mrp.reliability import base_flag
 from misterp.mrp.specs import ModelSpec
@@ -48,7 +48,6 @@ from misterp.status import FitStatus
 from misterp.storage import ResultStore
 
 __all__ = [
-    "AUDIENCES_FILE",
     "AUDIENCE_COLUMNS",
     "ESTIMATE_COLUMNS",
     "ProfileWeighting",
@@ -76,9 +75,6 @@ AUDIENCE_COLUMNS: tuple[str, ...] = (
     "status",
     "note",
 )
-#: A published wave's audience sizes, relative to the wave folder.
-AUDIENCES_FILE = "audiences.parquet"
-
 #: Columns of ``estimates.parquet``, in order.
 ESTIMATE_COLUMNS: tuple[str, ...] = (
     "wave",

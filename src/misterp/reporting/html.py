@@ -35,6 +35,7 @@ SECTIONS: dict[str, str] = {
     "funnel": "Funnel",
     "associations": "Brand associations",
     "comparison": "MRP vs raw vs raked",
+    "audiences": "Audience sizes",
     "downloads": "Tables and notes",
 }
 
@@ -148,6 +149,41 @@ def _headline_section(tables: ReportTables, context: PageContext) -> str:
             f'<h3>{_e(market)}</h3><table class="headline" data-market="{_e(market)}">'
             "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in heads) + "</tr></thead>"
             f"<tbody>{_headline_rows(rows, has_labels)}</tbody></table>"
+        )
+    return "\n".join(parts)
+
+
+def _audiences_section(tables: ReportTables, context: PageContext) -> str:
+    """Each target group's share of its market's population; audiences on profiles first."""
+    audiences = tables.audiences
+    if audiences.empty:
+        return _empty("No audience sizes in this wave (published before audiences.parquet).")
+    level = f"{context.interval * 100:.0f}%"
+    heads = ["Group", "Defined on profiles", "Share of population", f"{level} interval", "Status"]
+    parts = [
+        '<p class="lead">How many people each target group is: a group on census demographics '
+        "has the census's share; an audience on a profile variable (e.g. category users) has a "
+        "modelled share, the category penetration, with its interval.</p>"
+    ]
+    for market, rows in audiences.groupby(t.MARKET, sort=False):
+        rows = rows.assign(_census=rows[t.PROFILES].eq("")).sort_values("_census", kind="stable")
+        body = []
+        for _, row in rows.iterrows():
+            status = str(row[t.STATUS])
+            cells = [
+                _e(row[t.GROUP]),
+                _e(row[t.PROFILES]) or '<span class="muted">census</span>',
+                f"<b>{_e(_number(row[t.SHARE], '%'))}</b>",
+                _e(f"{_number(row[t.SHARE_LOWER])}-{_number(row[t.SHARE_UPPER])}")
+                if row[t.PROFILES]
+                else '<span class="muted">census count</span>',
+                _e(status) if status == "converged" else f'<span class="warn">{_e(status)}</span>',
+            ]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        parts.append(
+            f'<h3>{_e(market)}</h3><table class="audiences" data-market="{_e(market)}">'
+            "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in heads) + "</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>"
         )
     return "\n".join(parts)
 
@@ -293,6 +329,7 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
             if comparison
             else _empty("No estimates in this wave.")
         ),
+        "audiences": _audiences_section(tables, context),
         "downloads": _downloads(tables, context),
     }
     published = f"published {context.published_at}; " if context.published_at else ""

@@ -9,7 +9,7 @@ The charts are drawn from these tables too, never from numbers recomputed on the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ __all__ = [
     "SHEETS",
     "ReportTables",
     "association_table",
+    "audiences_table",
     "changes_table",
     "comparison_table",
     "competitors_table",
@@ -95,9 +96,25 @@ SHEETS: tuple[str, ...] = (
     "competitors",
     "associations",
     "mrp_raw_raked",
+    "audiences",
 )
 
 _MODEL_KEY = ["market", "question_id", "option", "target_group"]
+
+#: Column of the audiences table: the profile variables a group is defined on.
+PROFILES = "Profiles"
+#: The audiences table's columns, in order.
+AUDIENCE_TABLE_COLUMNS: tuple[str, ...] = (
+    MARKET,
+    GROUP,
+    PROFILES,
+    SHARE,
+    SHARE_LOWER,
+    SHARE_UPPER,
+    STATUS,
+    NOTE,
+)
+_NO_AUDIENCES = pd.DataFrame(columns=list(AUDIENCE_TABLE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,9 @@ class ReportTables:
     competitors: pd.DataFrame
     associations: pd.DataFrame
     mrp_raw_raked: pd.DataFrame
+    #: Each target group's share of the population (an audience's size); none in waves
+    #: published before audiences.parquet existed.
+    audiences: pd.DataFrame = field(default_factory=lambda: _NO_AUDIENCES.copy())
 
     def sheets(self) -> dict[str, pd.DataFrame]:
         """Sheet name to table, in ``SHEETS`` order (the xlsx sheets and the CSV names)."""
@@ -438,3 +458,29 @@ def headline_summary(headline: pd.DataFrame) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def audiences_table(audiences: pd.DataFrame | None) -> pd.DataFrame:
+    """Each target group's share of its market's population, with its interval.
+
+    A group on census demographics has the census's share; an audience on a profile
+    (category users) has a modelled share, the category penetration, with its interval.
+
+    >>> frame = pd.DataFrame({"market": ["DE"], "target_group": ["users"], "profiles": ["user"],
+    ...                       "mean": [0.3512], "lower": [0.3], "upper": [0.4],
+    ...                       "status": ["converged"], "note": [None]})
+    >>> audiences_table(frame)[[GROUP, PROFILES, SHARE, SHARE_LOWER]].values.tolist()
+    [['users', 'user', 35.1, 30.0]]
+    """
+    if audiences is None:
+        return _NO_AUDIENCES.copy()
+    out = pd.DataFrame(index=audiences.index)
+    out[MARKET] = audiences["market"].astype(str)
+    out[GROUP] = audiences["target_group"].astype(str)
+    out[PROFILES] = audiences["profiles"].astype(object).where(audiences["profiles"].notna(), "")
+    out[SHARE] = _percent(audiences["mean"])
+    out[SHARE_LOWER] = _percent(audiences["lower"])
+    out[SHARE_UPPER] = _percent(audiences["upper"])
+    out[STATUS] = _words(audiences["status"])
+    out[NOTE] = audiences["note"].astype(object).where(audiences["note"].notna(), "")
+    return out.reset_index(drop=True)

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from misterp.config import ConfigError
 from misterp.mrp.config import ReportingConfig
+from misterp.mrp.published import AUDIENCES_FILE
 from misterp.mrp.records import Manifest, check_estimates
 from misterp.records import Record, utc_now
 from misterp.reporting import tables as t
@@ -187,6 +188,7 @@ def build_report(
         ),
         associations=t.association_table(estimates, group=group, labels=labels),
         mrp_raw_raked=t.comparison_table(estimates, labels=labels),
+        audiences=t.audiences_table(_optional_parquet(store, f"{wave}/{AUDIENCES_FILE}")),
     )
     context = PageContext(
         wave=wave,
