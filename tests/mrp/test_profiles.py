@@ -46,14 +46,22 @@ def _truth() -> dict[str, float]:
     }
 
 
-def _wave(folder: Path, market_levels: dict[str, str] | None = None) -> None:
-    """Write the wave: exact proportions, no sampling noise; one market DE (FR if asked)."""
+def _wave(
+    folder: Path,
+    market_levels: dict[str, str] | None = None,
+    panel_users: dict[str, float] | None = None,
+) -> None:
+    """Write the wave: exact proportions, no sampling noise; one market DE (FR if asked).
+
+    ``panel_users``: P(user | gender) in the panel when it is not the population's (a panel
+    that over-recruits users within a cell).
+    """
     people, answers = [], []
     markets = ["DE", *(market_levels or {})]
     for market in markets:
         yes_level = (market_levels or {}).get(market, "yes")
         for gender in ("f", "m"):
-            n_users = int(PANEL * P_USER[gender])
+            n_users = int(PANEL * (panel_users or P_USER)[gender])
             for i in range(PANEL):
                 user = "yes" if i < n_users else "no"
                 rid = f"{market}-{gender}-{i}"
@@ -291,3 +299,68 @@ def test_the_report_shows_each_audience_size_and_exports_it(
     page = (report / "index.html").read_text()
     assert "Audience sizes" in page
     assert f"<b>{expected:.1f}%</b>" in page
+
+
+# -- known margins of a profile ------------------------------------------------------------------
+
+
+def _margins(folder: Path, rows: list[tuple[str, str, str, object]]) -> None:
+    pd.DataFrame(rows, columns=["market", "profile", "level", "share"]).to_csv(
+        folder / "profile_margins.csv", index=False
+    )
+
+
+def test_known_margins_correct_a_panel_that_over_recruits_users(tmp_path: Path) -> None:
+    """The assumption fails (users over-recruited within cells); the official share fixes it."""
+    over = {"f": 0.9, "m": 0.4}  # the panel's users: 1,800 of 2,000 women, 800 of 2,000 men
+    truth = _truth()["users_size"]  # 0.35
+    _wave(tmp_path / "plain" / "input", panel_users=over)
+    raw = _config(tmp_path / "plain")
+    run_wave_inline(parse_config(raw), backends=no_mcmc_backends())
+    plain = pd.read_parquet(tmp_path / "plain" / "results" / WAVE / "audiences.parquet")
+    assert plain.set_index("target_group").loc["users", "mean"] > truth + 0.15  # 0.525
+
+    _wave(tmp_path / "raked" / "input", panel_users=over)
+    _margins(
+        tmp_path / "raked" / "input", [("DE", "user", "yes", 0.35), ("DE", "user", "no", 0.65)]
+    )
+    run_wave_inline(parse_config(_config(tmp_path / "raked")), backends=no_mcmc_backends())
+    wave = tmp_path / "raked" / "results" / WAVE
+    sizes = pd.read_parquet(wave / "audiences.parquet").set_index("target_group")
+    assert sizes.loc["users", "mean"] == pytest.approx(truth, abs=1e-6)
+    assert sizes.loc["users", "sd"] == pytest.approx(0.0, abs=1e-6)  # pinned in every draw
+    assert "raked to its known shares" in sizes.loc["users", "note"]
+    # the users' awareness moves toward the truth: fewer women among them than the panel says
+    users = _estimate(pd.read_parquet(wave / "estimates.parquet"), "users")
+    before = _estimate(
+        pd.read_parquet(tmp_path / "plain" / "results" / WAVE / "estimates.parquet"), "users"
+    )
+    assert abs(users["mean"] - _truth()["users_aware"]) < abs(
+        before["mean"] - _truth()["users_aware"]
+    )
+    assert "raked to its known shares" in users["note"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (
+            [("DE", "user", "yes", 0.3), ("DE", "user", "no", 0.6)],
+            "the shares of profile 'user' in market DE sum to 0.9000, not 1",
+        ),
+        (
+            [("DE", "user", "Yes", 0.35), ("DE", "user", "no", 0.65)],
+            "'Yes' not a level of profile 'user' in market DE (answered: no, yes)",
+        ),
+        ([("DE", "usr", "yes", 1.0)], "'usr' not among the profiles user"),
+        ([("DE", "user", "yes", 1.5)], "share must be a number from 0 to 1"),
+        ([("FR", "user", "yes", 1.0)], "market 'FR' has no respondents"),
+    ],
+)
+def test_bad_known_margins_are_named(
+    tmp_path: Path, rows: list[tuple[str, str, str, object]], expected: str
+) -> None:
+    _wave(tmp_path / "input")
+    _margins(tmp_path / "input", rows)
+    found = _problems(tmp_path)
+    assert any(p.startswith("profile_margins.csv") and expected in p for p in found), found

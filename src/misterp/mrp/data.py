@@ -16,6 +16,8 @@ from misterp.mrp.census import BuiltCensus
 WAVE_FILES: tuple[str, ...] = ("respondents", "answers", "poststrat", "questions")
 #: The census as tables of margins and cross-tables: a wave gives this or ``poststrat``.
 CENSUS_TABLES = "census_tables"
+#: Known population shares of profile levels (optional; only with ``profiles``).
+PROFILE_MARGINS = "profile_margins"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class WaveData:
     demographics: tuple[str, ...]
     profiles: tuple[str, ...] = ()
     census: BuiltCensus | None = None
+    #: ``market, profile, level, share``: known population shares of profile levels that the
+    #: synthetic table is raked to; empty without a ``profile_margins`` file.
+    profile_margins: pd.DataFrame | None = None
 
     @property
     def markets(self) -> list[str]:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import pandas as pd
@@ -81,6 +81,9 @@ class PreparedWave:
     n_respondents: int | None = None
     #: The joint built from the wave's census tables and how; None when it gave poststrat.
     census: BuiltCensus | None = None
+    #: Known population shares of profile levels (``profile_margins``): market -> profile ->
+    #: level -> share; the synthetic table is raked to them when publishing.
+    profile_margins: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def spec(self, key: str) -> ModelSpec:
         """The planned spec with this key."""
@@ -199,6 +202,11 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         "answers": _frame_hash(data.answers),
         "poststrat": _frame_hash(data.poststrat),
         "questions": _frame_hash(data.questions),
+        **(
+            {"profile_margins": _frame_hash(data.profile_margins)}
+            if data.profile_margins is not None
+            else {}
+        ),
         # per market too, so that a census update in one market leaves the others comparable
         **{
             f"{CENSUS_HASH_PREFIX}{market}": _frame_hash(cells.reset_index(drop=True))
@@ -222,7 +230,30 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         hashes,
         n_respondents=len(data.respondents),
         census=data.census,
+        profile_margins=margins_by_market(data.profile_margins),
     )
+
+
+def margins_by_market(frame: pd.DataFrame | None) -> dict[str, dict[str, dict[str, float]]]:
+    """``profile_margins`` rows as market -> profile -> level -> share.
+
+    >>> rows = pd.DataFrame({"market": ["DE", "DE"], "profile": ["user", "user"],
+    ...                      "level": ["no", "yes"], "share": [0.6, 0.4]})
+    >>> margins_by_market(rows)
+    {'DE': {'user': {'no': 0.6, 'yes': 0.4}}}
+    """
+    margins: dict[str, dict[str, dict[str, float]]] = {}
+    if frame is None:
+        return margins
+    for market, profile, level, share in zip(
+        frame["market"].astype(str),
+        frame["profile"].astype(str),
+        frame["level"].astype(str),
+        frame["share"].astype(float),
+        strict=True,
+    ):
+        margins.setdefault(market, {}).setdefault(profile, {})[level] = float(share)
+    return margins
 
 
 def check_funnel_stages(config: WaveConfig, specs: list[ModelSpec]) -> None:

@@ -296,3 +296,45 @@ def questions_schema() -> pa.DataFrameSchema:
         strict=True,
         metadata={"unexpected_fix": "remove it"},
     )
+
+
+def _is_share(series: pd.Series) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    return values.between(0.0, 1.0)
+
+
+def profile_margins_schema() -> pa.DataFrameSchema:
+    """Known population shares of a profile's levels (``profile_margins``), per market.
+
+    One row per market x profile x level: ``share`` in [0, 1]. The synthetic table is raked
+    to them draw by draw (:func:`misterp.mrp.profiles.rake_to_margins`).
+    """
+    share = pa.Column(
+        None,
+        nullable=False,
+        checks=[
+            check_with_fix(
+                _is_share,
+                error="share must be a number from 0 to 1",
+                fix="give the level's share of the population, e.g. 0.35 for 35%",
+            )
+        ],
+        metadata={"missing_fix": "add the share column (the level's population share, 0 to 1)"},
+    )
+    return pa.DataFrameSchema(
+        {
+            "market": text_column("add the market column", checks=[safe_id_check("market")]),
+            "profile": text_column("add the profile column (a name from profiles in the config)"),
+            "level": text_column("add the level column (a level of the profile)"),
+            "share": share,
+        },
+        strict=True,
+        checks=[
+            no_duplicate_rows(
+                ["market", "profile", "level"],
+                error="duplicate level",
+                fix="give each market x profile x level one share",
+            )
+        ],
+        metadata={"unexpected_fix": "remove it: profile_margins has market, profile, level, share"},
+    )

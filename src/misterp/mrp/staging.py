@@ -72,6 +72,8 @@ class StagedPlan(VersionedRecord):
     #: How the census was built from margins (``staged/census.parquet`` holds the joint);
     #: None when the wave gave the joint. A re-run publishes this, never a rebuilt one.
     census: CensusReport | None = None
+    #: Known population shares of profile levels: market -> profile -> level -> share.
+    profile_margins: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
 
 
 def _plan_path(wave: str) -> str:
@@ -115,6 +117,7 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
         },
         specs=tuple(prepared.specs),
         census=prepared.census.report if prepared.census is not None else None,
+        profile_margins=prepared.profile_margins,
     )
     store.write_bytes(_plan_path(wave), plan.to_json())
     prepared.stage_id = plan.stage_id
@@ -183,6 +186,7 @@ def load_staged_wave(
         input_hashes=plan.input_hashes,
         stage_id=plan.stage_id,
         census=census,
+        profile_margins=plan.profile_margins,
     )
 
 

@@ -35,12 +35,13 @@ from misterp.inputs import (
 )
 from misterp.mrp.census import BuiltCensus, build_census, census_table_problems
 from misterp.mrp.config import CensusConfig
-from misterp.mrp.data import CENSUS_TABLES, WAVE_FILES, WaveData
+from misterp.mrp.data import CENSUS_TABLES, PROFILE_MARGINS, WAVE_FILES, WaveData
 from misterp.mrp.schemas import (
     answers_schema,
     census_tables_schema,
     parse_base,
     poststrat_schema,
+    profile_margins_schema,
     questions_schema,
     respondents_schema,
 )
@@ -60,7 +61,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Columns kept as numbers when read from parquet (everything else is read as text).
-NUMERIC_COLUMNS = frozenset({"selected", "population"})
+NUMERIC_COLUMNS = frozenset({"selected", "population", "share"})
 
 
 def _pairs(pairs: Iterable[tuple[str, str]]) -> str:
@@ -236,6 +237,65 @@ def _profile_problems(respondents: InputTable, profiles: Sequence[str]) -> list[
         problems += case_clashes(
             respondents, name, within=("market",), what=f"levels of profile '{name}'"
         )
+    return problems
+
+
+#: Known shares of one profile in one market may miss 1 by this much (rounded percentages).
+MARGIN_TOLERANCE = 0.005
+
+
+def _margin_problems(
+    margins: InputTable, respondents: InputTable | None, profiles: Sequence[str]
+) -> list[ValidationProblem]:
+    """Known profile shares: a declared profile, a surveyed market, answered levels, sum 1.
+
+    Checked per market and profile; a level left out keeps its modelled share.
+    """
+    frame = margins.frame
+    problems = []
+    if not profiles:
+        message = "known profile shares given, but the config declares no profiles"
+        fix = "declare the profiles under profiles in the config, or remove the file"
+        return [ValidationProblem(margins.name, None, [], message, fix)]
+    unknown = frame["profile"].notna() & ~frame["profile"].isin(profiles)
+    if unknown.any():
+        message = (
+            f"{quote_values(frame.loc[unknown, 'profile'])} not among the profiles "
+            f"{join_distinct(profiles)}"
+        )
+        fix = "name a profile of the config, or add it to profiles"
+        problems.append(margins.problem("profile", frame.index[unknown], message, fix))
+    if respondents is not None and respondents.has("market"):
+        people = respondents.frame
+        surveyed = set(people["market"].dropna())
+        for (market, profile), rows in frame[~unknown].groupby(["market", "profile"], sort=True):
+            if market not in surveyed:
+                message = f"market '{market}' has no respondents"
+                fix = f"remove its rows, or add its respondents to {respondents.name}"
+                problems.append(margins.problem("market", rows.index, message, fix))
+                continue
+            if respondents.has(str(profile)):
+                answered = set(people.loc[people["market"].eq(str(market)), str(profile)].dropna())
+                strange = rows["level"].notna() & ~rows["level"].isin(answered)
+                if strange.any():
+                    message = (
+                        f"{quote_values(rows.loc[strange, 'level'])} not a level of profile "
+                        f"'{profile}' in market {market} "
+                        f"(answered: {join_distinct(sorted(answered))})"
+                    )
+                    fix = f"use the levels of {respondents.name}, or recode them there"
+                    problems.append(margins.problem("level", rows.index[strange], message, fix))
+            total = pd.to_numeric(rows["share"], errors="coerce").sum()
+            if abs(total - 1.0) > MARGIN_TOLERANCE:
+                message = (
+                    f"the shares of profile '{profile}' in market {market} sum to {total:.4f}, "
+                    "not 1"
+                )
+                fix = (
+                    "give every level's share of the population (a level left out, e.g. "
+                    "missing, keeps its modelled share; the listed ones sum to 1)"
+                )
+                problems.append(margins.problem("share", rows.index, message, fix))
     return problems
 
 
@@ -463,6 +523,7 @@ def read_wave(
         "poststrat": poststrat_schema(demographics),
         "questions": questions_schema(),
         CENSUS_TABLES: census_tables_schema(demographics),
+        PROFILE_MARGINS: profile_margins_schema(),
     }
     fs, root = open_folder(input_uri, storage_options)
     problems: list[ValidationProblem] = []
@@ -481,11 +542,18 @@ def read_wave(
         )
         if table is not None:
             problems += schema_problems(table, schemas[role])
+    tables[PROFILE_MARGINS] = margins = load_table(
+        fs, root, PROFILE_MARGINS, problems, optional=True, numeric_columns=NUMERIC_COLUMNS
+    )
+    margin_problems = schema_problems(margins, schemas[PROFILE_MARGINS]) if margins else []
     answered = _answered(tables["respondents"], tables["answers"])
     problems += _cross_file_problems(tables, answered, demographics)
     if tables["respondents"] is not None and profiles:
         problems += _profile_problems(tables["respondents"], profiles)
-    order = (*WAVE_FILES, CENSUS_TABLES)
+    if margins is not None and not margin_problems:
+        margin_problems = _margin_problems(margins, tables["respondents"], profiles)
+    problems += margin_problems
+    order = (*WAVE_FILES, CENSUS_TABLES, PROFILE_MARGINS)
     problems.sort(key=lambda problem: order.index(problem.file.split(".")[0]))
     if problems:
         raise InputValidationError(ValidationReport(problems))
@@ -509,6 +577,11 @@ def read_wave(
         demographics=demographics,
         profiles=profiles,
         census=built,
+        profile_margins=None
+        if margins is None or margins.frame.empty
+        else margins.frame[["market", "profile", "level"]]
+        .astype(str)
+        .assign(share=pd.to_numeric(margins.frame["share"]).astype(float)),
     )
     logger.info(
         "read wave %s: %d respondents, %d answer rows, %d markets",

@@ -326,7 +326,14 @@ def market_profile_weighting(
         if fit.status.severity > status.severity:
             status = fit.status
             notes.append(f"profile model {spec.key} is {fit.status}")
-    return ProfileWeighting(profile_weights(layout, specs, draws), status, tuple(notes))
+    margins = {
+        name: shares
+        for name, shares in prepared.profile_margins.get(market, {}).items()
+        if name in layout.profiles
+    }
+    notes += [f"{name} raked to its known shares (profile_margins)" for name in margins]
+    weights = profile_weights(layout, specs, draws, margins)
+    return ProfileWeighting(weights, status, tuple(notes))
 
 
 def assemble_estimates(
