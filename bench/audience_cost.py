@@ -1,0 +1,119 @@
+"""What does an audience on a profile variable cost, against the same wave without it?
+
+Issue 22's speed target: a wave with one two-level profile in its audiences costs at most 1.3x
+the same wave without it. The profile adds one model per market (P(level | census cell), on
+the census cells) and, with ``profile_settings.predictor`` (the default), the profile as an
+effect in every question model, on twice the cells.
+
+The bench simulates one wave (``misterp.mrp.simulate``; a ``category_user`` column drawn per
+respondent from a logit in age and gender, with its own generator), then runs it end to end
+in this process (``misterp.pipeline.wave.run_wave_inline``, the config's default sampler on
+``--cores`` cores, no Prefect) three ways, alternating, ``--repeats`` times each, every run
+into a fresh output folder (no reuse):
+
+base
+    ``target_groups`` on the census only.
+audience
+    plus ``profiles: [category_user]`` and a ``category_users`` target group (predictor on).
+audience, no predictor
+    the same with ``profile_settings.predictor: false`` (one more model per market only).
+
+Printed: the median wall seconds per arm, models planned, models converged and the ratios to
+the base. Run: ``.venv/bin/python bench/audience_cost.py`` (about 10 minutes on 2 cores with
+the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from misterp.mrp.config import parse_config
+from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
+from misterp.pipeline.wave import run_wave_inline
+
+WAVE = "2026-10"
+
+
+def write_wave(folder: Path, seed: int, brands: int, respondents: int) -> dict[str, Any]:
+    """A one-market wave with a ``category_user`` profile; returns its base config."""
+    spec = WaveTruthSpec(
+        markets=("DE",),
+        brands=tuple(f"brand{i:02d}" for i in range(1, brands + 1)),
+        n_respondents=respondents,
+        rare_brand=None,
+        association_options=("innovative",),
+    )
+    simulated = simulate_wave(seed, spec)
+    simulated.write(str(folder))
+    people = pd.read_csv(folder / "respondents.csv", dtype=str)
+    rng = np.random.default_rng(seed + 1)
+    young = people["age"].isin(["18-24", "25-34"]).to_numpy()
+    female = people["gender"].eq("female").to_numpy()
+    logit = -0.5 + 0.8 * young - 0.4 * female
+    people["category_user"] = np.where(
+        rng.random(len(people)) < 1 / (1 + np.exp(-logit)), "yes", "no"
+    )
+    people.to_csv(folder / "respondents.csv", index=False)
+    return simulated.config(str(folder), "unused")
+
+
+def run_arm(base: dict[str, Any], arm: str, output: Path, cores: int) -> tuple[float, int, int]:
+    """Wall seconds, models planned and models converged of one run of an arm."""
+    raw = dict(base) | {"output": str(output), "wave": WAVE}
+    raw["sampler"] = {"cores": cores}
+    if arm != "base":
+        raw["profiles"] = ["category_user"]
+        raw["target_groups"] = dict(raw["target_groups"]) | {
+            "category_users": {"category_user": ["yes"]}
+        }
+    if arm == "audience, no predictor":
+        raw["profile_settings"] = {"predictor": False}
+    started = time.perf_counter()
+    outcome = run_wave_inline(parse_config(raw))
+    seconds = time.perf_counter() - started
+    counts = outcome.manifest.counts
+    return seconds, len(outcome.manifest.models), counts.converged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--brands", type=int, default=3)
+    parser.add_argument("--respondents", type=int, default=1500)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--cores", type=int, default=2)
+    options = parser.parse_args()
+    arms = ("base", "audience", "audience, no predictor")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        base = write_wave(root / "input", options.seed, options.brands, options.respondents)
+        results: dict[str, list[tuple[float, int, int]]] = {arm: [] for arm in arms}
+        run_arm(base, "audience", root / "warm-up", options.cores)  # compile once, untimed
+        for repeat in range(options.repeats):
+            order = arms if repeat % 2 == 0 else tuple(reversed(arms))
+            for arm in order:
+                out = root / f"{arm.replace(' ', '_').replace(',', '')}-{repeat}"
+                results[arm].append(run_arm(base, arm, out, options.cores))
+                seconds, models, converged = results[arm][-1]
+                print(
+                    f"{arm:24} run {repeat + 1}: {seconds:6.1f} s, {converged}/{models} converged"
+                )
+    base_seconds = statistics.median(s for s, _, _ in results["base"])
+    print(f"\n{'arm':24} {'median s':>9} {'models':>7} {'converged':>10} {'ratio':>6}")
+    for arm in arms:
+        seconds = statistics.median(s for s, _, _ in results[arm])
+        models = results[arm][0][1]
+        converged = min(c for _, _, c in results[arm])
+        print(f"{arm:24} {seconds:9.1f} {models:7d} {converged:10d} {seconds / base_seconds:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
