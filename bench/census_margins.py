@@ -38,23 +38,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from misterp.mrp.census import tables_of_joint
 from misterp.mrp.config import parse_config
 from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
 from misterp.pipeline.wave import run_wave_inline
 
 WAVE = "2026-10"
 DEMOGRAPHICS = ("gender", "age", "education", "region")
-
-
-def census_tables(joint: pd.DataFrame, tables: dict[str, list[str]]) -> pd.DataFrame:
-    """The named tables of a joint, in the ``census_tables`` layout."""
-    parts = []
-    for name, dims in tables.items():
-        part = joint.groupby(["market", *dims], as_index=False)["population"].sum()
-        part.insert(1, "table", name)
-        parts.append(part)
-    frame = pd.concat(parts, ignore_index=True)
-    return frame.reindex(columns=["market", "table", *DEMOGRAPHICS, "population"])
 
 
 def _margins(*crossed: str) -> dict[str, list[str]]:
@@ -77,7 +67,9 @@ def write_input(
     """The wave's input folder with the true joint, or with census tables instead."""
     simulated.write(str(folder))
     if tables is not None:
-        census_tables(simulated.poststrat, tables).to_csv(folder / "census_tables.csv", index=False)
+        tables_of_joint(simulated.poststrat, tables).reindex(
+            columns=["market", "table", *DEMOGRAPHICS, "population"]
+        ).to_csv(folder / "census_tables.csv", index=False)
         (folder / "poststrat.csv").unlink()
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.mrp.census import CENSUS_FILE, CensusSeed, build_census
+from misterp.mrp.census import CENSUS_FILE, CensusSeed, build_census, tables_of_joint
 from misterp.mrp.config import parse_config
 from misterp.mrp.records import Manifest
 from misterp.mrp.simulate import SimulatedWave
@@ -34,18 +34,6 @@ def _joint_frame(array: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def tables_of(joint: pd.DataFrame, tables: dict[str, list[str]]) -> pd.DataFrame:
-    """The named tables (demographics each crosses) of a joint, in the census_tables layout."""
-    parts = []
-    for name, dims in tables.items():
-        part = joint.groupby(["market", *dims], as_index=False)["population"].sum()
-        part.insert(1, "table", name)
-        parts.append(part)
-    frame = pd.concat(parts, ignore_index=True)
-    columns = ["market", "table", *[c for c in joint.columns if c not in ("market", "population")]]
-    return frame.reindex(columns=[*columns, "population"])
-
-
 def _build(tables: pd.DataFrame, seed: CensusSeed = CensusSeed.UNIFORM) -> pd.DataFrame:
     no_one = pd.DataFrame(columns=["market", *DEMOGRAPHICS])
     built = build_census(
@@ -66,7 +54,7 @@ def test_ipf_recovers_a_joint_with_only_the_interactions_the_tables_give() -> No
     truth = 1e6 * _gender_age()[:, :, None] * np.array([0.5, 0.3, 0.2])[None, None, :]
     joint = _joint_frame(truth)
 
-    built = _build(tables_of(joint, GIVEN))
+    built = _build(tables_of_joint(joint, GIVEN))
 
     relative = np.abs(built["population"].to_numpy() / joint["population"].to_numpy() - 1)
     assert relative.max() < 1e-6
@@ -82,7 +70,7 @@ def test_ipf_does_not_invent_an_interaction_the_tables_do_not_give() -> None:
     )
     truth = 1e6 * _gender_age()[:, :, None] * region_given_age[None, :, :]
     joint = _joint_frame(truth)
-    tables = tables_of(joint, GIVEN)
+    tables = tables_of_joint(joint, GIVEN)
 
     built = _build(tables)
 
@@ -102,7 +90,7 @@ def test_the_sample_seed_keeps_the_respondents_association() -> None:
     truth = 1e6 * _gender_age()[:, :, None] * region_given_age[None, :, :]
     joint = _joint_frame(truth)
     respondents = joint.loc[joint.index.repeat(np.rint(truth.reshape(-1) / 500).astype(int))]
-    tables = tables_of(joint, GIVEN)
+    tables = tables_of_joint(joint, GIVEN)
     errors = {}
     for seed in CensusSeed:
         built = build_census(
@@ -143,7 +131,7 @@ def clean_wave() -> dict[str, pd.DataFrame]:
     cells = list(itertools.product(["DE", "FR"], ["18-34", "35+"], ["f", "m"]))
     joint = pd.DataFrame(cells, columns=["market", "age", "gender"])
     joint["population"] = [100.0, 120.0, 80.0, 90.0, 50.0, 55.0, 60.0, 40.0]
-    tables = tables_of(joint, {"age_x_gender": ["age", "gender"], "gender": ["gender"]})
+    tables = tables_of_joint(joint, {"age_x_gender": ["age", "gender"], "gender": ["gender"]})
     return {"respondents": respondents, "answers": answers, "census_tables": tables}
 
 
@@ -314,7 +302,7 @@ def test_a_wave_with_census_tables_runs_and_publishes_its_census(tmp_path: Path)
     folder = tmp_path / "input"
     joint = pd.read_csv(folder / "poststrat.csv", dtype={"population": float})
     given = {"gender_x_age": ["gender", "age"], "education": ["education"], "region": ["region"]}
-    tables_of(joint, given).to_csv(folder / "census_tables.csv", index=False)
+    tables_of_joint(joint, given).to_csv(folder / "census_tables.csv", index=False)
     (folder / "poststrat.csv").unlink()
 
     outcome = run_wave_inline(parse_config(raw), backends=no_mcmc_backends())

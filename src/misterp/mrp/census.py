@@ -47,6 +47,7 @@ __all__ = [
     "build_census",
     "census_table_problems",
     "fit_joint",
+    "tables_of_joint",
 ]
 
 #: Where a wave built from margins publishes its built joint, relative to the wave folder.
@@ -513,3 +514,24 @@ def build_census(
     joint[demographics] = joint[demographics].astype(str)
     report = CensusReport(source=source, seed=seed, markets=tuple(records))
     return BuiltCensus(joint[["market", *demographics, "population"]], report)
+
+
+def tables_of_joint(joint: pd.DataFrame, tables: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """The named tables (the demographics each crosses) of a joint, as ``census_tables`` rows.
+
+    What a statistics office would publish from this joint: useful to check what a set of
+    tables keeps of a known joint, and for tests and benches with a known truth.
+
+    >>> joint = pd.DataFrame({"market": "DE", "gender": ["f", "f", "m", "m"],
+    ...                       "age": ["y", "o", "y", "o"], "population": [1.0, 2.0, 3.0, 4.0]})
+    >>> tables_of_joint(joint, {"gender": ["gender"]}).values.tolist()
+    [['DE', 'gender', 'f', nan, 3.0], ['DE', 'gender', 'm', nan, 7.0]]
+    """
+    parts: list[pd.DataFrame] = []
+    for name, dims in tables.items():
+        part = joint.groupby(["market", *dims], as_index=False)["population"].sum()
+        part.insert(1, "table", name)
+        parts.append(pd.DataFrame(part))
+    frame = pd.concat(parts, ignore_index=True)
+    columns = ["market", "table", *[c for c in joint.columns if c not in ("market", "population")]]
+    return pd.DataFrame(frame.reindex(columns=[*columns, "population"]))
