@@ -269,3 +269,20 @@ def test_a_staged_wave_reads_back_under_the_same_period_rule_it_was_staged_with(
 
     assert loaded.wave_id == "w1"
     assert loaded.config.model_dump() == prepared.config.model_dump()
+
+
+def test_a_fit_whose_staged_wave_the_store_lost_is_an_outage_not_an_input_error(
+    tmp_path: Path,
+) -> None:
+    """Issue 26 (re-probed): an S3 endpoint that came back empty mid-run made every fit say
+    'never prepared' and the run exit 2 ("invalid input"); the input was fine, the store lost
+    what the run had staged, so it is an outage (exit 3) naming the store, and a re-run is the
+    fix."""
+    from misterp.mrp.wave import fit_staged
+    from misterp.storage import StoreUnavailable
+
+    output = str(tmp_path / "emptied")
+    with pytest.raises(StoreUnavailable) as caught:
+        fit_staged(output, WAVE, "DE/aware_brand01/yes")
+    assert f"store {output} is unavailable" in str(caught.value)
+    assert "lost the wave this run staged" in str(caught.value)

@@ -42,10 +42,10 @@ from misterp.mrp.published import AUDIENCES_FILE, WaveDraws, WaveView
 from misterp.mrp.records import FitRecord, Manifest, ManifestModel
 from misterp.mrp.reliability import base_flag
 from misterp.mrp.specs import ModelSpec
-from misterp.mrp.staging import open_staged_wave
+from misterp.mrp.staging import StagedWaveMissing, open_staged_wave
 from misterp.records import Attempt, FitSummary, RecordError, StatusCounts
 from misterp.status import FitStatus
-from misterp.storage import ResultStore
+from misterp.storage import ResultStore, StoreUnavailable
 
 __all__ = [
     "AUDIENCE_COLUMNS",
@@ -247,8 +247,18 @@ def fit_staged(
     cores: int | None = None,
     run_id: str | None = None,
 ) -> FitSummary:
-    """Fit one model of a staged wave: the unit a worker process or a pod runs."""
-    prepared = open_staged_wave(output, wave, storage_options)
+    """Fit one model of a staged wave: the unit a worker process or a pod runs.
+
+    A worker only ever starts after its run staged the wave, so a staged wave that is not
+    there is a store that lost it (an endpoint that came back empty), an outage to re-run
+    after, never an input error.
+    """
+    try:
+        prepared = open_staged_wave(output, wave, storage_options)
+    except StagedWaveMissing as exc:
+        raise StoreUnavailable(
+            output, f"reading the staged wave {wave} (the store lost the wave this run staged)", exc
+        ) from exc
     store = ResultStore(output, storage_options)
     record = fit_and_record(prepared, prepared.spec(key), store, cores=cores, run_id=run_id)
     return FitSummary.from_record(record)
