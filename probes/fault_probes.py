@@ -251,8 +251,12 @@ def _mmm_config(folder: Path, output: str) -> dict[str, Any]:
 
 def _mmm_estimates(output: Path) -> pd.DataFrame:
     frame = pd.read_parquet(output / "mmm" / RUN / "roas.parquet")
-    keys = [column for column in ("market", "channel") if column in frame.columns]
-    return frame.sort_values(keys)[[*keys, "mean"]].reset_index(drop=True)
+    keys = ["market", "channel"]
+    return (
+        frame.sort_values(keys)[[*keys, "roas"]]
+        .rename(columns={"roas": "mean"})
+        .reset_index(drop=True)
+    )
 
 
 FAMILIES = {
