@@ -125,9 +125,9 @@ def run(args: list[str], env: dict[str, str], timeout: float = 900) -> tuple[int
     return code, running.text
 
 
-def last_line(text: str) -> str:
+def last_line(text: str, limit: int = 160) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:160] if lines else ""
+    return lines[-1][:limit] if lines else ""
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -365,9 +365,10 @@ class Probes:
         folder, config = self.folder("kill-worker")
         running = start(self.args(config), self.env)
         pid = running.process.pid
-        # a worker that has used 10 CPU-seconds is past its imports: it is fitting
-        running.wait_for(lambda: any(_cpu_seconds(w) > 10 for w in fit_workers(pid)))
-        workers = [w for w in fit_workers(pid) if _cpu_seconds(w) > 10]
+        # a worker that has used 20 CPU-seconds is past its imports (pymc-marketing's take
+        # about 10): it is fitting
+        running.wait_for(lambda: any(_cpu_seconds(w) > 20 for w in fit_workers(pid)))
+        workers = [w for w in fit_workers(pid) if _cpu_seconds(w) > 20]
         if workers:
             workers[0].send_signal(signal.SIGKILL)
         code = running.wait()
@@ -435,7 +436,7 @@ class Probes:
             code = running.wait()
             first = f"exit {code}: {last_line(running.text)}"
             make_bucket(endpoint, bucket)
-            suggested = last_line(running.text).rsplit("re-run with: ", 1)[-1]
+            suggested = last_line(running.text, limit=10_000).rsplit("re-run with: ", 1)[-1]
             again = suggested.split()[1:] if suggested.startswith("misterp ") else []
             code2, text2 = run(again or self.args(config), self.env)
             ok = code == 3 and "Traceback" not in running.text and code2 in (0, 1)
