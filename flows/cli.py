@@ -488,13 +488,18 @@ def _demo(
     import yaml
 
     from flows.demo import (
+        DEMO_AUDIENCE,
+        DEMO_PROFILE,
         SHOWN_GROUPS,
+        audience_sizes,
+        audience_table,
         demo_wave_ids,
         plan_demo_changes,
         score_changes,
         summarise_scores,
     )
     from misterp.mrp.simulate import WaveTruthSpec, simulate_wave, simulate_waves
+    from misterp.mrp.wave import AUDIENCES_FILE
     from misterp.reporting.write import index_location
     from misterp.storage import ResultStore
     from misterp.tracking.changes import CHANGES_FILE
@@ -507,6 +512,7 @@ def _demo(
         brands=brand_names,
         n_respondents=respondents,
         rare_brand=brand_names[-1],  # the last brand is the small, rarely known one
+        profile=DEMO_PROFILE,  # category users: an audience beyond the census
     )
     declared = (
         plan_demo_changes(simulate_wave(seed, spec).truth, brand_names, last) if n_waves > 1 else []
@@ -545,7 +551,8 @@ def _demo(
 
     store = ResultStore(results)
     truth = series.waves[last].truth
-    table = store.read_parquet(f"{last}/estimates.parquet").merge(
+    estimates = store.read_parquet(f"{last}/estimates.parquet")
+    table = estimates.merge(
         truth, on=["market", "question_id", "option", "target_group"], how="left"
     )
     columns = ["market", "question_id", "option", "true_value", "mean", "q05", "q95"]
@@ -553,6 +560,15 @@ def _demo(
     with pd.option_context("display.width", 200, "display.max_rows", 400):
         say(f"\nwave {last}, whole population: estimates beside the truth")
         say(table.loc[table["target_group"] == "all", columns].round(3).to_string(index=False))
+        say(
+            f"\nwave {last}, audience {DEMO_AUDIENCE} (a profile the census does not count): "
+            "estimates beside the truth, raking within the audience and its raw share"
+        )
+        say(audience_table(estimates, truth, DEMO_AUDIENCE).round(3).to_string(index=False))
+    if store.exists(f"{last}/{AUDIENCES_FILE}"):
+        sizes = store.read_parquet(f"{last}/{AUDIENCES_FILE}")
+        for line in audience_sizes(sizes, series.waves[last].audience_truth, DEMO_AUDIENCE):
+            say(line)
     inside = ((table["q05"] <= table["true_value"]) & (table["true_value"] <= table["q95"])).mean()
     mrp_error = (table["mean"] - table["true_value"]).abs().mean()
     raw_error = (table["raw_mean"] - table["true_value"]).abs().mean()

@@ -14,12 +14,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from misterp.mrp.simulate import TrueChange
+from misterp.mrp.simulate import ProfileTruth, TrueChange
 
 __all__ = [
+    "DEMO_AUDIENCE",
     "DEMO_CHANGES",
+    "DEMO_PROFILE",
     "SHOWN_GROUPS",
     "ChangeScore",
+    "audience_sizes",
+    "audience_table",
     "demo_wave_ids",
     "plan_demo_changes",
     "score_changes",
@@ -38,6 +42,13 @@ DEMO_CHANGES: tuple[tuple[str, int, str, float], ...] = (
 
 #: Target groups whose changes the demo prints (it scores them all).
 SHOWN_GROUPS = ("all", "women_18_34")
+
+#: The demo's audience beyond the census: category users, a profile the census does not count.
+DEMO_AUDIENCE = "category_users"
+
+#: The demo's simulated profile: category users (35% of the population, more of them in some
+#: cells), more aware and more considering than non-users; one audience on it.
+DEMO_PROFILE = ProfileTruth(audiences={DEMO_AUDIENCE: {"category_user": ["yes"]}})
 
 #: A true change below this is no change: unchanged truth is bitwise equal, this only
 #: absorbs the subtraction.
@@ -59,6 +70,56 @@ def demo_wave_ids(n_waves: int, first: str = "2026-09") -> list[str]:
     start = dt.date.fromisoformat(f"{first}-01")
     months = [start.year * 12 + start.month - 1 + k for k in range(n_waves)]
     return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in months]
+
+
+def audience_table(estimates: pd.DataFrame, truth: pd.DataFrame, audience: str) -> pd.DataFrame:
+    """One audience's estimates beside its truth and the two classical baselines.
+
+    Columns: ``market``, ``question_id``, ``option``, ``true_value``, ``mean``, ``q05``,
+    ``q95``, ``covered`` (the published interval holds the truth), ``raked_mean`` (raking
+    within the audience), ``raw_mean``, ``n``.
+
+    Examples
+    --------
+    >>> keys = {"market": ["DE"], "question_id": ["aware_b1"], "option": ["yes"],
+    ...         "target_group": ["users"]}
+    >>> estimates = pd.DataFrame(keys | {"mean": [0.7], "q05": [0.6], "q95": [0.8],
+    ...                          "lower": [0.6], "upper": [0.8], "raked_mean": [0.75],
+    ...                          "raw_mean": [0.8], "n": [300]})
+    >>> truth = pd.DataFrame(keys | {"true_value": [0.65]})
+    >>> audience_table(estimates, truth, "users")[["true_value", "mean", "covered"]].values
+    array([[0.65, 0.7, True]], dtype=object)
+    """
+    keys = ["market", "question_id", "option", "target_group"]
+    rows = estimates[estimates["target_group"] == audience].merge(truth, on=keys, how="left")
+    rows["covered"] = (rows["lower"] <= rows["true_value"]) & (rows["true_value"] <= rows["upper"])
+    columns = ["market", "question_id", "option", "true_value", "mean", "q05", "q95"]
+    return rows[[*columns, "covered", "raked_mean", "raw_mean", "n"]].reset_index(drop=True)
+
+
+def audience_sizes(sizes: pd.DataFrame, truth: pd.DataFrame, audience: str) -> list[str]:
+    """One line per market: the audience's estimated population share beside the true one.
+
+    Examples
+    --------
+    >>> sizes = pd.DataFrame({"market": ["DE"], "target_group": ["users"], "mean": [0.342],
+    ...                       "lower": [0.31], "upper": [0.37], "interval": [0.9]})
+    >>> truth = pd.DataFrame({"market": ["DE"], "target_group": ["users"], "true_share": [0.35]})
+    >>> audience_sizes(sizes, truth, "users")
+    ['DE: users are 34.2% of the population (90% interval 31.0-37.0%), truth 35.0%']
+    """
+    rows = sizes[sizes["target_group"] == audience].merge(
+        truth, on=["market", "target_group"], how="left"
+    )
+    lines = []
+    for row in rows.to_dict("records"):
+        mean, lower, upper = float(row["mean"]), float(row["lower"]), float(row["upper"])
+        lines.append(
+            f"{row['market']}: {audience} are {mean:.1%} of the population "
+            f"({float(row['interval']):.0%} interval {lower * 100:.1f}-{upper:.1%}), "
+            f"truth {float(row['true_share']):.1%}"
+        )
+    return lines
 
 
 def plan_demo_changes(

@@ -10,13 +10,22 @@ import pytest
 
 import flows.demo
 from flows.demo import (
+    DEMO_AUDIENCE,
+    DEMO_PROFILE,
     ChangeScore,
+    audience_table,
     demo_wave_ids,
     plan_demo_changes,
     score_changes,
     summarise_scores,
 )
-from misterp.mrp.simulate import TrueChange, WaveTruthSpec, simulate_wave, simulate_waves
+from misterp.mrp.simulate import (
+    ProfileTruth,
+    TrueChange,
+    WaveTruthSpec,
+    simulate_wave,
+    simulate_waves,
+)
 
 KEYS = ["wave", "market", "question_id", "option", "target_group"]
 
@@ -65,13 +74,18 @@ def test_a_change_naming_a_brand_the_demo_lacks_is_left_out() -> None:
     assert [c.question_id for c in plan_demo_changes(base, ["b1"], "2026-10")] == ["aware_b1"]
 
 
-def test_planned_changes_are_the_true_changes_of_the_simulated_last_wave() -> None:
+@pytest.mark.parametrize("profile", [None, DEMO_PROFILE], ids=["census", "category_users"])
+def test_planned_changes_are_the_true_changes_of_the_simulated_last_wave(
+    profile: ProfileTruth | None,
+) -> None:
+    """With the demo's profile too: its changes are solved over census cells x user levels."""
     spec = WaveTruthSpec(
         markets=("DE", "FR"),
         brands=("brand01", "brand02"),
         n_respondents=50,
         association_options=("innovative",),
         rare_brand="brand02",
+        profile=profile,
     )
     waves = demo_wave_ids(3)
     planned = plan_demo_changes(simulate_wave(7, spec).truth, spec.brands, waves[-1])
@@ -85,6 +99,22 @@ def test_planned_changes_are_the_true_changes_of_the_simulated_last_wave() -> No
         assert row.true_change == pytest.approx(
             by_key[row.market, row.question_id, row.target_group], abs=1e-9
         )
+
+
+def test_the_demo_audience_has_a_truth_for_every_estimate_and_a_size() -> None:
+    """What the demo prints beside its audience's estimates: a truth row for each, and a size."""
+    wave = simulate_wave(7, WaveTruthSpec(markets=("DE",), n_respondents=50, profile=DEMO_PROFILE))
+    assert wave.config("in", "out")["target_groups"][DEMO_AUDIENCE] == {"category_user": ["yes"]}
+    truth = wave.truth[wave.truth["target_group"] == DEMO_AUDIENCE]
+    estimates = truth.drop(columns="true_value").assign(
+        mean=0.5, q05=0.0, q95=1.0, lower=0.0, upper=1.0, raked_mean=0.5, raw_mean=0.5, n=10
+    )
+    table = audience_table(estimates, wave.truth, DEMO_AUDIENCE)
+    assert len(table) == len(truth) > 0
+    assert table["true_value"].notna().all()
+    assert table["covered"].all()
+    size = wave.audience_truth.set_index("target_group")["true_share"]
+    assert size[DEMO_AUDIENCE] == pytest.approx(DEMO_PROFILE.share)
 
 
 def _changes(rows: list[tuple[str, str, str, float, float, float, str, bool, str]]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import fsspec
 import numpy as np
@@ -21,17 +21,21 @@ import pandas as pd
 from misterp.mrp.ordered import random_walk_matrix
 
 __all__ = [
+    "DEFAULT_AUDIENCES",
     "DEFAULT_LEVELS",
     "DEFAULT_TARGET_GROUPS",
     "MarketWorld",
+    "ProfileTruth",
     "SimulatedSeries",
     "SimulatedWave",
     "TrueChange",
     "WaveLayout",
     "WaveTruthSpec",
+    "audience_truth",
     "compute_truth",
     "interaction_predictor",
     "market_world",
+    "profile_world",
     "simulate_wave",
     "simulate_waves",
     "true_changes",
@@ -75,6 +79,78 @@ DEFAULT_EFFECT_SD: dict[str, float] = {
 }
 
 _TRUTH_COLUMNS = ["market", "question_id", "option", "target_group", "true_value"]
+_AUDIENCE_COLUMNS = ["market", "target_group", "true_share"]
+
+#: Audiences on the simulated profile (``ProfileTruth``): the profile alone, and crossed with
+#: demographics.
+DEFAULT_AUDIENCES: dict[str, dict[str, list[str]]] = {
+    "category_users": {"category_user": ["yes"]},
+    "category_users_18_34": {"category_user": ["yes"], "age": ["18-24", "25-34"]},
+}
+
+#: Logit-scale effect of P(category user | census cell) per demographic level's draw.
+DEFAULT_PROFILE_SD: dict[str, float] = {"gender": 0.4, "age": 0.8, "education": 0.6, "region": 0.3}
+
+#: Logit-scale effect of being a category user (the profile's last level) on each outcome,
+#: by question prefix: users are more aware, more considering and tick more associations.
+DEFAULT_PROFILE_EFFECT: dict[str, float] = {"aware": 1.2, "consider": 0.8, "assoc": 0.4}
+
+#: Extra entropy of the profile's random streams: a wave with a profile draws everything
+#: else from the streams a wave without one uses, so the profile changes no other draw.
+_PROFILE_STREAM = 0x9F0F11E
+
+
+@dataclass(frozen=True)
+class ProfileTruth:
+    """A respondent variable the census does not count (category users), for audiences.
+
+    Each census cell ``c`` has ``P(level | c)``: a logit model on the demographics (one
+    ``N(0, effect_sd[dim])`` draw per demographic level) whose intercept is solved so that
+    ``share`` of the population is in the last level. Being in the last level adds
+    ``outcome_effect[prefix]`` to the logit of every ``prefix_<brand>`` item; the items'
+    intercepts are then solved again so that each item's population share is the one the wave
+    would have without the profile. The panel selects on demographics only and a respondent's
+    level is drawn from ``P(level | c)`` of their cell: selection is ignorable given the cell
+    and the profile, the assumption synthetic poststratification needs.
+
+    Attributes
+    ----------
+    name, levels
+        Respondent column and its levels (the last one is "user").
+    share
+        Population share of the last level.
+    effect_sd
+        Logit-scale standard deviation of the demographic effects on P(last level | cell).
+    outcome_effect
+        Question prefix (``aware``, ``consider``, ``assoc``) -> logit-scale effect of the
+        last level; prefixes not listed: 0.
+    audiences
+        Target groups on the profile (alone or with demographics), added to the wave's.
+    """
+
+    name: str = "category_user"
+    levels: tuple[str, ...] = ("no", "yes")
+    share: float = 0.35
+    effect_sd: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PROFILE_SD))
+    outcome_effect: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_PROFILE_EFFECT)
+    )
+    audiences: Mapping[str, Mapping[str, list[str]]] = field(
+        default_factory=lambda: {
+            k: {d: list(v) for d, v in g.items()} for k, g in DEFAULT_AUDIENCES.items()
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if len(self.levels) != 2 or len(set(self.levels)) != 2:
+            raise ValueError(f"profile {self.name!r} needs two distinct levels, got {self.levels}")
+        if not 0.0 < self.share < 1.0:
+            raise ValueError(f"profile share {self.share} must be in (0, 1)")
+        unknown = set(self.outcome_effect) - {"aware", "consider", "assoc"}
+        if unknown:
+            raise ValueError(
+                f"profile outcome_effect names {sorted(unknown)}; use aware, consider, assoc"
+            )
 
 
 @dataclass(frozen=True)
@@ -144,6 +220,10 @@ class WaveTruthSpec:
         Relative selection propensity per demographic level (missing levels: 1).
     target_groups
         Target group name -> {demographic: levels}; ``"all"`` is always added to the truth.
+    profile
+        A profile variable beyond the census (``ProfileTruth``) and its audiences, or None
+        (default). Its draws come from streams of their own, so a spec without it gives the
+        waves it always gave.
     """
 
     markets: tuple[str, ...] = ("DE", "FR")
@@ -179,6 +259,7 @@ class WaveTruthSpec:
             k: {d: list(v) for d, v in g.items()} for k, g in DEFAULT_TARGET_GROUPS.items()
         }
     )
+    profile: ProfileTruth | None = None
 
     def __post_init__(self) -> None:
         # Fail at construction rather than deep inside the generator with an index error.
@@ -222,18 +303,37 @@ class WaveTruthSpec:
         for dim, shares in self.marginals.items():
             if dim in self.levels and len(shares) != len(self.levels[dim]):
                 raise ValueError(f"marginals[{dim!r}] needs {len(self.levels[dim])} shares")
-        for name, group in self.target_groups.items():
+        columns = dict(self.levels)
+        if self.profile is not None:
+            if self.profile.name in self.levels:
+                raise ValueError(f"profile {self.profile.name!r} is also a demographic")
+            clash = set(self.profile.audiences) & set(self.target_groups)
+            if clash:
+                raise ValueError(f"profile audiences {sorted(clash)} are also target groups")
+            columns[self.profile.name] = self.profile.levels
+        for name, group in self.all_target_groups.items():
             if name == "all":
                 raise ValueError('"all" is implied and cannot be redefined')
             for dim, wanted in group.items():
-                unknown = set(wanted) - set(self.levels.get(dim, ()))
-                if dim not in self.levels or unknown:
+                unknown = set(wanted) - set(columns.get(dim, ()))
+                if dim not in columns or unknown:
                     raise ValueError(f"target group {name!r}: unknown {dim!r} levels {unknown}")
 
     @property
     def demographics(self) -> tuple[str, ...]:
         """Demographic column names, in order."""
         return tuple(self.levels)
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        """Profile column names: the profile's, if any."""
+        return () if self.profile is None else (self.profile.name,)
+
+    @property
+    def all_target_groups(self) -> dict[str, Mapping[str, list[str]]]:
+        """``target_groups`` and the profile's audiences."""
+        audiences = {} if self.profile is None else dict(self.profile.audiences)
+        return {**self.target_groups, **audiences}
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,7 +345,8 @@ class SimulatedWave:
     seed, spec
         What generated it.
     respondents
-        ``respondent_id`` (``"DE-000001"``), ``market``, one column per demographic.
+        ``respondent_id`` (``"DE-000001"``), ``market``, one column per demographic, then
+        the profile's column if the spec has one.
     answers
         ``respondent_id``, ``question_id``, ``option``, ``selected`` (int8 0/1). Respondents not
         asked a question (the unaware, for ``assoc_<brand>``) have no rows for it.
@@ -259,11 +360,21 @@ class SimulatedWave:
         population share, conditional on the base where the question has one.
     cell_truth
         ``market``, ``question_id``, ``option``, the demographics, ``p_true``: the generating
-        probability in each census cell (conditional on the base).
+        probability in each census cell (conditional on the base); with a profile, in each
+        census cell x profile level (the profile's column after the demographics).
     demographics
         Demographic column names.
     target_groups
-        Target group definitions (without the implied ``"all"``).
+        Target group definitions (without the implied ``"all"``), the profile's audiences
+        included.
+    profiles
+        Profile column names (respondent columns the census does not count); empty without.
+    audience_truth
+        ``market``, ``target_group``, ``true_share``: each group's share of the population
+        (``"all"`` included), from N_c x P(level | c) for an audience on the profile.
+    truth_population
+        The population the truth weights: ``poststrat`` without a profile; with one,
+        ``market``, the demographics, the profile and ``population`` = N_c x P(level | c).
     """
 
     seed: int
@@ -276,6 +387,9 @@ class SimulatedWave:
     cell_truth: pd.DataFrame
     demographics: tuple[str, ...]
     target_groups: dict[str, dict[str, list[str]]]
+    profiles: tuple[str, ...]
+    audience_truth: pd.DataFrame
+    truth_population: pd.DataFrame
 
     def write(
         self,
@@ -306,10 +420,12 @@ class SimulatedWave:
 
     def config(self, input_uri: str, output_uri: str) -> dict[str, Any]:
         """Minimal pipeline config (plain, YAML-serialisable types) for this wave."""
+        profiles = {"profiles": list(self.profiles)} if self.profiles else {}
         return {
             "input": input_uri,
             "output": output_uri,
             "demographics": list(self.demographics),
+            **profiles,
             "target_groups": {
                 name: {dim: list(levels) for dim, levels in group.items()}
                 for name, group in self.target_groups.items()
@@ -573,6 +689,97 @@ def market_world(
     return MarketWorld(population, logit, interaction)
 
 
+@dataclass(frozen=True)
+class ProfileWorld:
+    """One market's profile: P(level | census cell) and the world on census cells x levels.
+
+    ``layout`` and ``world`` have one cell per census cell and profile level (census cell
+    major, level minor) with population N_c x P(level | c), so that truth, changes and target
+    groups work on them as on census cells.
+    """
+
+    p_level: np.ndarray  # (census cells, levels)
+    layout: WaveLayout
+    world: MarketWorld
+
+
+def _population_shares(layout: WaveLayout, population: np.ndarray, logit: np.ndarray) -> np.ndarray:
+    """Each item's population share (among its base, for a conditional item)."""
+    prob = _expit(logit)
+    weights = np.broadcast_to(population.astype(float), prob.shape).copy()
+    conditional = layout.conditional
+    weights[conditional] = weights[conditional] * prob[layout.base_index[conditional]]
+    return np.asarray((weights * prob).sum(axis=1) / weights.sum(axis=1))
+
+
+def profile_world(
+    rng: np.random.Generator, spec: WaveTruthSpec, layout: WaveLayout, world: MarketWorld
+) -> ProfileWorld:
+    """Draw a market's P(level | cell) from its profile stream and expand its world by level.
+
+    The last level's ``outcome_effect`` is added to the census cells' logits, and each item
+    then gets the one intercept shift that keeps its population share (among its base, for a
+    conditional item) what ``world`` has: the spec's rates stay meaningful with the profile.
+    """
+    profile = spec.profile
+    if profile is None:
+        raise ValueError("the spec has no profile")
+    grid = layout.grid
+    eta = np.zeros(grid.shape[0])
+    for j, (dim, lv) in enumerate(spec.levels.items()):
+        eta += rng.normal(0.0, profile.effect_sd.get(dim, 0.0), size=len(lv))[grid[:, j]]
+    population = world.population.astype(float)
+    intercept = _calibrate_intercepts(eta[None, :], population[None, :], np.array([profile.share]))
+    p_last = _expit(intercept[0] + eta)
+    p_level = np.column_stack([1.0 - p_last, p_last])
+
+    n_levels = len(profile.levels)
+    cell = np.repeat(np.arange(grid.shape[0]), n_levels)
+    level = np.tile(np.arange(n_levels), grid.shape[0])
+    frame = layout.cell_frame.iloc[cell].reset_index(drop=True)
+    frame[profile.name] = np.asarray(profile.levels, dtype=object)[level]
+    expanded = WaveLayout(
+        np.column_stack([grid[cell], level]), frame, layout.items, layout.base_index
+    )
+    effect = np.array(
+        [profile.outcome_effect.get(qid.partition("_")[0], 0.0) for qid, *_rest in layout.items]
+    )
+    eta_items = world.logit[:, cell] + effect[:, None] * (level == n_levels - 1)[None, :]
+    weights = (population[:, None] * p_level).reshape(-1)
+    target = _population_shares(layout, world.population, world.logit)
+    logit = np.empty_like(eta_items)
+    unconditional = ~layout.conditional
+    all_weights = np.broadcast_to(weights, eta_items.shape)
+    shift = _calibrate_intercepts(
+        eta_items[unconditional], all_weights[unconditional], target[unconditional]
+    )
+    logit[unconditional] = shift[:, None] + eta_items[unconditional]
+    conditional = layout.conditional
+    base_weights = weights[None, :] * _expit(logit[layout.base_index[conditional]])
+    shift = _calibrate_intercepts(eta_items[conditional], base_weights, target[conditional])
+    logit[conditional] = shift[:, None] + eta_items[conditional]
+    interaction = None if world.interaction is None else world.interaction[:, cell]
+    return ProfileWorld(p_level, expanded, MarketWorld(weights, logit, interaction))
+
+
+class _MarketFrames(NamedTuple):
+    """One market's part of a wave: input frames, cell truth and the population it weights."""
+
+    respondents: pd.DataFrame
+    answers: pd.DataFrame
+    poststrat: pd.DataFrame
+    cell_truth: pd.DataFrame
+    truth_population: pd.DataFrame  # poststrat, or census cells x profile levels
+
+
+@dataclass(frozen=True)
+class _PanelProfile:
+    """A market's profile for one wave's panel: its level stream and expanded world."""
+
+    rng: np.random.Generator
+    world: ProfileWorld
+
+
 def _market_frames(
     panel: np.random.Generator,
     spec: WaveTruthSpec,
@@ -580,14 +787,26 @@ def _market_frames(
     market: str,
     population: np.ndarray,
     prob: np.ndarray,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """One market's panel sample (respondents, answers), census and cell truth."""
+    profile: _PanelProfile | None = None,
+) -> _MarketFrames:
+    """One market's panel sample (respondents, answers), census and cell truth.
+
+    With ``profile``, ``prob`` is on its census cells x levels, and each respondent's level is
+    drawn from P(level | their cell) from the profile's own stream.
+    """
     grid, cell_frame, items = layout.grid, layout.cell_frame, layout.items
     conditional, base_index = layout.conditional, layout.base_index
     # Biased panel: cells drawn with census share times a demographic propensity.
     select = population * _panel_propensity(spec, grid)
     cell_of = panel.choice(grid.shape[0], size=spec.n_respondents, p=select / select.sum())
-    p_resp = prob[:, cell_of].T  # (respondents, items)
+    column, truth_layout = cell_of, layout
+    if profile is not None:
+        p_level = profile.world.p_level
+        level_of = profile.rng.random(len(cell_of))[:, None] > p_level[cell_of].cumsum(axis=1)
+        level_of = np.minimum(level_of.sum(axis=1), p_level.shape[1] - 1)
+        column = cell_of * p_level.shape[1] + level_of
+        truth_layout = profile.world.layout
+    p_resp = prob[:, column].T  # (respondents, items)
     selected = panel.random(p_resp.shape) < p_resp
     asked = np.ones_like(selected)
     asked[:, conditional] = selected[:, base_index[conditional]]
@@ -600,6 +819,8 @@ def _market_frames(
     resp = cell_frame.iloc[cell_of].reset_index(drop=True)
     resp.insert(0, "market", market)
     resp.insert(0, "respondent_id", ids)
+    if profile is not None and spec.profile is not None:
+        resp[spec.profile.name] = np.asarray(spec.profile.levels, dtype=object)[level_of]
 
     item_q = np.array([it[0] for it in items], dtype=object)
     item_o = np.array([it[1] for it in items], dtype=object)
@@ -616,19 +837,47 @@ def _market_frames(
     ps.insert(0, "market", market)
     ps["population"] = population
 
-    ct = pd.concat([cell_frame] * len(items), ignore_index=True)
-    ct.insert(0, "option", np.repeat(item_o, grid.shape[0]))
-    ct.insert(0, "question_id", np.repeat(item_q, grid.shape[0]))
+    truth_cells = truth_layout.cell_frame
+    n_cells = truth_cells.shape[0]
+    ct = pd.concat([truth_cells] * len(items), ignore_index=True)
+    ct.insert(0, "option", np.repeat(item_o, n_cells))
+    ct.insert(0, "question_id", np.repeat(item_q, n_cells))
     ct.insert(0, "market", market)
     ct["p_true"] = prob.reshape(-1)
-    return resp, answers, ps, ct
+    truth_population = ps
+    if profile is not None:
+        truth_population = truth_cells.copy()
+        truth_population.insert(0, "market", market)
+        truth_population["population"] = profile.world.world.population
+    return _MarketFrames(resp, answers, ps, ct, truth_population)
+
+
+def audience_truth(
+    population: pd.DataFrame, target_groups: Mapping[str, Mapping[str, list[str]]]
+) -> pd.DataFrame:
+    """Each target group's exact share of its market's population (``"all"`` included).
+
+    ``population`` has ``market``, the columns the groups use and ``population`` (census
+    cells, or census cells x profile levels with N_c x P(level | c)).
+    """
+    out = []
+    total = population.groupby("market", sort=False)["population"].sum()
+    groups: dict[str, Mapping[str, list[str]]] = {"all": {}, **target_groups}
+    for name, group in groups.items():
+        mask = np.ones(len(population), dtype=bool)
+        for dim, wanted in group.items():
+            mask &= population[dim].isin(list(wanted)).to_numpy()
+        inside = population.loc[mask].groupby("market", sort=False)["population"].sum()
+        share = (inside.reindex(total.index, fill_value=0.0) / total).rename("true_share")
+        out.append(share.reset_index().assign(target_group=name))
+    return pd.concat(out, ignore_index=True)[_AUDIENCE_COLUMNS]
 
 
 def _assemble(
     seed: int,
     spec: WaveTruthSpec,
     layout: WaveLayout,
-    parts: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]],
+    parts: list[_MarketFrames],
 ) -> SimulatedWave:
     questions = []
     for market in spec.markets:
@@ -645,28 +894,50 @@ def _assemble(
                         "base": base,
                     }
                 )
-    poststrat_df = pd.concat([p[2] for p in parts], ignore_index=True)
-    cell_truth_df = pd.concat([p[3] for p in parts], ignore_index=True)
+    poststrat_df = pd.concat([p.poststrat for p in parts], ignore_index=True)
+    cell_truth_df = pd.concat([p.cell_truth for p in parts], ignore_index=True)
+    population_df = pd.concat([p.truth_population for p in parts], ignore_index=True)
     questions_df = pd.DataFrame(
         questions, columns=["question_id", "market", "brand", "kind", "base"]
     )
     target_groups = {
         name: {dim: list(levels) for dim, levels in group.items()}
-        for name, group in spec.target_groups.items()
+        for name, group in spec.all_target_groups.items()
     }
     demos = spec.demographics
+    columns = (*demos, *spec.profiles)
     return SimulatedWave(
         seed=seed,
         spec=spec,
-        respondents=pd.concat([p[0] for p in parts], ignore_index=True),
-        answers=pd.concat([p[1] for p in parts], ignore_index=True),
+        respondents=pd.concat([p.respondents for p in parts], ignore_index=True),
+        answers=pd.concat([p.answers for p in parts], ignore_index=True),
         poststrat=poststrat_df,
         questions=questions_df,
-        truth=compute_truth(cell_truth_df, poststrat_df, questions_df, target_groups, demos),
+        truth=compute_truth(cell_truth_df, population_df, questions_df, target_groups, columns),
         cell_truth=cell_truth_df,
         demographics=demos,
         target_groups=target_groups,
+        profiles=spec.profiles,
+        audience_truth=audience_truth(population_df, target_groups),
+        truth_population=population_df,
     )
+
+
+def _profile_streams(
+    seed: int, spec: WaveTruthSpec, n_waves: int
+) -> list[tuple[np.random.SeedSequence, list[np.random.SeedSequence]]] | None:
+    """Per market: the profile's world stream and one level stream per wave (None: no profile).
+
+    Spawned from a seed sequence of their own, so that the streams every other draw comes
+    from are those of a spec without a profile.
+    """
+    if spec.profile is None:
+        return None
+    streams = []
+    for market_seq in np.random.SeedSequence([seed, _PROFILE_STREAM]).spawn(len(spec.markets)):
+        world_seq, *panel_seqs = market_seq.spawn(1 + n_waves)
+        streams.append((world_seq, panel_seqs))
+    return streams
 
 
 def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave:
@@ -679,9 +950,16 @@ def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave
     layout = wave_layout(spec)
     parts = []
     market_seqs = np.random.SeedSequence(seed).spawn(len(spec.markets))
-    for market, market_seq in zip(spec.markets, market_seqs, strict=True):
+    profile_seqs = _profile_streams(seed, spec, 1)
+    for m, (market, market_seq) in enumerate(zip(spec.markets, market_seqs, strict=True)):
         world_seq, panel_seq = market_seq.spawn(2)
         world = market_world(np.random.default_rng(world_seq), spec, layout)
+        profile, truth_world = None, world
+        if profile_seqs is not None:
+            profile_seq, (level_seq,) = profile_seqs[m]
+            expanded = profile_world(np.random.default_rng(profile_seq), spec, layout, world)
+            profile = _PanelProfile(np.random.default_rng(level_seq), expanded)
+            truth_world = expanded.world
         parts.append(
             _market_frames(
                 np.random.default_rng(panel_seq),
@@ -689,7 +967,8 @@ def simulate_wave(seed: int, spec: WaveTruthSpec | None = None) -> SimulatedWave
                 layout,
                 market,
                 world.population,
-                _expit(world.logit),
+                _expit(truth_world.logit),
+                profile,
             )
         )
     return _assemble(seed, spec, layout, parts)
@@ -724,7 +1003,8 @@ class TrueChange:
     question_id, option
         The estimate that changes, e.g. ``"aware_brand02"``, ``"yes"``.
     target_group
-        ``"all"`` or a name in ``WaveTruthSpec.target_groups``: the cells that move.
+        ``"all"`` or a name in ``WaveTruthSpec.all_target_groups`` (an audience on the
+        profile too): the cells that move.
     delta
         Change of the group's true share, in proportions (``-0.03``: 3 points down).
     from_wave
@@ -803,7 +1083,7 @@ def _check_changes(
 ) -> None:
     """Raise one error listing every unusable change, with the valid choices."""
     items = {(q, o) for q, o, *_rest in layout.items}
-    groups = ["all", *spec.target_groups]
+    groups = ["all", *spec.all_target_groups]
     problems = []
     for change in changes:
         where = f"{change.question_id}/{change.option}/{change.target_group}"
@@ -844,7 +1124,7 @@ def _shifted_logits(
     """
     logit = world.logit.copy()
     item_index = {(q, o): i for i, (q, o, *_rest) in enumerate(layout.items)}
-    groups: dict[str, Mapping[str, list[str]]] = {"all": {}, **spec.target_groups}
+    groups: dict[str, Mapping[str, list[str]]] = {"all": {}, **spec.all_target_groups}
     ordered = sorted(
         active, key=lambda c: bool(layout.conditional[item_index[c.question_id, c.option]])
     )
@@ -912,20 +1192,31 @@ def simulate_waves(
     _check_changes(spec, labels, change_list, layout)
     order = {label: k for k, label in enumerate(labels)}
 
-    parts: list[list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]]] = [
-        [] for _ in labels
-    ]
+    parts: list[list[_MarketFrames]] = [[] for _ in labels]
     market_seqs = np.random.SeedSequence(seed).spawn(len(spec.markets))
-    for market, market_seq in zip(spec.markets, market_seqs, strict=True):
+    profile_seqs = _profile_streams(seed, spec, len(labels))
+    for m, (market, market_seq) in enumerate(zip(spec.markets, market_seqs, strict=True)):
         # The first two children are simulate_wave's streams; later waves' panels follow.
         world_seq, first_panel = market_seq.spawn(2)
         panel_seqs = [first_panel, *market_seq.spawn(len(labels) - 1)]
         world = market_world(np.random.default_rng(world_seq), spec, layout)
+        expanded: ProfileWorld | None = None
+        level_seqs: list[np.random.SeedSequence] = []
+        truth_layout, truth_world = layout, world
+        if profile_seqs is not None:
+            profile_seq, level_seqs = profile_seqs[m]
+            expanded = profile_world(np.random.default_rng(profile_seq), spec, layout, world)
+            truth_layout, truth_world = expanded.layout, expanded.world
         for k, panel_seq in enumerate(panel_seqs):
             active = [
                 c for c in change_list if order[c.from_wave] <= k and c.market in (None, market)
             ]
-            logit = _shifted_logits(spec, layout, world, active)
+            logit = _shifted_logits(spec, truth_layout, truth_world, active)
+            profile = (
+                None
+                if expanded is None
+                else _PanelProfile(np.random.default_rng(level_seqs[k]), expanded)
+            )
             parts[k].append(
                 _market_frames(
                     np.random.default_rng(panel_seq),
@@ -934,6 +1225,7 @@ def simulate_waves(
                     market,
                     world.population,
                     _expit(logit),
+                    profile,
                 )
             )
     simulated = {
