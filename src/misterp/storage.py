@@ -51,12 +51,17 @@ class StoreUnavailable(RuntimeError):
 
     def __init__(self, uri: str, action: str, cause: BaseException) -> None:
         self.uri = uri
+        self.action = action
         self.cause = cause
         detail = " ".join(str(cause).split()) or "no detail"
         super().__init__(
             f"store {uri} is unavailable: {action} failed with {type(cause).__name__}: "
             f"{detail}; check the endpoint, the network and the credentials in the environment"
         )
+
+    def __reduce__(self) -> tuple[type[StoreUnavailable], tuple[str, str, BaseException]]:
+        """Pickle with the three arguments: a worker process's outage reaches its run intact."""
+        return (type(self), (self.uri, self.action, self.cause))
 
 
 #: Errors that answer the question asked (no such file), not outages.

@@ -87,3 +87,19 @@ def test_local_write_bytes_leaves_no_temporary_file_behind(tmp_path: Path) -> No
     store.write_bytes("w1/a.bin", b"two")
     store.write_json("w1/b.json", {"x": 1})
     assert sorted(os.listdir(tmp_path / "w1")) == ["a.bin", "b.json"]
+
+
+def test_a_store_outage_raised_in_a_worker_process_reaches_the_run_intact() -> None:
+    """A worker's exception is pickled to its parent: StoreUnavailable's three arguments
+    did not survive it (TypeError in the parent instead of the outage; found by the issue-26
+    probes, an S3 endpoint back empty mid-run)."""
+    import pickle
+
+    from misterp.storage import StoreUnavailable
+
+    outage = StoreUnavailable("s3://b/out", "reading the staged wave", TimeoutError("slow"))
+    back = pickle.loads(pickle.dumps(outage))
+    assert type(back) is StoreUnavailable
+    assert str(back) == str(outage)
+    assert back.uri == "s3://b/out"
+    assert isinstance(back.cause, TimeoutError)
