@@ -151,8 +151,13 @@ class RunLocked(RuntimeError):
 
     def __init__(self, message: str, wave: str, holder: LeaseRecord | None) -> None:
         super().__init__(message)
+        self.message = message
         self.wave = wave
         self.holder = holder
+
+    def __reduce__(self) -> tuple[type[RunLocked], tuple[str, str, LeaseRecord | None]]:
+        """Pickle with every argument: raised in a worker, it reaches the run intact."""
+        return (type(self), (self.message, self.wave, self.holder))
 
 
 class LeaseLost(RuntimeError):
@@ -163,9 +168,14 @@ class LeaseLost(RuntimeError):
 
     def __init__(self, message: str, wave: str, run_id: str, holder: LeaseRecord | None) -> None:
         super().__init__(message)
+        self.message = message
         self.wave = wave
         self.run_id = run_id
         self.holder = holder
+
+    def __reduce__(self) -> tuple[type[LeaseLost], tuple[str, str, str, LeaseRecord | None]]:
+        """Pickle with every argument: a fit worker's refusal reaches its run intact."""
+        return (type(self), (self.message, self.wave, self.run_id, self.holder))
 
 
 def read_lease(store: ResultStore, wave: str) -> LeaseRecord | None:

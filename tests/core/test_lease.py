@@ -403,3 +403,19 @@ def test_an_inline_wave_that_fails_still_gives_the_lease_back(
     assert lease.released_at is not None
     assert not store.is_complete(WAVE)
     _lease(store, "next-run")  # the wave is free without --force
+
+
+def test_lease_errors_raised_in_a_worker_process_reach_the_run_intact(store: ResultStore) -> None:
+    """A fit worker's LeaseLost is pickled to its parent; the extra arguments did not survive
+    it (TypeError instead of the refusal), as StoreUnavailable's did not."""
+    import pickle
+
+    holder = _lease(store, "run-a").record
+    for error in (
+        LeaseLost("run-b lost wave 2026-10", WAVE, "run-b", holder),
+        RunLocked("wave 2026-10 is being run by run-a", WAVE, holder),
+    ):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error)
+        assert str(back) == str(error)
+        assert back.holder == holder
