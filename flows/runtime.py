@@ -35,6 +35,7 @@ __all__ = [
     "limit_threads",
     "local_prefect_api",
     "mark_started",
+    "quiet_worker_logs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,11 +70,24 @@ class _WithoutStartMarks(logging.Filter):
         return f"'{mark_started.__name__}'" not in record.getMessage()
 
 
+def quiet_worker_logs() -> None:
+    """A fit worker logs as the command does: no start-mark lines, no traceback of an outage.
+
+    The fits log from the worker processes, where the command's own filters
+    (``flows.outcome.hide_expected_tracebacks``) are not installed: a store outage would print
+    a traceback per fit and retry above the command's one line.
+    """
+    from flows.outcome import hide_expected_tracebacks
+
+    logging.getLogger("prefect.task_runs").addFilter(_WithoutStartMarks())
+    hide_expected_tracebacks()
+
+
 def init_fit_worker(parent_pid: int | None = None) -> None:
     """Process-pool initializer of a fit worker: one thread, dies with the run's process."""
     limit_threads()
     die_with_parent(parent_pid)
-    logging.getLogger("prefect.task_runs").addFilter(_WithoutStartMarks())
+    quiet_worker_logs()
 
 
 def _free_port() -> int:

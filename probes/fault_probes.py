@@ -425,7 +425,7 @@ class Probes:
             bucket = "probe-outage"
             options = {"client_kwargs": {"endpoint_url": endpoint}}
             make_bucket(endpoint, bucket)
-            _folder, config = self.folder(
+            folder, config = self.folder(
                 "s3-outage", output=f"s3://{bucket}/out", storage_options=options
             )
             running = start(self.args(config), self.env)
@@ -434,6 +434,7 @@ class Probes:
             time.sleep(3)
             stop_and_restart()  # the store comes back empty, as after losing its contents
             code = running.wait()
+            (folder / "outage-run.log").write_text(running.text)
             first = f"exit {code}: {last_line(running.text)}"
             make_bucket(endpoint, bucket)
             suggested = last_line(running.text, limit=10_000).rsplit("re-run with: ", 1)[-1]

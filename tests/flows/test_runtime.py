@@ -250,3 +250,30 @@ def test_a_startup_timeout_set_after_prefect_is_imported_still_applies(
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "137")
     assert prefect.settings.get_current_settings().server.ephemeral.startup_timeout_seconds != 137
     assert ephemeral_startup_timeout() == 137
+
+
+def test_a_fit_worker_logs_a_store_outage_without_its_traceback_and_keeps_a_bugs() -> None:
+    """Issue 26 probe: the command printed a traceback per fit for an S3 outage; the CLI
+    hides it in its own process, but the fits log from worker processes."""
+    import logging
+
+    from flows.runtime import quiet_worker_logs
+    from misterp.storage import StoreUnavailable
+
+    logger = logging.getLogger("prefect.task_runs")
+    before = logger.filters[:]
+    try:
+        quiet_worker_logs()
+
+        def record(exc: BaseException) -> logging.LogRecord:
+            made = logger.makeRecord(
+                logger.name, logging.ERROR, __file__, 1, "failed", (), (type(exc), exc, None)
+            )
+            assert logger.filter(made)
+            return made
+
+        outage = StoreUnavailable("s3://b/out", "reading", ConnectionError("refused"))
+        assert record(outage).exc_info is None
+        assert record(RuntimeError("a bug")).exc_info is not None
+    finally:
+        logger.filters[:] = before
