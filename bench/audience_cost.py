@@ -12,7 +12,8 @@ in this process (``misterp.pipeline.wave.run_wave_inline``, the config's default
 into a fresh output folder (no reuse):
 
 base
-    ``target_groups`` on the census only.
+    ``target_groups`` on the census only (the profile declared, but no group uses it, so it
+    is not modelled).
 audience
     plus ``profiles: [category_user]`` and a ``category_users`` target group (predictor on).
 audience, no predictor
@@ -69,8 +70,9 @@ def run_arm(base: dict[str, Any], arm: str, output: Path, cores: int) -> tuple[f
     """Wall seconds, models planned and models converged of one run of an arm."""
     raw = dict(base) | {"output": str(output), "wave": WAVE}
     raw["sampler"] = {"cores": cores}
+    # declared in every arm (the column is in the file); modelled only where a group uses it
+    raw["profiles"] = ["category_user"]
     if arm != "base":
-        raw["profiles"] = ["category_user"]
         raw["target_groups"] = dict(raw["target_groups"]) | {
             "category_users": {"category_user": ["yes"]}
         }
