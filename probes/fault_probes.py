@@ -184,6 +184,9 @@ class Family:
     estimates: Callable[[Path], pd.DataFrame]
     #: The published folder of a run's output (where the manifest goes last).
     published: Callable[[Path], Path]
+    #: CPU-seconds after which a worker is past its imports and fitting (pymc-marketing's
+    #: imports take about 10; a warm tracker fit is over in a few).
+    fitting_after: float = 8.0
 
 
 def _mrp_input(folder: Path) -> dict[str, Any]:
@@ -268,6 +271,7 @@ FAMILIES = {
         _mmm_config,
         _mmm_estimates,
         lambda out: out / "mmm" / RUN,
+        fitting_after=20.0,
     ),
 }
 
@@ -365,10 +369,9 @@ class Probes:
         folder, config = self.folder("kill-worker")
         running = start(self.args(config), self.env)
         pid = running.process.pid
-        # a worker that has used 20 CPU-seconds is past its imports (pymc-marketing's take
-        # about 10): it is fitting
-        running.wait_for(lambda: any(_cpu_seconds(w) > 20 for w in fit_workers(pid)))
-        workers = [w for w in fit_workers(pid) if _cpu_seconds(w) > 20]
+        busy = self.family.fitting_after  # a worker past its imports: it is fitting
+        running.wait_for(lambda: any(_cpu_seconds(w) > busy for w in fit_workers(pid)))
+        workers = [w for w in fit_workers(pid) if _cpu_seconds(w) > busy]
         if workers:
             workers[0].send_signal(signal.SIGKILL)
         code = running.wait()
