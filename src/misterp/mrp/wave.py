@@ -59,6 +59,7 @@ __all__ = [
     "fit_prepared",
     "fit_staged",
     "market_profile_weighting",
+    "profile_weighting",
     "publish_wave",
     "record_lost_fit",
 ]
@@ -346,8 +347,17 @@ def market_profile_weighting(
     return ProfileWeighting(weights, status, tuple(notes))
 
 
-def assemble_estimates(
+def profile_weighting(
     prepared: PreparedWave, fits: Mapping[str, StoredFit]
+) -> dict[str, ProfileWeighting]:
+    """Every market's profile weighting, computed once for the estimates and the audiences."""
+    return {market: market_profile_weighting(prepared, market, fits) for market in prepared.layouts}
+
+
+def assemble_estimates(
+    prepared: PreparedWave,
+    fits: Mapping[str, StoredFit],
+    weighting: Mapping[str, ProfileWeighting] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Poststratify every fit into the estimates table and per-model draws.
 
@@ -366,9 +376,7 @@ def assemble_estimates(
     }
     rows: list[dict[str, Any]] = []
     all_draws: dict[str, pd.DataFrame] = {}
-    weighting = {
-        market: market_profile_weighting(prepared, market, fits) for market in prepared.layouts
-    }
+    weighting = weighting if weighting is not None else profile_weighting(prepared, fits)
     for spec in prepared.specs:
         if spec.profile is not None:
             continue
@@ -439,7 +447,11 @@ def assemble_estimates(
     return frame, all_draws
 
 
-def assemble_audiences(prepared: PreparedWave, fits: Mapping[str, StoredFit]) -> pd.DataFrame:
+def assemble_audiences(
+    prepared: PreparedWave,
+    fits: Mapping[str, StoredFit],
+    weighting: Mapping[str, ProfileWeighting] | None = None,
+) -> pd.DataFrame:
     """Each target group's share of its market's population, with its interval.
 
     A group on census demographics has its census share (no uncertainty); a group on a
@@ -450,11 +462,17 @@ def assemble_audiences(prepared: PreparedWave, fits: Mapping[str, StoredFit]) ->
     stored = prepared.config.sampler.stored_draws
     rows = []
     for market, layout in prepared.layouts.items():
-        weighting = market_profile_weighting(prepared, market, fits)
-        n_draws = weighting.weights.shape[0] if weighting.weights is not None else stored
+        market_weighting = (
+            weighting[market]
+            if weighting is not None
+            else market_profile_weighting(prepared, market, fits)
+        )
+        n_draws = (
+            market_weighting.weights.shape[0] if market_weighting.weights is not None else stored
+        )
         shares = (
-            audience_shares(layout, weighting.weights, n_draws)
-            if weighting.status is not FitStatus.FAILED
+            audience_shares(layout, market_weighting.weights, n_draws)
+            if market_weighting.status is not FitStatus.FAILED
             else {}
         )
         for group in layout.masks:
@@ -470,8 +488,10 @@ def assemble_audiences(prepared: PreparedWave, fits: Mapping[str, StoredFit]) ->
                     "target_group": group,
                     "profiles": ", ".join(used) or None,
                     **summarise(shares.get(group, np.empty(0)), interval),
-                    "status": (weighting.status if used else FitStatus.CONVERGED).value,
-                    "note": "; ".join(weighting.notes) if used and weighting.notes else None,
+                    "status": (market_weighting.status if used else FitStatus.CONVERGED).value,
+                    "note": "; ".join(market_weighting.notes)
+                    if used and market_weighting.notes
+                    else None,
                 }
             )
     return pd.DataFrame(rows, columns=list(AUDIENCE_COLUMNS))
@@ -513,7 +533,9 @@ def publish_wave(
     if run_id is not None:
         check_holder(store, wave, run_id)
     store.retract(wave)
-    estimates, draws = assemble_estimates(prepared, fits)
+    # the profile weights (and their raking to known margins) once, for both tables
+    weighting = profile_weighting(prepared, fits)
+    estimates, draws = assemble_estimates(prepared, fits, weighting)
     written = set()
     for spec in prepared.specs:
         if spec.key in draws:
@@ -522,7 +544,7 @@ def publish_wave(
     for leftover in set(store.list(f"{wave}/draws")) - written:
         store.remove(leftover)
     estimates_bytes = store.write_parquet(f"{wave}/estimates.parquet", estimates)
-    store.write_parquet(f"{wave}/{AUDIENCES_FILE}", assemble_audiences(prepared, fits))
+    store.write_parquet(f"{wave}/{AUDIENCES_FILE}", assemble_audiences(prepared, fits, weighting))
     published = {
         f"{r.market}/{r.question_id}/{r.option}": FitStatus(str(r.status))
         for r in estimates.drop_duplicates(["market", "question_id", "option"]).itertuples()
