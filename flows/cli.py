@@ -415,6 +415,11 @@ def validate(
         resolved = parsed.resolved(wave=wave or parsed.wave or default_wave_id(), input=input)
         invocation.stores = (resolved.input,)
         prepared = prepare_wave(resolved)
+        from misterp.storage import ResultStore
+        from misterp.tracking.smoothed import check_smoothing_window
+
+        store = ResultStore(resolved.output, resolved.storage_options)
+        check_smoothing_window(store, prepared.wave_id, resolved.tracking)
         groups = ", ".join(["all", *resolved.target_groups])
         respondents = (
             f"{_count(prepared.n_respondents, 'respondent')}, "

@@ -80,6 +80,7 @@ def publish_fake_wave(
                     **{k: model_spec[k] for k in ("market", "question_id", "option", "brand")},
                     "target_group": group,
                     "mean": float(values.mean()),
+                    "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0,
                     "q05": float(np.quantile(values, 0.05)),
                     "q95": float(np.quantile(values, 0.95)),
                     "n": 100,

@@ -43,6 +43,7 @@ __all__ = [
     "ProfileMissing",
     "ProfileSettings",
     "ReportingConfig",
+    "SmoothingConfig",
     "TrackingConfig",
     "WaveConfig",
     "check_wave_id",
@@ -264,6 +265,22 @@ class ModelConfig(FrozenSettings):
     priors: PriorConfig = PriorConfig()
 
 
+class SmoothingConfig(FrozenSettings):
+    """The smoothed trend (``tracking.smoothing``): a local-level model over the last waves.
+
+    Off by default: measured on simulated waves (``bench/smoothing_accuracy.py``), see the
+    README's "Smoothed trend" for what it gains and loses against the raw wave-on-wave flag.
+    """
+
+    enabled: bool = Field(False, description="publish smoothed.parquet beside changes.parquet")
+    window: int = Field(
+        6,
+        ge=2,
+        description="waves smoothed together, this one included; a run is refused while fewer "
+        "complete waves of the same kind exist",
+    )
+
+
 class TrackingConfig(FrozenSettings):
     """How waves follow one another: their period, and when a change counts as one.
 
@@ -287,6 +304,10 @@ class TrackingConfig(FrozenSettings):
     rolling_waves: int = Field(3, ge=1, description="waves per window of the rolling view")
     fieldwork: dict[str, tuple[dt.date, dt.date]] = Field(
         default_factory=dict, description="per wave id: first and last day of fieldwork"
+    )
+    smoothing: SmoothingConfig = Field(
+        default_factory=SmoothingConfig,
+        description="a smoothed trend per estimate beside the raw changes (off by default)",
     )
 
     @field_validator("fieldwork")

@@ -38,6 +38,7 @@ from misterp.reporting.write import ReportOutcome, update_report
 from misterp.storage import ResultStore
 from misterp.tracking.competitors import COMPETITORS_VIEW
 from misterp.tracking.funnel import FUNNEL_VIEW
+from misterp.tracking.smoothed import check_smoothing_window
 from misterp.tracking.update import TrackingOutcome, update_tracking
 
 __all__ = [
@@ -71,6 +72,9 @@ class TrackedWave(WaveOutcome):
 class WaveRun:
     """One tracker wave, validated and planned, as the pipeline runs it.
 
+    Constructing it is the end of validation: it checks what needs the results root (the
+    smoothing window against the waves published) and raises before anything is written.
+
     ``restage``: write the prepared cells (a run) or only plan from what the first run staged
     (a re-run: the raw input is not read again).
     """
@@ -80,6 +84,14 @@ class WaveRun:
     restage: bool = True
     stale_after: float = DEFAULT_STALE_AFTER
     started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        """Refuse, before the lease or any write, what the tracking step could not do.
+
+        A smoothing window longer than the waves published is a config error the run would
+        otherwise only meet after publishing (``SmoothingWindowError``, exit 2).
+        """
+        check_smoothing_window(self.store, self.wave, self.prepared.config.tracking)
 
     @property
     def wave(self) -> str:

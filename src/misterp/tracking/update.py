@@ -28,6 +28,7 @@ from misterp.tracking.changes import (
     wave_changes,
     write_changes,
 )
+from misterp.tracking.smoothed import SMOOTHED_FILE, wave_smoothing
 from misterp.tracking.trends import update_trends
 
 __all__ = ["TRACKING_FILE", "TrackingOutcome", "refresh_later_changes", "update_tracking"]
@@ -46,6 +47,7 @@ class TrackingOutcome(Record):
     message: str
     change_rows: int = 0
     trend_rows: int = 0
+    smoothed_rows: int = 0  # rows of smoothed.parquet (0: smoothing off)
     refreshed: tuple[str, ...] = ()  # later waves whose changes were recomputed against this one
     seconds: float = 0.0
     at: str = ""
@@ -93,6 +95,9 @@ def update_tracking(
 ) -> TrackingOutcome:
     """Compute ``changes.parquet`` for ``wave`` and refresh ``OUTPUT/trends.parquet``.
 
+    With ``tracking.smoothing.enabled``, also ``smoothed.parquet`` (the smoothed trend over
+    the last ``window`` waves, beside the raw changes).
+
     Never raises for a problem of the data or the store: the outcome says ``failed`` (or
     ``skipped`` for a wave id that is not a period, e.g. ``demo``) with the reason,
     and the same is written to ``OUTPUT/WAVE/tracking.json``.
@@ -101,6 +106,7 @@ def update_tracking(
     outcome: TrackingOutcome
     try:
         store.remove(f"{wave}/{CHANGES_FILE}")
+        store.remove(f"{wave}/{SMOOTHED_FILE}")
         manifest = read_manifest(store, wave)
         if manifest is None:
             raise ConfigError(f"wave '{wave}' is not complete; nothing to track")
@@ -115,10 +121,16 @@ def update_tracking(
             write_changes(store, wave, changes)
             table = update_trends(store, wave)
             refreshed = refresh_later_changes(store, wave, settings)
+            smoothed_rows = 0
+            if settings.smoothing.enabled:
+                smoothed = wave_smoothing(store, wave, settings)
+                store.write_parquet(f"{wave}/{SMOOTHED_FILE}", smoothed)
+                smoothed_rows = len(smoothed)
             outcome = TrackingOutcome(
                 wave=wave,
                 status="updated",
                 message=f"{len(changes)} change rows, trends over {table['wave'].nunique()} waves"
+                + (f", {smoothed_rows} smoothed rows" if settings.smoothing.enabled else "")
                 + (
                     f"; changes of later waves {', '.join(refreshed)} recomputed"
                     if refreshed
@@ -126,6 +138,7 @@ def update_tracking(
                 ),
                 change_rows=len(changes),
                 trend_rows=len(table),
+                smoothed_rows=smoothed_rows,
                 refreshed=tuple(refreshed),
             )
             logger.info("wave %s: %s", wave, outcome.message)
