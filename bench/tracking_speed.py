@@ -8,7 +8,11 @@ fitting) to a temporary folder, builds the trend table of the prior waves, and t
 ``--cores`` CPUs: the previous, year-ago and rolling changes of every model and target group,
 and the incremental trend update; then the funnel and competitor tables of that wave from its
 draws (read back from the store, as a re-publish would; publish itself has them in memory), and
-the report (``misterp.reporting.write.update_report``: CSVs, tables.xlsx, index.html). The
+the report (``misterp.reporting.write.update_report``: CSVs, tables.xlsx, index.html). With
+``--smoothing-window`` K (default 13: every wave; 0 turns it off) the waves are published with
+``tracking.smoothing`` on, and the smoothed trend over the last K waves
+(``misterp.tracking.smoothed.wave_smoothing``, written as ``smoothed.parquet``) is timed as its
+own step, after the changes and trends. The
 models are brand-shaped, as in a tracker: per market and brand ``aware_B``, ``consider_B``
 (asked among the aware, so each brand has a funnel) and eight ``assoc_B`` options, 10 models a
 brand. It prints one machine-readable last line::
@@ -77,7 +81,9 @@ def _spec(key: str) -> Any:
     )
 
 
-def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: int) -> list[str]:
+def write_waves(
+    root: str, models: int, prior_waves: int, draws: int, groups: int, smoothing: int = 0
+) -> list[str]:
     """Publish ``prior_waves + 1`` synthetic monthly waves ending 2026-11; returns their ids."""
     from misterp.mrp.records import Manifest, ManifestModel
     from misterp.records import StatusCounts
@@ -132,6 +138,7 @@ def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: in
                         "brand": question.rsplit("_", 1)[-1],
                         "target_group": name,
                         "mean": float(row.mean()),
+                        "sd": float(row.std(ddof=1)),
                         "q05": float(np.quantile(row, 0.05)),
                         "q95": float(np.quantile(row, 0.95)),
                         "n": 1000,
@@ -146,7 +153,14 @@ def write_waves(root: str, models: int, prior_waves: int, draws: int, groups: in
             input=None,
             input_hashes={"poststrat": "census"},
             versions={},
-            config={"target_groups": target_groups},
+            config={
+                "target_groups": target_groups,
+                **(
+                    {"tracking": {"smoothing": {"enabled": True, "window": smoothing}}}
+                    if smoothing
+                    else {}
+                ),
+            },
             counts=counts,
             wall_seconds=None,
             files={},
@@ -163,19 +177,35 @@ def _timed(root: str, wave: str, cores: int, queue: Any) -> None:
     if hasattr(os, "sched_setaffinity"):
         available = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, available[:cores])
+    from misterp.mrp.config import SmoothingConfig
     from misterp.mrp.poststratify import draws_by_group
     from misterp.reporting.write import update_report
     from misterp.storage import ResultStore
     from misterp.tracking.catalog import read_manifest
+    from misterp.tracking.changes import tracking_of
     from misterp.tracking.competitors import COMPETITORS_FILE, competitor_table
     from misterp.tracking.funnel import FUNNEL_FILE, funnel_table, plan_funnels
+    from misterp.tracking.smoothed import SMOOTHED_FILE, wave_smoothing
     from misterp.tracking.update import update_tracking
 
     store = ResultStore(root)
     steps: dict[str, float] = {}
     started = time.perf_counter()
-    outcome = update_tracking(store, wave)
+    manifest = read_manifest(store, wave)
+    assert manifest is not None
+    settings = tracking_of(manifest)
+    # changes and trends first, then the smoothing on its own clock (update_tracking would run
+    # both in one call)
+    smoothing = settings.smoothing
+    outcome = update_tracking(
+        store, wave, settings.model_copy(update={"smoothing": SmoothingConfig()})
+    )
     steps["changes+trends"] = time.perf_counter() - started
+    if smoothing.enabled:
+        begun = time.perf_counter()
+        smoothed = wave_smoothing(store, wave, settings)
+        store.write_parquet(f"{wave}/{SMOOTHED_FILE}", smoothed)
+        steps[f"smoothing ({smoothing.window} waves)"] = time.perf_counter() - begun
 
     begun = time.perf_counter()
     manifest = read_manifest(store, wave)
@@ -216,10 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=4, help="target groups besides 'all'")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--smoothing-window",
+        type=int,
+        default=13,
+        help="tracking.smoothing.window of the waves (0: smoothing off); default: every wave",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="misterp-tracking-") as root:
         started = time.perf_counter()
-        waves = write_waves(root, args.models, args.prior_waves, args.draws, args.groups)
+        waves = write_waves(
+            root, args.models, args.prior_waves, args.draws, args.groups, args.smoothing_window
+        )
         from misterp.storage import ResultStore
         from misterp.tracking.trends import rebuild_trends
 
@@ -237,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"models={len(_brand_keys(args.models))} prior_waves={args.prior_waves} "
         f"draws={args.draws} groups={args.groups + 1} change_rows={rows} "
-        f"seconds={seconds:.2f} peak_rss_mb={peak_mb:.0f}"
+        f"smoothing_window={args.smoothing_window} seconds={seconds:.2f} peak_rss_mb={peak_mb:.0f}"
     )
     return 0 if status == "updated" else 1
 
