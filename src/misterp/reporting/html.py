@@ -24,6 +24,7 @@ from misterp.reporting.charts import (
     funnel_charts,
     trend_charts,
 )
+from misterp.reporting.smoothed import smoothed_section
 from misterp.reporting.tables import ReportTables
 
 __all__ = ["SECTIONS", "PageContext", "charts_grid", "document", "empty", "escape", "render_page"]
@@ -32,6 +33,7 @@ __all__ = ["SECTIONS", "PageContext", "charts_grid", "document", "empty", "escap
 SECTIONS: dict[str, str] = {
     "headline": "Headline",
     "trends": "Trends",
+    "smoothed": "Smoothed trend",
     "funnel": "Funnel",
     "associations": "Brand associations",
     "comparison": "MRP vs raw vs raked",
@@ -332,12 +334,15 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
         "audiences": _audiences_section(tables, context),
         "downloads": _downloads(tables, context),
     }
+    smoothed = smoothed_section(tables.smoothed, group, context.change_probability)
+    if smoothed is not None:
+        bodies["smoothed"] = smoothed
     published = f"published {context.published_at}; " if context.published_at else ""
     return document(
         title=f"misterp report: wave {context.wave}",
         heading=f"Brand tracking report: wave {context.wave}",
         subtitle=f"{published}{context.health}; headline {for_group}",
-        sections={key: (title, bodies[key]) for key, title in SECTIONS.items()},
+        sections={key: (title, bodies[key]) for key, title in SECTIONS.items() if key in bodies},
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "funnel_table",
     "headline_summary",
     "headline_table",
+    "identity",
     "kpi_name",
     "trends_table",
 ]
@@ -131,10 +132,21 @@ class ReportTables:
     #: Each target group's share of the population (an audience's size); none in waves
     #: published before audiences.parquet existed.
     audiences: pd.DataFrame = field(default_factory=lambda: _NO_AUDIENCES.copy())
+    #: The smoothed trend beside the raw change (``reporting.smoothed``); empty, and no sheet,
+    #: for a wave published without ``tracking.smoothing``.
+    smoothed: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def sheets(self) -> dict[str, pd.DataFrame]:
-        """Sheet name to table, in ``SHEETS`` order (the xlsx sheets and the CSV names)."""
-        return {name: getattr(self, name) for name in SHEETS}
+        """Sheet name to table, in ``SHEETS`` order (the xlsx sheets and the CSV names).
+
+        ``smoothed`` follows ``changes`` when the wave has a smoothed trend.
+        """
+        sheets = {name: getattr(self, name) for name in SHEETS}
+        if self.smoothed.empty:
+            return sheets
+        names = list(sheets)
+        names.insert(names.index("changes") + 1, "smoothed")
+        return {name: sheets.get(name, self.smoothed) for name in names}
 
 
 def _percent(values: pd.Series | float) -> pd.Series:
@@ -174,6 +186,11 @@ def _identity(
     if group:
         out[GROUP] = frame["target_group"].astype(str)
     return out
+
+
+#: The identity columns of a table's rows (market, brand, question, label, option, group), for
+#: the report's other tables built outside this module.
+identity = _identity
 
 
 def kpi_name(question: str, option: str, label: str | None = None) -> str:

@@ -27,11 +27,13 @@ from misterp.mrp.records import Manifest, check_estimates
 from misterp.records import Record, utc_now
 from misterp.reporting import tables as t
 from misterp.reporting.html import PageContext, render_page
+from misterp.reporting.smoothed import smoothed_table
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest
 from misterp.tracking.changes import CHANGES_FILE, tracking_of
 from misterp.tracking.competitors import COMPETITORS_FILE
 from misterp.tracking.funnel import FUNNEL_FILE
+from misterp.tracking.smoothed import SMOOTHED_FILE
 from misterp.tracking.trends import TRENDS_FILE
 
 __all__ = [
@@ -189,6 +191,9 @@ def build_report(
         associations=t.association_table(estimates, group=group, labels=labels),
         mrp_raw_raked=t.comparison_table(estimates, labels=labels),
         audiences=t.audiences_table(_optional_parquet(store, f"{wave}/{AUDIENCES_FILE}")),
+        smoothed=smoothed_table(
+            _optional_parquet(store, f"{wave}/{SMOOTHED_FILE}"), changes, wave, labels=labels
+        ),
     )
     context = PageContext(
         wave=wave,
