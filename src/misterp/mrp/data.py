@@ -18,6 +18,10 @@ WAVE_FILES: tuple[str, ...] = ("respondents", "answers", "poststrat", "questions
 CENSUS_TABLES = "census_tables"
 #: Known population shares of profile levels (optional; only with ``profiles``).
 PROFILE_MARGINS = "profile_margins"
+#: Campaign milestones for the report's trend charts (optional): date, market or all, label.
+MILESTONES = "milestones"
+#: The market of a milestone that applies to every market.
+ALL_MARKETS = "all"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class WaveData:
     #: ``market, profile, level, share``: known population shares of profile levels that the
     #: synthetic table is raked to; empty without a ``profile_margins`` file.
     profile_margins: pd.DataFrame | None = None
+    #: ``date`` (text, YYYY-MM-DD), ``market`` (a market or ``all``), ``label``: the campaign
+    #: milestones the report draws on its trend charts; None without a ``milestones`` file.
+    milestones: pd.DataFrame | None = None
 
     @property
     def markets(self) -> list[str]:

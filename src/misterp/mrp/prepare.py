@@ -84,6 +84,9 @@ class PreparedWave:
     #: Known population shares of profile levels (``profile_margins``): market -> profile ->
     #: level -> share; the synthetic table is raked to them when publishing.
     profile_margins: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    #: The wave's campaign milestones (``milestones``: date, market or all, label), published
+    #: for the report's trend charts; None without the file.
+    milestones: pd.DataFrame | None = None
 
     def spec(self, key: str) -> ModelSpec:
         """The planned spec with this key."""
@@ -231,6 +234,7 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         n_respondents=len(data.respondents),
         census=data.census,
         profile_margins=margins_by_market(data.profile_margins),
+        milestones=data.milestones,
     )
 
 

@@ -22,6 +22,7 @@ from misterp.storage import MANIFEST, ResultStore
 
 __all__ = [
     "AUDIENCES_FILE",
+    "MILESTONES_FILE",
     "GroupDraws",
     "PublishedDraws",
     "WaveDraws",
@@ -32,6 +33,8 @@ __all__ = [
 
 #: A published wave's audience sizes (each target group's population share), in its folder.
 AUDIENCES_FILE = "audiences.parquet"
+#: The wave's campaign milestones (date, market or all, label), when its input had them.
+MILESTONES_FILE = "milestones.parquet"
 
 #: Model key to target group to ``(draws,)`` poststratified values.
 GroupDraws = Mapping[str, Mapping[str, np.ndarray]]

@@ -338,3 +338,46 @@ def profile_margins_schema() -> pa.DataFrameSchema:
         ],
         metadata={"unexpected_fix": "remove it: profile_margins has market, profile, level, share"},
     )
+
+
+def _is_day(series: pd.Series) -> pd.Series:
+    """A calendar day written YYYY-MM-DD (an impossible day such as 2026-02-30 is not one)."""
+    text = series.astype(str).str.strip()
+    parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    return parsed.notna() & text.str.fullmatch(r"\d{4}-\d{2}-\d{2}")
+
+
+def milestones_schema() -> pa.DataFrameSchema:
+    """Campaign milestones (``milestones``, optional): drawn on the report's trend charts.
+
+    One row per milestone: ``date`` a day (YYYY-MM-DD), ``market`` a surveyed market or
+    ``all``, ``label`` what happened (e.g. "TV campaign starts").
+    """
+    date = pa.Column(
+        None,
+        nullable=False,
+        checks=[
+            check_with_fix(
+                _is_day,
+                error="date is not a day written YYYY-MM-DD",
+                fix="write the day of the milestone as YYYY-MM-DD, e.g. 2026-11-03",
+            )
+        ],
+        metadata={"missing_fix": "add the date column (the day of the milestone, YYYY-MM-DD)"},
+    )
+    return pa.DataFrameSchema(
+        {
+            "date": date,
+            "market": text_column("add the market column (a market of the survey, or all)"),
+            "label": text_column("add the label column (what happened, e.g. TV campaign starts)"),
+        },
+        strict=True,
+        checks=[
+            no_duplicate_rows(
+                ["date", "market", "label"],
+                error="duplicate milestone",
+                fix="list each milestone once",
+            )
+        ],
+        metadata={"unexpected_fix": "remove it: milestones has date, market, label"},
+    )

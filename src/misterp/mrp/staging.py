@@ -20,6 +20,7 @@ from misterp.mrp.cells import CellCounts, MarketCells
 from misterp.mrp.census import CENSUS_FILE, BuiltCensus, CensusReport
 from misterp.mrp.config import parse_config
 from misterp.mrp.prepare import PreparedWave
+from misterp.mrp.published import MILESTONES_FILE
 from misterp.mrp.specs import ModelSpec
 from misterp.records import Record, VersionedRecord, utc_now
 from misterp.storage import ResultStore
@@ -103,6 +104,10 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
     store.write_parquet(f"{wave}/{STAGED}/shares.parquet", prepared.shares)
     if prepared.census is not None:
         store.write_parquet(f"{wave}/{STAGED}/{CENSUS_FILE}", prepared.census.joint)
+    if prepared.milestones is not None:
+        store.write_parquet(f"{wave}/{STAGED}/{MILESTONES_FILE}", prepared.milestones)
+    else:  # staged by an earlier run from other input
+        store.remove(f"{wave}/{STAGED}/{MILESTONES_FILE}")
     plan = StagedPlan(
         wave=wave,
         config=prepared.config.staged_dump(),
@@ -176,6 +181,9 @@ def load_staged_wave(
     if plan.census is not None:
         joint = store.read_parquet(f"{wave}/{STAGED}/{CENSUS_FILE}")
         census = BuiltCensus(joint, plan.census)
+    milestones = None
+    if store.exists(f"{wave}/{STAGED}/{MILESTONES_FILE}"):
+        milestones = store.read_parquet(f"{wave}/{STAGED}/{MILESTONES_FILE}")
     return PreparedWave(
         config=config,
         wave_id=plan.wave,
@@ -187,6 +195,7 @@ def load_staged_wave(
         stage_id=plan.stage_id,
         census=census,
         profile_margins=plan.profile_margins,
+        milestones=milestones,
     )
 
 

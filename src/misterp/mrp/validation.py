@@ -1,9 +1,10 @@
 """Read one wave's input files and validate them, reporting every problem at once.
 
 A wave folder (local path or any fsspec URL, e.g. ``s3://bucket/wave-07``) holds
-``respondents``, ``answers``, the census and optionally ``questions``, each as ``.csv`` or
-``.parquet``. The census is either ``poststrat`` (the joint) or ``census_tables`` (margins and
-cross-tables, built into the joint by :mod:`misterp.mrp.census` once they are valid).
+``respondents``, ``answers``, the census and optionally ``questions`` (and the optional
+``profile_margins`` and ``milestones``), each as ``.csv`` or ``.parquet``. The census is
+either ``poststrat`` (the joint) or ``census_tables`` (margins and cross-tables, built into
+the joint by :mod:`misterp.mrp.census` once they are valid).
 Per-file rules are the pandera schemas of :mod:`misterp.mrp.schemas`, read and validated
 lazily by :mod:`misterp.inputs` (shared with the media-mix models); cross-file rules are coded
 here. Users fix their export once instead of re-running the
@@ -35,10 +36,18 @@ from misterp.inputs import (
 )
 from misterp.mrp.census import BuiltCensus, build_census, census_table_problems
 from misterp.mrp.config import CensusConfig
-from misterp.mrp.data import CENSUS_TABLES, PROFILE_MARGINS, WAVE_FILES, WaveData
+from misterp.mrp.data import (
+    ALL_MARKETS,
+    CENSUS_TABLES,
+    MILESTONES,
+    PROFILE_MARGINS,
+    WAVE_FILES,
+    WaveData,
+)
 from misterp.mrp.schemas import (
     answers_schema,
     census_tables_schema,
+    milestones_schema,
     parse_base,
     poststrat_schema,
     profile_margins_schema,
@@ -369,6 +378,28 @@ def _question_problems(
     return problems
 
 
+def _milestone_problems(
+    milestones: InputTable, respondents: InputTable | None
+) -> list[ValidationProblem]:
+    """A milestone's market must be surveyed in this wave, or ``all``."""
+    if respondents is None or not respondents.has("market"):
+        return []
+    surveyed = sorted(set(respondents.frame["market"].dropna().astype(str)))
+    markets = milestones.frame["market"].astype(str)
+    unknown = milestones.frame["market"].notna() & ~markets.isin([*surveyed, ALL_MARKETS])
+    if not unknown.any():
+        return []
+    message = (
+        f"{quote_values(markets[unknown])} not a market of this wave "
+        f"(markets: {join_distinct(surveyed)})"
+    )
+    fix = (
+        f"name a market of {respondents.name}, or {ALL_MARKETS} for a milestone of every "
+        "market; remove rows of markets not surveyed"
+    )
+    return [milestones.problem("market", milestones.frame.index[unknown], message, fix)]
+
+
 def _cross_file_problems(
     tables: dict[str, InputTable | None], answered: pd.DataFrame | None, demographics: Sequence[str]
 ) -> list[ValidationProblem]:
@@ -524,6 +555,7 @@ def read_wave(
         "questions": questions_schema(),
         CENSUS_TABLES: census_tables_schema(demographics),
         PROFILE_MARGINS: profile_margins_schema(),
+        MILESTONES: milestones_schema(),
     }
     fs, root = open_folder(input_uri, storage_options)
     problems: list[ValidationProblem] = []
@@ -546,6 +578,10 @@ def read_wave(
         fs, root, PROFILE_MARGINS, problems, optional=True, numeric_columns=NUMERIC_COLUMNS
     )
     margin_problems = schema_problems(margins, schemas[PROFILE_MARGINS]) if margins else []
+    tables[MILESTONES] = milestones = load_table(fs, root, MILESTONES, problems, optional=True)
+    if milestones is not None:
+        found = schema_problems(milestones, schemas[MILESTONES])
+        problems += found or _milestone_problems(milestones, tables["respondents"])
     answered = _answered(tables["respondents"], tables["answers"])
     problems += _cross_file_problems(tables, answered, demographics)
     if tables["respondents"] is not None and profiles:
@@ -553,7 +589,7 @@ def read_wave(
     if margins is not None and not margin_problems:
         margin_problems = _margin_problems(margins, tables["respondents"], profiles)
     problems += margin_problems
-    order = (*WAVE_FILES, CENSUS_TABLES, PROFILE_MARGINS)
+    order = (*WAVE_FILES, CENSUS_TABLES, PROFILE_MARGINS, MILESTONES)
     problems.sort(key=lambda problem: order.index(problem.file.split(".")[0]))
     if problems:
         raise InputValidationError(ValidationReport(problems))
@@ -582,6 +618,13 @@ def read_wave(
         else margins.frame[["market", "profile", "level"]]
         .astype(str)
         .assign(share=pd.to_numeric(margins.frame["share"]).astype(float)),
+        milestones=None
+        if milestones is None or milestones.frame.empty
+        else milestones.frame[["date", "market", "label"]]
+        .astype(str)
+        .apply(lambda column: column.str.strip())
+        .sort_values(["date", "market", "label"], kind="stable")
+        .reset_index(drop=True),
     )
     logger.info(
         "read wave %s: %d respondents, %d answer rows, %d markets",

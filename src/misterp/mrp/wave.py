@@ -38,7 +38,7 @@ from misterp.mrp.poststratify import (
 )
 from misterp.mrp.prepare import PreparedWave
 from misterp.mrp.profiles import audience_shares, profile_weights
-from misterp.mrp.published import AUDIENCES_FILE, WaveDraws, WaveView
+from misterp.mrp.published import AUDIENCES_FILE, MILESTONES_FILE, WaveDraws, WaveView
 from misterp.mrp.records import FitRecord, Manifest, ManifestModel
 from misterp.mrp.reliability import base_flag
 from misterp.mrp.specs import ModelSpec
@@ -564,6 +564,11 @@ def publish_wave(
         store.write_parquet(f"{wave}/{CENSUS_FILE}", census.joint)
     elif store.exists(f"{wave}/{CENSUS_FILE}"):  # built by an earlier run from other input
         store.remove(f"{wave}/{CENSUS_FILE}")
+    milestones = prepared.milestones
+    if milestones is not None:  # for the report's trend charts
+        store.write_parquet(f"{wave}/{MILESTONES_FILE}", milestones)
+    else:
+        store.remove(f"{wave}/{MILESTONES_FILE}")
     own = {
         spec.key: fits[spec.key].status if spec.key in fits else FitStatus.FAILED
         for spec in prepared.specs
@@ -601,6 +606,7 @@ def publish_wave(
             "draws": "draws/",
             **{view.name: view.file for view in views},
             **({"census": CENSUS_FILE} if census is not None else {}),
+            **({"milestones": MILESTONES_FILE} if milestones is not None else {}),
             "health": HEALTH_FILE,
         },
         estimates_sha256=hashlib.sha256(estimates_bytes).hexdigest(),
