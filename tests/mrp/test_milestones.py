@@ -10,11 +10,12 @@ from test_validation import DEMOGRAPHICS, clean_frames, write
 
 from flows.outcome import ExitCode, exit_code_for
 from misterp.mrp.config import parse_config
-from misterp.mrp.prepare import prepare_wave
-from misterp.mrp.staging import open_staged_wave, stage_wave
+from misterp.mrp.published import MILESTONES_FILE
+from misterp.mrp.staging import open_staged_wave
 from misterp.mrp.validation import InputValidationError, read_wave
+from misterp.pipeline.wave import run_wave_inline
 from misterp.storage import ResultStore
-from support import small_wave_config
+from support import PLUMBING, no_mcmc_backends, small_wave_config
 
 
 def _milestones(*rows: tuple[str, str, str]) -> pd.DataFrame:
@@ -72,17 +73,27 @@ def test_unknown_markets_and_bad_dates_are_reported_with_rows_and_fix(tmp_path: 
     assert "all" in market.fix
 
 
-def test_milestones_are_staged_for_a_rerun_and_published_with_the_wave(tmp_path: Path) -> None:
-    raw = small_wave_config(tmp_path, wave="2026-11", spec={"markets": ("DE",)})
+def test_milestones_are_published_with_the_wave_drawn_in_its_report_and_kept_for_a_rerun(
+    tmp_path: Path,
+) -> None:
+    raw = small_wave_config(tmp_path, wave="2026-11", spec={"markets": ("DE",)}, **PLUMBING)
     _milestones(("2026-11-03", "DE", "TV campaign starts")).to_csv(
         tmp_path / "input" / "milestones.csv", index=False
     )
-    prepared = prepare_wave(parse_config(raw))
+
+    outcome = run_wave_inline(parse_config(raw), backends=no_mcmc_backends())
+
     store = ResultStore(str(tmp_path / "results"))
-
-    stage_wave(prepared, store)
-    reopened = open_staged_wave(str(tmp_path / "results"), "2026-11")
-
+    assert outcome.manifest.files["milestones"] == MILESTONES_FILE
+    assert store.read_parquet(f"2026-11/{MILESTONES_FILE}")["label"].tolist() == [
+        "TV campaign starts"
+    ]
+    assert outcome.report is not None
+    assert outcome.report.status == "written", outcome.report.message
+    page = store.read_bytes("2026-11/report/index.html").decode()
+    assert "TV campaign starts" in page
+    assert store.exists("2026-11/report/milestones.csv")
+    reopened = open_staged_wave(str(tmp_path / "results"), "2026-11")  # what a re-run reads
     assert reopened.milestones is not None
     assert reopened.milestones.to_dict("records") == [
         {"date": "2026-11-03", "market": "DE", "label": "TV campaign starts"}

@@ -16,8 +16,10 @@ import pandas as pd
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
+from misterp.mrp.data import ALL_MARKETS
 from misterp.mrp.published import question_family
 from misterp.reporting import tables as t
+from misterp.reporting.milestones import DATE, MARKET, MILESTONE, milestone_position
 
 __all__ = [
     "PALETTE",
@@ -110,11 +112,44 @@ def _trend_key(question: str, brand: str, option: str) -> tuple[str, str]:
     return (family if option == "yes" else f"{family} · {option}"), brand
 
 
-def trend_charts(trends: pd.DataFrame, group: str, *, low_base: int = 50) -> list[Chart]:
+def _draw_milestones(
+    figure: go.Figure, market: str, milestones: pd.DataFrame | None, starts: Sequence[str]
+) -> None:
+    """A dotted vertical line and its label for each milestone of ``market`` (or of all)."""
+    if milestones is None or milestones.empty:
+        return
+    mine = milestones[milestones[MARKET].isin([market, ALL_MARKETS])]
+    for day, label in zip(mine[DATE], mine[MILESTONE], strict=True):
+        position = milestone_position(str(day), starts)
+        if position is None:
+            continue
+        figure.add_vline(x=position, line={"color": "#6b7785", "width": 1, "dash": "dot"})
+        figure.add_annotation(
+            x=position,
+            y=1.0,
+            yref="paper",
+            text=_e(label),
+            hovertext=_e(f"{day}: {label}"),
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            font={"size": 10, "color": "#6b7785"},
+        )
+
+
+def trend_charts(
+    trends: pd.DataFrame,
+    group: str,
+    *,
+    low_base: int = 50,
+    milestones: pd.DataFrame | None = None,
+) -> list[Chart]:
     """One chart per market x question family (or question): estimate lines with bands.
 
     ``trends`` is ``tables.trends_table``; only ``group`` is drawn. A point resting on fewer
-    than ``low_base`` respondents is drawn open, with the base in its hover.
+    than ``low_base`` respondents is drawn open, with the base in its hover. ``milestones``
+    (``milestones.milestones_table``) are drawn as labelled dotted lines on their market's
+    charts, where their date falls within the charted waves.
     """
     rows = _in_group(trends, group)
     if rows.empty:
@@ -127,7 +162,9 @@ def trend_charts(trends: pd.DataFrame, group: str, *, low_base: int = 50) -> lis
     rows = rows.assign(
         _chart=[k[0] for k in keys], _line=[k[1] for k in keys], _multi=rows[t.OPTION] != "yes"
     ).sort_values([t.MARKET, "_multi", "_chart"], kind="stable")
-    waves = rows.sort_values([t.PERIOD_START, t.WAVE])[t.WAVE].drop_duplicates().tolist()
+    ordered = rows.sort_values([t.PERIOD_START, t.WAVE]).drop_duplicates(t.WAVE)
+    waves = ordered[t.WAVE].tolist()
+    starts = ordered[t.PERIOD_START].astype(str).tolist()
     colours = _colours(rows["_line"])
     charts = []
     for (market, name), chart_rows in rows.groupby([t.MARKET, "_chart"], sort=False):
@@ -186,6 +223,7 @@ def trend_charts(trends: pd.DataFrame, group: str, *, low_base: int = 50) -> lis
             range=[-0.3, len(waves) - 0.7],
         )
         figure.update_yaxes(ticksuffix="%", rangemode="tozero")
+        _draw_milestones(figure, str(market), milestones, starts)
         charts.append(Chart(f"{market}: {name}", _theme(figure, 270)))
     return charts
 

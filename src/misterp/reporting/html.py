@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
+from misterp.mrp.data import ALL_MARKETS
 from misterp.reporting import tables as t
 from misterp.reporting.charts import (
     PALETTE,
@@ -24,6 +25,7 @@ from misterp.reporting.charts import (
     funnel_charts,
     trend_charts,
 )
+from misterp.reporting.milestones import DATE, MARKET, MILESTONE
 from misterp.reporting.smoothed import smoothed_section
 from misterp.reporting.tables import ReportTables
 
@@ -190,6 +192,21 @@ def _audiences_section(tables: ReportTables, context: PageContext) -> str:
     return "\n".join(parts)
 
 
+def _milestones_list(milestones: pd.DataFrame) -> str:
+    """The wave's milestones as a short list (nothing without any)."""
+    if milestones.empty:
+        return ""
+    items = "".join(
+        f"<li><b>{_e(day)}</b> {_e(label)} "
+        f'<span class="muted">({_e("all markets" if market == ALL_MARKETS else market)})</span>'
+        "</li>"
+        for day, market, label in zip(
+            milestones[DATE], milestones[MARKET], milestones[MILESTONE], strict=True
+        )
+    )
+    return f'<ul class="milestones">{items}</ul>'
+
+
 def charts_grid(charts: Sequence[Chart], section: str) -> str:
     """The section's charts in the page's grid; each only calls the page's one plotly.js."""
     figures = []
@@ -291,7 +308,9 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
         every chart only calls it.
     """
     group = context.headline_group
-    trends = trend_charts(tables.trends, group, low_base=context.low_base)
+    trends = trend_charts(
+        tables.trends, group, low_base=context.low_base, milestones=tables.milestones
+    )
     funnels = funnel_charts(tables.funnel, group)
     associations = association_charts(tables.associations)
     comparison = comparison_charts(tables.mrp_raw_raked)
@@ -300,9 +319,14 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
         "headline": _headline_section(tables, context),
         "trends": (
             f'<p class="lead">{_e(for_group)}, the last {context.trend_waves} waves at most; '
-            "bands: 90% intervals; open points: low base.</p>" + charts_grid(trends, "trends")
+            "bands: 90% intervals; open points: low base"
+            + ("; dotted lines: milestones" if not tables.milestones.empty else "")
+            + ".</p>"
+            + _milestones_list(tables.milestones)
+            + charts_grid(trends, "trends")
             if trends
-            else _empty(context.trends_note or "No trend rows for this wave.")
+            else _milestones_list(tables.milestones)
+            + _empty(context.trends_note or "No trend rows for this wave.")
         ),
         "funnel": (
             f'<p class="lead">{_e(for_group)}: population share at each stage, with its '

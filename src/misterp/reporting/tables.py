@@ -100,6 +100,9 @@ SHEETS: tuple[str, ...] = (
     "audiences",
 )
 
+#: Sheets a wave has only when it has their data, each with the sheet it follows.
+_OPTIONAL_SHEETS: tuple[tuple[str, str], ...] = (("smoothed", "changes"), ("milestones", "trends"))
+
 _MODEL_KEY = ["market", "question_id", "option", "target_group"]
 
 #: Column of the audiences table: the profile variables a group is defined on.
@@ -135,18 +138,23 @@ class ReportTables:
     #: The smoothed trend beside the raw change (``reporting.smoothed``); empty, and no sheet,
     #: for a wave published without ``tracking.smoothing``.
     smoothed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The wave's campaign milestones (``reporting.milestones``); empty, and no sheet, for a
+    #: wave without ``milestones.parquet``.
+    milestones: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def sheets(self) -> dict[str, pd.DataFrame]:
         """Sheet name to table, in ``SHEETS`` order (the xlsx sheets and the CSV names).
 
-        ``smoothed`` follows ``changes`` when the wave has a smoothed trend.
+        ``smoothed`` follows ``changes`` when the wave has a smoothed trend, ``milestones``
+        follows ``trends`` when it has milestones.
         """
-        sheets = {name: getattr(self, name) for name in SHEETS}
-        if self.smoothed.empty:
-            return sheets
-        names = list(sheets)
-        names.insert(names.index("changes") + 1, "smoothed")
-        return {name: sheets.get(name, self.smoothed) for name in names}
+        sheets: dict[str, pd.DataFrame] = {}
+        for name in SHEETS:
+            sheets[name] = getattr(self, name)
+            for optional, after in _OPTIONAL_SHEETS:
+                if after == name and not getattr(self, optional).empty:
+                    sheets[optional] = getattr(self, optional)
+        return sheets
 
 
 def _percent(values: pd.Series | float) -> pd.Series:

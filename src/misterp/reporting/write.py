@@ -22,11 +22,12 @@ from pydantic import Field
 
 from misterp.config import ConfigError
 from misterp.mrp.config import ReportingConfig
-from misterp.mrp.published import AUDIENCES_FILE
+from misterp.mrp.published import AUDIENCES_FILE, MILESTONES_FILE
 from misterp.mrp.records import Manifest, check_estimates
 from misterp.records import Record, utc_now
 from misterp.reporting import tables as t
 from misterp.reporting.html import PageContext, render_page
+from misterp.reporting.milestones import milestones_table
 from misterp.reporting.smoothed import smoothed_table
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest
@@ -194,6 +195,7 @@ def build_report(
         smoothed=smoothed_table(
             _optional_parquet(store, f"{wave}/{SMOOTHED_FILE}"), changes, wave, labels=labels
         ),
+        milestones=milestones_table(_optional_parquet(store, f"{wave}/{MILESTONES_FILE}")),
     )
     context = PageContext(
         wave=wave,
