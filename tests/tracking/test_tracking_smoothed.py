@@ -32,10 +32,18 @@ def _draws(rng: np.random.Generator, centre: float) -> dict[str, np.ndarray]:
     return {"all": rng.normal(centre, 0.02, 400), "women": rng.normal(centre, 0.04, 400)}
 
 
-def _publish(store: ResultStore, centres: dict[str, float], wave: str, **kwargs: object) -> None:
+def _publish(
+    store: ResultStore,
+    centres: dict[str, float],
+    wave: str,
+    *,
+    smoothing: bool = True,
+    **kwargs: object,
+) -> None:
     rng = np.random.default_rng(abs(hash(wave)) % 1000)
     draws = {key: _draws(rng, centre) for key, centre in centres.items()}
-    publish_fake_wave(store, wave, draws, tracking=SMOOTHING, **kwargs)  # type: ignore[arg-type]
+    tracking = SMOOTHING if smoothing else {}
+    publish_fake_wave(store, wave, draws, tracking=tracking, **kwargs)  # type: ignore[arg-type]
 
 
 def test_the_table_smooths_each_estimate_over_the_window_from_the_published_summaries(
@@ -102,6 +110,24 @@ def test_tracking_publishes_the_smoothed_table_beside_the_changes_only_when_aske
     off = update_tracking(store, "2026-11", TrackingConfig())
     assert off.smoothed_rows == 0
     assert not store.exists(f"2026-11/{SMOOTHED_FILE}")  # nothing stale left behind
+
+
+def test_republishing_an_earlier_wave_recomputes_the_later_waves_smoothed_trend(
+    tmp_path: Path,
+) -> None:
+    store = ResultStore(str(tmp_path))
+    _publish(store, {KEY: 0.4}, "2026-09", smoothing=False)
+    _publish(store, {KEY: 0.4}, "2026-10", smoothing=False)
+    _publish(store, {KEY: 0.4}, "2026-11")
+    assert update_tracking(store, "2026-11").smoothed_rows == 6
+
+    _publish(store, {KEY: 0.6}, "2026-10", smoothing=False)  # a re-run of October
+    outcome = update_tracking(store, "2026-10")
+
+    table = store.read_parquet(f"2026-11/{SMOOTHED_FILE}")
+    october = table[(table["level_wave"] == "2026-10") & (table["target_group"] == "all")]
+    assert october["raw_mean"].iloc[0] == pytest.approx(0.6, abs=0.01)
+    assert "smoothed trends of later waves 2026-11 recomputed" in outcome.message
 
 
 def test_a_window_longer_than_the_waves_published_is_refused_before_anything_is_written(

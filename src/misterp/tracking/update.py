@@ -17,10 +17,10 @@ from typing import Literal
 
 from misterp.config import ConfigError
 from misterp.mrp.config import TrackingConfig
-from misterp.periods import parse_period
+from misterp.periods import detect_period, parse_period
 from misterp.records import Record, utc_now
 from misterp.storage import ResultStore
-from misterp.tracking.catalog import read_manifest
+from misterp.tracking.catalog import read_manifest, wave_folders
 from misterp.tracking.changes import (
     CHANGES_FILE,
     later_waves_referencing,
@@ -28,10 +28,16 @@ from misterp.tracking.changes import (
     wave_changes,
     write_changes,
 )
-from misterp.tracking.smoothed import SMOOTHED_FILE, wave_smoothing
+from misterp.tracking.smoothed import SMOOTHED_FILE, smoothing_window, wave_smoothing
 from misterp.tracking.trends import update_trends
 
-__all__ = ["TRACKING_FILE", "TrackingOutcome", "refresh_later_changes", "update_tracking"]
+__all__ = [
+    "TRACKING_FILE",
+    "TrackingOutcome",
+    "refresh_later_changes",
+    "refresh_later_smoothing",
+    "update_tracking",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +96,44 @@ def refresh_later_changes(store: ResultStore, wave: str, tracking: TrackingConfi
     return refreshed
 
 
+def refresh_later_smoothing(store: ResultStore, wave: str, tracking: TrackingConfig) -> list[str]:
+    """Recompute ``smoothed.parquet`` of the later waves whose window holds ``wave``.
+
+    A re-run of an earlier wave changes its estimates, so the smoothed trend of every later
+    wave published with ``tracking.smoothing`` whose window reaches back to it is stale. Each
+    is recomputed with the settings it was published with; one that fails keeps no stale file.
+    """
+    period = parse_period(wave, tracking.period)
+    refreshed = []
+    for name in wave_folders(store):
+        other = detect_period(name)
+        if other is None or other.kind != period.kind or other.start <= period.start:
+            continue
+        manifest = read_manifest(store, name)
+        if manifest is None:
+            continue
+        settings = tracking_of(manifest)
+        if not settings.smoothing.enabled:
+            continue
+        try:
+            if wave not in smoothing_window(store, name, settings):
+                continue
+            store.write_parquet(f"{name}/{SMOOTHED_FILE}", wave_smoothing(store, name, settings))
+        except Exception as exc:
+            store.remove(f"{name}/{SMOOTHED_FILE}")
+            logger.warning(
+                "smoothed trend of wave %s could not be recomputed after %s was re-published: "
+                "%s; publish %s again (misterp rerun) to recompute it",
+                name,
+                wave,
+                exc,
+                name,
+            )
+            continue
+        refreshed.append(name)
+    return refreshed
+
+
 def update_tracking(
     store: ResultStore, wave: str, tracking: TrackingConfig | None = None
 ) -> TrackingOutcome:
@@ -121,6 +165,7 @@ def update_tracking(
             write_changes(store, wave, changes)
             table = update_trends(store, wave)
             refreshed = refresh_later_changes(store, wave, settings)
+            resmoothed = refresh_later_smoothing(store, wave, settings)
             smoothed_rows = 0
             if settings.smoothing.enabled:
                 smoothed = wave_smoothing(store, wave, settings)
@@ -134,6 +179,11 @@ def update_tracking(
                 + (
                     f"; changes of later waves {', '.join(refreshed)} recomputed"
                     if refreshed
+                    else ""
+                )
+                + (
+                    f"; smoothed trends of later waves {', '.join(resmoothed)} recomputed"
+                    if resmoothed
                     else ""
                 ),
                 change_rows=len(changes),
