@@ -382,7 +382,7 @@ def _milestone_problems(
     milestones: InputTable, respondents: InputTable | None
 ) -> list[ValidationProblem]:
     """A milestone's market must be surveyed in this wave, or ``all``."""
-    if respondents is None or not respondents.has("market"):
+    if respondents is None or not respondents.has("market") or not milestones.has("market"):
         return []
     surveyed = sorted(set(respondents.frame["market"].dropna().astype(str)))
     markets = milestones.frame["market"].astype(str)
@@ -580,8 +580,8 @@ def read_wave(
     margin_problems = schema_problems(margins, schemas[PROFILE_MARGINS]) if margins else []
     tables[MILESTONES] = milestones = load_table(fs, root, MILESTONES, problems, optional=True)
     if milestones is not None:
-        found = schema_problems(milestones, schemas[MILESTONES])
-        problems += found or _milestone_problems(milestones, tables["respondents"])
+        problems += schema_problems(milestones, schemas[MILESTONES])
+        problems += _milestone_problems(milestones, tables["respondents"])
     answered = _answered(tables["respondents"], tables["answers"])
     problems += _cross_file_problems(tables, answered, demographics)
     if tables["respondents"] is not None and profiles:
