@@ -19,9 +19,12 @@ audience
 audience, no predictor
     the same with ``profile_settings.predictor: false`` (one more model per market only).
 
-Printed: the median wall seconds per arm, models planned, models converged and the ratios to
-the base. Run: ``.venv/bin/python bench/audience_cost.py`` (about 10 minutes on 2 cores with
-the defaults).
+Printed: the median wall and CPU seconds per arm (CPU: every thread of this process, so the
+ratio stays meaningful when other work shares the machine), models planned and converged,
+sampling attempts (a retry is a second attempt) and the ratios to the base.
+
+Run: ``.venv/bin/python bench/audience_cost.py`` (about 10 minutes on 2 cores with the
+defaults).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +70,20 @@ def write_wave(folder: Path, seed: int, brands: int, respondents: int) -> dict[s
     return simulated.config(str(folder), "unused")
 
 
-def run_arm(base: dict[str, Any], arm: str, output: Path, cores: int) -> tuple[float, int, int]:
-    """Wall seconds, models planned and models converged of one run of an arm."""
+@dataclass(frozen=True)
+class ArmRun:
+    """One run of an arm: wall and CPU seconds (CPU counts every thread of this process, so
+    it stays comparable on a busy machine), models planned and converged, sampling attempts."""
+
+    seconds: float
+    cpu_seconds: float
+    models: int
+    converged: int
+    attempts: int
+
+
+def run_arm(base: dict[str, Any], arm: str, output: Path, cores: int) -> ArmRun:
+    """Wall and CPU seconds, models planned and converged, and attempts of one run of an arm."""
     raw = dict(base) | {"output": str(output), "wave": WAVE}
     raw["sampler"] = {"cores": cores}
     # declared in every arm (the column is in the file); modelled only where a group uses it
@@ -78,11 +94,12 @@ def run_arm(base: dict[str, Any], arm: str, output: Path, cores: int) -> tuple[f
         }
     if arm == "audience, no predictor":
         raw["profile_settings"] = {"predictor": False}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outcome = run_wave_inline(parse_config(raw))
-    seconds = time.perf_counter() - started
-    counts = outcome.manifest.counts
-    return seconds, len(outcome.manifest.models), counts.converged
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    models = outcome.manifest.models
+    attempts = sum(len(model.attempts) for model in models)
+    return ArmRun(seconds, cpu_seconds, len(models), outcome.manifest.counts.converged, attempts)
 
 
 def main() -> None:
@@ -97,24 +114,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         base = write_wave(root / "input", options.seed, options.brands, options.respondents)
-        results: dict[str, list[tuple[float, int, int]]] = {arm: [] for arm in arms}
-        run_arm(base, "audience", root / "warm-up", options.cores)  # compile once, untimed
+        results: dict[str, list[ArmRun]] = {arm: [] for arm in arms}
+        for arm in arms:  # compile every arm's models once, untimed
+            run_arm(base, arm, root / f"warm-up-{arms.index(arm)}", options.cores)
         for repeat in range(options.repeats):
             order = arms if repeat % 2 == 0 else tuple(reversed(arms))
             for arm in order:
                 out = root / f"{arm.replace(' ', '_').replace(',', '')}-{repeat}"
                 results[arm].append(run_arm(base, arm, out, options.cores))
-                seconds, models, converged = results[arm][-1]
+                run = results[arm][-1]
                 print(
-                    f"{arm:24} run {repeat + 1}: {seconds:6.1f} s, {converged}/{models} converged"
+                    f"{arm:24} run {repeat + 1}: {run.seconds:6.1f} s"
+                    f" ({run.cpu_seconds:.1f} CPU s),"
+                    f" {run.converged}/{run.models} converged, {run.attempts} attempts"
                 )
-    base_seconds = statistics.median(s for s, _, _ in results["base"])
-    print(f"\n{'arm':24} {'median s':>9} {'models':>7} {'converged':>10} {'ratio':>6}")
+    base_wall = statistics.median(run.seconds for run in results["base"])
+    base_cpu = statistics.median(run.cpu_seconds for run in results["base"])
+    print(
+        f"\n{'arm':24} {'median s':>9} {'CPU s':>7} {'models':>7} {'converged':>10}"
+        f" {'attempts':>9} {'ratio':>6} {'CPU ratio':>10}"
+    )
     for arm in arms:
-        seconds = statistics.median(s for s, _, _ in results[arm])
-        models = results[arm][0][1]
-        converged = min(c for _, _, c in results[arm])
-        print(f"{arm:24} {seconds:9.1f} {models:7d} {converged:10d} {seconds / base_seconds:6.2f}")
+        wall = statistics.median(run.seconds for run in results[arm])
+        cpu = statistics.median(run.cpu_seconds for run in results[arm])
+        first = results[arm][0]
+        converged = min(run.converged for run in results[arm])
+        attempts = max(run.attempts for run in results[arm])
+        print(
+            f"{arm:24} {wall:9.1f} {cpu:7.1f} {first.models:7d} {converged:10d} {attempts:9d}"
+            f" {wall / base_wall:6.2f} {cpu / base_cpu:10.2f}"
+        )
 
 
 if __name__ == "__main__":
