@@ -236,15 +236,18 @@ def check_storage_options(
     return dict(options)
 
 
-def read_config_file(uri: str | Path) -> Mapping[str, object]:
+def read_config_file(
+    uri: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader
+) -> Mapping[str, object]:
     """The top-level mapping of a YAML config file (a path or fsspec URL), for any family.
 
     A missing, unreadable or malformed file is a ``ConfigError`` that says which and how, the
-    same from the command line and from a flow run.
+    same from the command line and from a flow run. ``loader``: a safe loader with other
+    implicit types (``misterp import``'s mapping keeps ``yes``/``no`` as text).
     """
     try:
         with fsspec.open(str(uri), "r") as handle:
-            raw = yaml.safe_load(handle) or {}
+            raw = yaml.load(handle, Loader=loader) or {}  # noqa: S506 (a SafeLoader)
     except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"config file not found: {uri}") from None
     except IsADirectoryError:
