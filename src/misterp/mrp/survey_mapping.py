@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -40,14 +41,17 @@ __all__ = [
 YES_OPTION = "yes"
 
 
+_INTEGRAL_TEXT = re.compile(r"^(-?\d+)\.0+$")
+
+
 def code_text(value: object) -> str | None:
     """A source value as text: ``1.0`` (SPSS stores numbers as floats) is ``"1"``; blank None.
 
     One spelling for a code wherever it comes from (SPSS, CSV, XLSX, the mapping's YAML), so
     ``1`` in the mapping matches ``1.0`` in a ``.sav`` and ``"1"`` in a CSV.
 
-    >>> [code_text(v) for v in (1.0, 2, " 98 ", "", None, float("nan"), 17.5, "Male")]
-    ['1', '2', '98', None, None, None, '17.5', 'Male']
+    >>> [code_text(v) for v in (1.0, "1.0", 2, " 98 ", "", None, float("nan"), 17.5, "007")]
+    ['1', '1', '2', '98', None, None, None, '17.5', '007']
     """
     if isinstance(value, bool):
         return str(value).lower()
@@ -56,7 +60,8 @@ def code_text(value: object) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     text = str(value).strip()
-    return text or None
+    # a CSV written from floats says 1.0 where SPSS holds 1; ids such as 007 stay as they are
+    return _INTEGRAL_TEXT.sub(r"\1", text) or None
 
 
 def _codes(value: Any) -> Any:

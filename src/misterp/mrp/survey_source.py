@@ -140,7 +140,9 @@ def _read_xlsx(name: str, data: bytes, sheet: str | None) -> SurveySource:
             "set sheet in the mapping to one of them",
         )
         raise InputValidationError(ValidationReport([problem]))
-    frame = workbook.parse(sheet if sheet is not None else sheets[0], dtype=object)
+    frame = pd.read_excel(
+        workbook, sheet_name=sheet if sheet is not None else sheets[0], dtype=object
+    )
     return SurveySource(InputTable(name, _as_text(frame), 2))
 
 
