@@ -12,6 +12,7 @@ to the output, so nothing is written on any error. The recoding tables it return
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections import Counter
@@ -499,8 +500,8 @@ def _same_place(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def _copy(uri: str, folder: Path, role: str, name: str) -> None:
-    """Copy a file the mapping names into the wave folder as ``role`` + its ending."""
+def _copy(uri: str, folder: Path, role: str, name: str) -> str:
+    """Copy a file the mapping names into the wave folder as ``role`` + its ending (returned)."""
     ending = Path(uri).suffix.lower()
     if ending not in (".csv", ".parquet"):
         raise ConfigError(f"{name}: {uri} must be a .csv or .parquet file of the input contract")
@@ -510,6 +511,7 @@ def _copy(uri: str, folder: Path, role: str, name: str) -> None:
     except FileNotFoundError:
         raise ConfigError(f"{name}: file not found: {uri}") from None
     (folder / f"{role}{ending}").write_bytes(data)
+    return f"{role}{ending}"
 
 
 def import_survey(
@@ -572,11 +574,24 @@ def import_survey(
         imported.respondents.to_csv(folder / "respondents.csv", index=False)
         imported.answers.to_csv(folder / "answers.csv", index=False)
         imported.questions.to_csv(folder / "questions.csv", index=False)
+        origins = {f"{role}.csv": f"imported from {source.name}" for role in IMPORT_ROLES[:3]}
         for role in COPIED_ROLES:
             path = getattr(mapping.census, role)
             if path is not None:
-                _copy(relative_to(mapping_uri, path), folder, role, f"{mapping_name} census.{role}")
-        prepared = prepare_wave(config.resolved(wave=wave, input=str(folder)))
+                uri = relative_to(mapping_uri, path)
+                origins[_copy(uri, folder, role, f"{mapping_name} census.{role}")] = (
+                    f"copied from {path}"
+                )
+        try:
+            prepared = prepare_wave(config.resolved(wave=wave, input=str(folder)))
+        except InputValidationError as exc:  # name the files as the user knows them
+            problems = [
+                dataclasses.replace(p, file=f"{p.file} ({origins[p.file]})")
+                if p.file in origins
+                else p
+                for p in exc.report
+            ]
+            raise InputValidationError(ValidationReport(problems)) from None
         if check:
             return SurveyImport(wave, imported, prepared, config, config_uri, None)
         for path in existing:  # a stale respondents.parquet beside a new respondents.csv
