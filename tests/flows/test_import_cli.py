@@ -271,3 +271,11 @@ def test_the_example_goes_from_its_sav_to_published_estimates(example: Path) -> 
     questions = {f"{q}_brand0{b}" for q in ("aware", "consider", "assoc") for b in (1, 2)}
     assert set(estimates["question_id"]) == questions
     assert set(estimates["market"]) == {"DE", "FR"}
+
+
+def test_import_has_help_with_an_example() -> None:
+    result = CliRunner().invoke(app, ["import", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "Example: misterp import --mapping examples/mapping.yaml" in text
+    assert "--check" in text
