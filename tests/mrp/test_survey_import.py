@@ -239,3 +239,49 @@ def test_a_recoded_level_the_census_lacks_fails_validation_and_writes_nothing(
             str(tmp_path / "w"),
         )
     assert not (tmp_path / "w").exists()
+
+
+MAPPING_ERRORS = {
+    "overlapping bands": (
+        lambda raw: raw["demographics"]["age"].update(bands={"18-34": [18, 34], "30+": [30, 99]}),
+        "bands '18-34' and '30+' overlap",
+    ),
+    "a code both yes and no": (
+        lambda raw: raw["questions"][0].update(no=["1", "2"]),
+        "question 'aware_brand01': codes ['1'] are both yes and no",
+    ),
+    "a column and options": (
+        lambda raw: raw["questions"][0].update(options={"a": "q3_1_1"}),
+        "give column (single choice, with its yes codes) or options",
+    ),
+    "missing codes of a demographic": (
+        lambda raw: raw["demographics"]["gender"].update(missing=["9"]),
+        "demographics ['gender'] have missing codes",
+    ),
+    "a base option the question lacks": (
+        lambda raw: raw["questions"][1].update(base="aware_brand01=no"),
+        "question 'aware_brand01' has no option 'no' (options: yes)",
+    ),
+    "a typo in a demographic": (
+        lambda raw: raw["demographics"]["region"].update(colum=raw["demographics"]["region"]),
+        "unknown key 'demographics.region.colum' (did you mean 'column'?)",
+    ),
+    "a typo": (
+        lambda raw: raw["questions"][0].update(dont_knw=["98"]),
+        "unknown key 'questions.0.dont_knw' (did you mean 'dont_know'?)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MAPPING_ERRORS), ids=list(MAPPING_ERRORS))
+def test_a_mapping_that_cannot_be_right_is_a_config_error_naming_it(
+    case: str, tmp_path: Path
+) -> None:
+    change, expected = MAPPING_ERRORS[case]
+    raw = yaml.load((EXAMPLES / "mapping.yaml").read_text(), Loader=yaml.BaseLoader)
+    change(raw)
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as raised:
+        load_mapping(path)
+    assert expected in str(raised.value)
