@@ -285,3 +285,32 @@ def test_a_mapping_that_cannot_be_right_is_a_config_error_naming_it(
     with pytest.raises(ConfigError) as raised:
         load_mapping(path)
     assert expected in str(raised.value)
+
+
+def test_a_zsav_reads_like_the_sav(tmp_path: Path) -> None:
+    frame, meta = pyreadstat.read_sav(EXAMPLES / "fieldwork.sav", user_missing=True)
+    pyreadstat.write_sav(
+        frame,
+        tmp_path / "fieldwork.zsav",
+        compress=True,
+        column_labels=meta.column_names_to_labels,
+        variable_value_labels=meta.variable_value_labels,
+    )
+    sav = read_source(str(EXAMPLES / "fieldwork.sav"))
+    zsav = read_source(str(tmp_path / "fieldwork.zsav"))
+    pd.testing.assert_frame_equal(zsav.frame, sav.frame)
+    assert zsav.value_labels == sav.value_labels
+    assert zsav.variable_labels == sav.variable_labels
+
+
+def test_a_constant_market_and_a_column_without_recoding_pass_through(
+    mapping: SurveyMapping,
+) -> None:
+    raw = mapping.model_dump(mode="json")
+    raw["market"] = "DE"
+    raw["profiles"]["category_user"] = {"column": "q10_category"}  # copied as it is
+    source = read_source(str(EXAMPLES / "fieldwork.sav"))
+    imported = build_wave(SurveyMapping.model_validate(raw), source, "m.yaml")
+    assert set(imported.respondents["market"]) == {"DE"}
+    assert imported.respondents["category_user"].tolist() == source.frame["q10_category"].tolist()
+    assert set(imported.questions["market"]) == {"DE"}
