@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from misterp.mrp.config import WaveConfig
+    from misterp.mrp.prepare import PreparedWave
     from misterp.mrp.records import WaveRunSummary
 
 __all__ = [
@@ -215,7 +216,9 @@ def _main(
 ) -> None:
     # No docstring: Typer would show it as the top-level help instead of ``help=`` above.
     output.json_lines = log_json
-    configure_logging(log_level.value, log_json, console=ctx.invoked_subcommand == "validate")
+    configure_logging(
+        log_level.value, log_json, console=ctx.invoked_subcommand in ("validate", "import")
+    )
     # With no PREFECT_API_URL, Prefect starts a temporary local server; its first start
     # (database migrations) takes longer than the 20 s default on a small machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -420,16 +423,109 @@ def validate(
 
         store = ResultStore(resolved.output, resolved.storage_options)
         check_smoothing_window(store, prepared.wave_id, resolved.tracking)
-        groups = ", ".join(["all", *resolved.target_groups])
-        respondents = (
-            f"{_count(prepared.n_respondents, 'respondent')}, "
-            if prepared.n_respondents is not None
-            else ""
+        say(_valid_line(prepared, resolved), exit_code=ExitCode.OK)
+        return ExitCode.OK
+
+    conclude(invocation, body)
+
+
+def _valid_line(prepared: PreparedWave, config: WaveConfig) -> str:
+    """``wave 2026-11 is valid: 3,000 respondents, 2 markets (DE, FR), ...``: validate's line."""
+    groups = ", ".join(["all", *config.target_groups])
+    respondents = (
+        f"{_count(prepared.n_respondents, 'respondent')}, "
+        if prepared.n_respondents is not None
+        else ""
+    )
+    return (
+        f"wave {prepared.wave_id} is valid: {respondents}"
+        f"{_count(len(prepared.layouts), 'market')} ({', '.join(prepared.layouts)}), "
+        f"{_count(len(prepared.specs), 'model')} planned, target groups: {groups}"
+    )
+
+
+@app.command(
+    "import",
+    epilog="Example: misterp import --mapping examples/mapping.yaml --source "
+    "examples/fieldwork.sav --wave 2026-12 --output import-example/waves",
+)
+def import_survey(
+    mapping: Annotated[
+        str,
+        typer.Option(
+            "--mapping",
+            help="The mapping YAML: columns, recodes, questions, the config and census.",
+            show_default=False,
+        ),
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", help="The survey export: .sav, .zsav, .csv or .xlsx.", show_default=False
+        ),
+    ],
+    wave: Annotated[str, typer.Option("--wave", help="Wave id of the import.", show_default=False)],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            help="Folder that gets the wave folder OUTPUT/WAVE/ (the config's input without "
+            "/{wave}).",
+            show_default=False,
+        ),
+    ],
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Dry run: print respondents per market, the questions and every recoding "
+            "table, validate, write nothing.",
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Overwrite the input files of a wave imported before."),
+    ] = False,
+) -> None:
+    """Turn a survey export (SPSS or wide CSV/XLSX) into a validated wave folder.
+
+    Recodes the export as the mapping says, writes respondents, answers and questions (with
+    labels) and the mapping's census, and validates the wave as misterp validate does. Fits
+    nothing and needs no Prefect. Nothing is written unless the whole wave is valid.
+    """
+    invocation = Invocation(
+        "import",
+        stores=(output,),
+        rerun=f"misterp import --mapping {mapping} --source {source} --wave {wave} "
+        f"--output {output}",
+    )
+
+    def body() -> ExitCode:
+        from misterp.mrp.config import check_wave_id
+        from misterp.mrp.survey_import import ImportedWave
+        from misterp.mrp.survey_import import import_survey as run_import
+
+        def show(imported: ImportedWave, name: str) -> None:
+            if check:
+                say(imported.check_text(name))
+
+        done = run_import(
+            mapping,
+            source,
+            check_wave_id(wave),
+            output,
+            check=check,
+            replace=replace,
+            on_built=show,
         )
+        line = _valid_line(done.prepared, done.config)
+        if done.written is None:
+            say(f"{line}; nothing written (--check)", exit_code=ExitCode.OK)
+            return ExitCode.OK
+        say(f"{line}; written to {done.written}")
         say(
-            f"wave {prepared.wave_id} is valid: {respondents}"
-            f"{_count(len(prepared.layouts), 'market')} ({', '.join(prepared.layouts)}), "
-            f"{_count(len(prepared.specs), 'model')} planned, target groups: {groups}",
+            f"next: misterp run --config {done.config_uri} --wave {wave}"
+            + ("" if done.reads_written else f" --input {done.written}"),
             exit_code=ExitCode.OK,
         )
         return ExitCode.OK

@@ -14,7 +14,8 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Literal, TypeGuard, Union, get_args, get_origin
 
 import fsspec
 import yaml
@@ -102,19 +103,45 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _inside(annotation: object, part: int | str) -> object | None:
+    """The type at ``part`` of a pydantic error location within a value of ``annotation``.
+
+    Descends into model fields, list items (an index), dict values (a key) and union members
+    (pydantic names the member a model came through, e.g. ``market.Recode.colum``).
+    """
+    if get_origin(annotation) in (Union, UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        tagged = [arg for arg in members if _is_model(arg) and arg.__name__ == part]
+        if tagged:
+            return tagged[0]
+        found = [inner for arg in members if (inner := _inside(arg, part)) is not None]
+        return found[0] if found else None
+    if _is_model(annotation):
+        fields = annotation.model_fields
+        return fields[part].annotation if isinstance(part, str) and part in fields else None
+    if get_origin(annotation) in (list, tuple) and isinstance(part, int):
+        return get_args(annotation)[0]
+    if get_origin(annotation) is dict:
+        return get_args(annotation)[1]
+    return None
+
+
 def allowed_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """The field names valid at ``loc`` (for typo hints on nested sections)."""
-    current: type[BaseModel] | None = model
+    """The field names valid at ``loc`` (for typo hints on nested sections).
+
+    Sections inside lists and mappings count too (a mapping's ``questions[0]``, its
+    ``demographics.age``), so a typo there gets its hint like any other.
+    """
+    current: object | None = model
     for part in loc[:-1]:
-        if current is None or not isinstance(part, str) or part not in current.model_fields:
-            return []
-        annotation = current.model_fields[part].annotation
-        current = (
-            annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            else None
-        )
-    return sorted(current.model_fields) if current is not None else []
+        current = _inside(current, part) if current is not None else None
+    if get_origin(current) in (Union, UnionType):
+        current = next((arg for arg in get_args(current) if _is_model(arg)), None)
+    return sorted(current.model_fields) if _is_model(current) else []
 
 
 def _named_parameters(function: Callable[..., object], *skip: str) -> set[str]:
@@ -236,15 +263,18 @@ def check_storage_options(
     return dict(options)
 
 
-def read_config_file(uri: str | Path) -> Mapping[str, object]:
+def read_config_file(
+    uri: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader
+) -> Mapping[str, object]:
     """The top-level mapping of a YAML config file (a path or fsspec URL), for any family.
 
     A missing, unreadable or malformed file is a ``ConfigError`` that says which and how, the
-    same from the command line and from a flow run.
+    same from the command line and from a flow run. ``loader``: a safe loader with other
+    implicit types (``misterp import``'s mapping keeps ``yes``/``no`` as text).
     """
     try:
         with fsspec.open(str(uri), "r") as handle:
-            raw = yaml.safe_load(handle) or {}
+            raw = yaml.load(handle, Loader=loader) or {}  # noqa: S506 (a SafeLoader)
     except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"config file not found: {uri}") from None
     except IsADirectoryError:
