@@ -26,6 +26,7 @@ from misterp.errors import ConfigError
 __all__ = [
     "S3_PROTOCOLS",
     "ConfigError",
+    "ConfigYamlLoader",
     "ConvergenceThresholds",
     "FrozenSettings",
     "RetryPolicy",
@@ -263,18 +264,33 @@ def check_storage_options(
     return dict(options)
 
 
-def read_config_file(
-    uri: str | Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader
-) -> Mapping[str, object]:
+class ConfigYamlLoader(yaml.SafeLoader):
+    """YAML without the 1.1 booleans: ``yes``, ``no``, ``on`` and ``off`` stay text.
+
+    Configs are full of levels and codes: an audience ``{category_user: [yes]}``, a mapping's
+    ``{1: yes, 2: no}``. PyYAML's default (YAML 1.1) reads them as True and False, and the
+    config then fails on a level the user wrote correctly. Only ``true`` and ``false`` are
+    booleans here, as in YAML 1.2; a boolean setting written ``yes`` still validates, since
+    pydantic reads the text ``yes``/``no``/``on``/``off`` as a boolean.
+    """
+
+
+ConfigYamlLoader.yaml_implicit_resolvers = {
+    key: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def read_config_file(uri: str | Path) -> Mapping[str, object]:
     """The top-level mapping of a YAML config file (a path or fsspec URL), for any family.
 
     A missing, unreadable or malformed file is a ``ConfigError`` that says which and how, the
-    same from the command line and from a flow run. ``loader``: a safe loader with other
-    implicit types (``misterp import``'s mapping keeps ``yes``/``no`` as text).
+    same from the command line and from a flow run. Read with :class:`ConfigYamlLoader`, so a
+    level ``yes`` stays ``yes``.
     """
     try:
         with fsspec.open(str(uri), "r") as handle:
-            raw = yaml.load(handle, Loader=loader) or {}  # noqa: S506 (a SafeLoader)
+            raw = yaml.load(handle, Loader=ConfigYamlLoader) or {}  # noqa: S506 (a SafeLoader)
     except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"config file not found: {uri}") from None
     except IsADirectoryError:

@@ -110,6 +110,27 @@ def test_load_config_reads_a_yaml_file(tmp_path: Path) -> None:
     assert config.target_groups == {"young_women": {"gender": ["f"], "age": ["18-34"]}}
 
 
+def test_yes_and_no_levels_in_a_yaml_config_stay_levels_and_booleans_still_read(
+    tmp_path: Path,
+) -> None:
+    # The README's audience, written as a user would: PyYAML's 1.1 rules read yes as True.
+    path = tmp_path / "wave.yaml"
+    path.write_text(
+        "input: data/{wave}\n"
+        "output: results\n"
+        "demographics: [gender]\n"
+        "profiles: [category_user]\n"
+        "profile_settings: {predictor: false}\n"
+        "target_groups:\n"
+        "  category_users: {category_user: [yes]}\n"
+        "  non_users: {category_user: [no, off]}\n"
+    )
+    config = load_config(path)
+    assert config.target_groups["category_users"] == {"category_user": ["yes"]}
+    assert config.target_groups["non_users"] == {"category_user": ["no", "off"]}
+    assert config.profile_settings.predictor is False
+
+
 def test_load_config_rejects_a_yaml_file_that_is_not_a_mapping(tmp_path: Path) -> None:
     path = tmp_path / "wave.yaml"
     path.write_text("- a\n- b\n")

@@ -19,7 +19,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from misterp.config import FrozenSettings, read_config_file, validate_config
@@ -70,20 +69,6 @@ def _codes(value: Any) -> Any:
         return value
     items = value if isinstance(value, list) else [value]
     return [code_text(item) for item in items]
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """YAML without the 1.1 booleans: ``yes``, ``no``, ``on`` and ``off`` stay text.
-
-    A mapping is full of codes and levels such as ``{1: yes, 2: no}``; PyYAML would read them
-    as True and False. Only ``true`` and ``false`` are booleans here (as in YAML 1.2).
-    """
-
-
-_YamlLoader.yaml_implicit_resolvers = {
-    key: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 class DontKnow(StrEnum):
@@ -356,7 +341,7 @@ def load_mapping(uri: str | Path) -> SurveyMapping:
         A missing or malformed file, an unknown key (with a "did you mean"), two questions
         mapped to one id, a base naming an unknown question or option.
     """
-    raw = read_config_file(uri, loader=_YamlLoader)
+    raw = read_config_file(uri)
     mapping = validate_config(SurveyMapping, raw, str(uri), what="mapping")
     problems = _mapping_problems(mapping)
     if problems:
