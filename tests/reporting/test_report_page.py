@@ -149,3 +149,15 @@ def test_a_report_on_s3_is_written_there_and_linked_by_its_uri(
     assert (outcome.status, outcome.index, outcome.link) == ("written", uri, uri)
     assert store.exists("2026-11/report/index.html")
     assert store.exists("2026-11/report/tables.xlsx")
+
+
+def test_the_page_names_the_flag_rule_in_force_and_grades_every_headline_estimate(
+    results: Path,
+) -> None:
+    page = (results / "2026-11" / REPORT_FOLDER / INDEX_FILE).read_text()
+    assert "flagged under a false discovery rate of q = 0.1 over the wave" in page
+    assert "Flag rule: ▲/▼ mark the changes" in page
+    assert "● solid (± 5 points or less), ◐ indicative (± 10 or less)" in page
+    headline = page.split('<section id="headline">')[1].split("</section>")[0]
+    rows = headline.count("<tr>") + headline.count('<tr class="low">') - headline.count("<thead>")
+    assert headline.count('<span class="grade" title="certainty: ') == rows

@@ -9,11 +9,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
+from misterp.mrp.config import CertaintySettings, FlagRule, FlagSettings
 from misterp.reporting import tables as t
 from misterp.reporting.charts import (
     PALETTE,
@@ -55,6 +56,8 @@ class PageContext:
     change_probability: float
     trend_waves: int
     low_base: int
+    flags: FlagSettings = field(default_factory=FlagSettings)
+    certainty: CertaintySettings = field(default_factory=CertaintySettings)
     changes_note: str | None = None
     trends_note: str | None = None
     labels_note: str | None = None
@@ -114,11 +117,20 @@ def _headline_rows(rows: pd.DataFrame, has_labels: bool) -> str:
         question = _e(row[t.QUESTION])
         if has_labels:
             question = f'{_e(row[t.LABEL])} <span class="muted">{question}</span>'
+        grade = str(row.get(t.CERTAINTY, ""))
+        mark = t.CERTAINTY_MARKS.get(grade.replace(" ", "_"), "")
+        estimate = (
+            f"<b>{_e(_number(row[t.ESTIMATE], '%'))}</b>"
+            if not _missing(row[t.ESTIMATE])
+            else f'<span class="muted">{_e(t.TOO_UNCERTAIN)}</span>'
+        )
+        if mark:
+            estimate += f' <span class="grade" title="certainty: {_e(grade)}">{_e(mark)}</span>'
         cells = [
             _e(row[t.BRAND]),
             question,
             _e(row[t.OPTION]),
-            f"<b>{_e(_number(row[t.ESTIMATE], '%'))}</b>",
+            estimate,
             _e(f"{_number(row[t.LOWER])}-{_number(row[t.UPPER])}"),
             f'<span title="{_e(title)}">{change}</span>',
             _e(_number(row[t.P_UP], digits=3)),
@@ -144,6 +156,10 @@ def _headline_section(tables: ReportTables, context: PageContext) -> str:
     versus = f"Change vs {reference}" if reference else "Change"
     heads = ["Brand", "Question", "Option", "Estimate", f"{level} interval", versus]
     heads += ["P(up)", "P(down)", "Base n", "Status"]
+    parts.append(
+        f'<p class="lead">Arrows: {_e(_rule_words(context))}. Certainty of the estimate: '
+        f"{_e(_grade_words(context.certainty))}.</p>"
+    )
     for market, rows in headline.groupby(t.MARKET, sort=False):
         parts.append(
             f'<h3>{_e(market)}</h3><table class="headline" data-market="{_e(market)}">'
@@ -207,6 +223,35 @@ def charts_grid(charts: Sequence[Chart], section: str) -> str:
     return '<div class="grid">' + "\n".join(figures) + "</div>"
 
 
+def _rule_words(context: PageContext) -> str:
+    """The flag rule in force, as a reader needs it to trust an arrow."""
+    flags = context.flags
+    beyond = f" by more than {flags.min_change * 100:g} points" if flags.min_change > 0 else ""
+    if flags.rule is FlagRule.FDR:
+        return (
+            f"▲/▼ mark the changes{beyond} flagged under a false discovery rate of "
+            f"q = {flags.q:g} over the wave: of all its arrows against one reference, at most "
+            f"about {flags.q * 100:g}% are expected to be false (each change's P(flag wrong) "
+            "is in the changes table); – is no flag"
+        )
+    return (
+        f"▲/▼ mark each change{beyond} whose central {context.change_probability * 100:.0f}% "
+        f"interval excludes it (P ≥ {(1 + context.change_probability) / 2:.3f}), judged one by "
+        f"one: about {(1 - context.change_probability) * 100:.0f}% of unchanged estimates get "
+        "an arrow every wave; – is no flag"
+    )
+
+
+def _grade_words(certainty: CertaintySettings) -> str:
+    """The certainty grades and their thresholds on the interval's half-width."""
+    marks = t.CERTAINTY_MARKS
+    return (
+        f"{marks['solid']} solid (± {certainty.solid * 100:g} points or less), "
+        f"{marks['indicative']} indicative (± {certainty.indicative * 100:g} or less), "
+        f"{marks['too_uncertain']} too uncertain (wider)"
+    )
+
+
 def _downloads(tables: ReportTables, context: PageContext) -> str:
     links = ['<li><a href="tables.xlsx">tables.xlsx</a>: every table below, one sheet each</li>']
     links += [
@@ -216,9 +261,14 @@ def _downloads(tables: ReportTables, context: PageContext) -> str:
     notes = [
         f"Estimates are MRP population shares with {context.interval * 100:.0f}% credible "
         "intervals; trend bands are 90% (5th to 95th percentile).",
-        "A change is flagged ▲/▼ when its central "
-        f"{context.change_probability * 100:.0f}% interval excludes zero (P(up) or P(down) "
-        f"≥ {(1 + context.change_probability) / 2:.3f}); – is steady.",
+        f"Flag rule: {_rule_words(context)}. Group vs rest and brand vs brand comparisons "
+        "are flagged under the same rule, each over its own set of comparisons.",
+        f"Certainty grades: {_grade_words(context.certainty)}."
+        + (
+            f" Numbers graded too uncertain are not shown ({t.TOO_UNCERTAIN})."
+            if context.certainty.suppress
+            else ""
+        ),
         f"⚠ marks a base below {context.low_base} respondents: the estimate rests mostly on "
         "the model.",
     ]

@@ -179,15 +179,17 @@ def build_report(
     group = reporting.headline_group
     window = trend_waves or reporting.trend_waves
     tables = t.ReportTables(
-        headline=t.headline_table(estimates, changes, group=group, labels=labels),
-        changes=t.changes_table(changes, labels=labels),
+        headline=t.headline_table(
+            estimates, changes, group=group, labels=labels, certainty=reporting.certainty
+        ),
+        changes=t.changes_table(changes, labels=labels, certainty=reporting.certainty),
         trends=t.trends_table(trends, wave, window, labels=labels),
         funnel=t.funnel_table(_optional_parquet(store, f"{wave}/{FUNNEL_FILE}"), labels=labels),
         competitors=t.competitors_table(
             _optional_parquet(store, f"{wave}/{COMPETITORS_FILE}"), labels=labels
         ),
         associations=t.association_table(estimates, group=group, labels=labels),
-        mrp_raw_raked=t.comparison_table(estimates, labels=labels),
+        mrp_raw_raked=t.comparison_table(estimates, labels=labels, certainty=reporting.certainty),
         audiences=t.audiences_table(_optional_parquet(store, f"{wave}/{AUDIENCES_FILE}")),
     )
     context = PageContext(
@@ -197,6 +199,8 @@ def build_report(
         headline_group=group,
         interval=reporting.interval,
         change_probability=tracking.change_probability,
+        flags=tracking.flags,
+        certainty=reporting.certainty,
         trend_waves=window,
         low_base=reporting.low_base,
         changes_note=_changes_note(store, wave, changes),
