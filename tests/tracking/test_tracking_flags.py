@@ -27,6 +27,8 @@ def test_fdr_select_flags_the_largest_set_whose_mean_error_is_within_q() -> None
     # sorted: .01 .02 .12 .15 .30 -> running means .01 .015 .05 .075 .12
     assert fdr_select(errors, 0.075).tolist() == [False, True, True, True, True, False]
     assert fdr_select(errors, 0.07).tolist() == [False, True, True, False, True, False]
+    # each flag's own error is capped at 2q: at q 0.05, 0.12 and 0.15 are out
+    assert fdr_select(errors, 0.05).tolist() == [False, True, True, False, False, False]
     assert not fdr_select(np.array([0.2, 0.3]), 0.1).any()
 
 

@@ -89,14 +89,22 @@ def fdr_select(error: np.ndarray, q: float) -> np.ndarray:
 
     Errors are sorted ascending, so the running mean never falls: the set is the ``k`` most
     certain comparisons where ``k`` is the last position at which the running mean of the
-    errors is still ``<= q``. NaN errors are never selected.
+    errors is still ``<= q``. NaN errors are never selected, nor is any comparison whose own
+    error exceeds ``min(2q, 0.5)``: the mean alone would let a set of near-certain comparisons
+    carry some that are coin flips, and each arrow is read on its own.
 
     Examples
     --------
-    Errors 0.01, 0.05, 0.2 and 0.6: the first three have mean 0.087 <= 0.10, all four 0.215.
+    Errors 0.01, 0.05, 0.18 and 0.6: the first three have mean 0.08 <= 0.10, all four 0.21.
 
-    >>> fdr_select(np.array([0.6, 0.01, 0.2, 0.05]), 0.10).tolist()
+    >>> fdr_select(np.array([0.6, 0.01, 0.18, 0.05]), 0.10).tolist()
     [False, True, True, True]
+
+    Ten near-certain comparisons and one at 0.5: the mean would be 0.05, but no arrow is a
+    coin flip.
+
+    >>> int(fdr_select(np.array([0.0] * 10 + [0.5]), 0.10).sum())
+    10
 
     Nothing is certain enough: nothing is flagged.
 
@@ -113,6 +121,9 @@ def fdr_select(error: np.ndarray, q: float) -> np.ndarray:
     order = known[np.argsort(values[known], kind="stable")]
     running = np.cumsum(values[order]) / np.arange(1, order.size + 1)
     k = int(np.searchsorted(running, q, side="right"))
+    # No single arrow may be a coin flip: with many certain comparisons the mean would let
+    # ones at P(wrong) 0.5 in; each flag's own error stays at most min(2q, 0.5).
+    k = min(k, int(np.searchsorted(values[order], min(2 * q, 0.5), side="right")))
     chosen[order[:k]] = True
     return chosen
 
