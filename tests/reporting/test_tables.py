@@ -223,8 +223,12 @@ def test_every_table_reads_an_older_or_missing_file() -> None:
         mrp_raw_raked=t.comparison_table(old),
     )
     assert list(tables.sheets()) == list(t.SHEETS)
-    # audiences: none in a wave published before audiences.parquet
-    assert [len(frame) for frame in tables.sheets().values()] == [4, 0, 0, 0, 0, 0, 4, 0]
+    # audiences, comparisons: none in a wave published before their files existed
+    assert [len(frame) for frame in tables.sheets().values()] == [4, 0, 0, 0, 0, 0, 4, 0, 0, 0]
+    versus_rest, pairs = t.comparisons_tables(None)
+    assert (len(versus_rest), len(pairs)) == (0, 0)
+    assert t.P_ABOVE in pairs
+    assert t.VERSUS in pairs
 
 
 def test_every_estimate_and_change_gets_a_certainty_grade_from_its_half_width() -> None:

@@ -25,7 +25,7 @@ from misterp.reporting.charts import (
     funnel_charts,
     trend_charts,
 )
-from misterp.reporting.tables import ReportTables
+from misterp.reporting.tables import ReportTables, kpi_name
 
 __all__ = ["SECTIONS", "PageContext", "charts_grid", "document", "empty", "escape", "render_page"]
 
@@ -34,6 +34,7 @@ SECTIONS: dict[str, str] = {
     "headline": "Headline",
     "trends": "Trends",
     "funnel": "Funnel",
+    "comparisons": "Group vs rest, brand vs brand",
     "associations": "Brand associations",
     "comparison": "MRP vs raw vs raked",
     "audiences": "Audience sizes",
@@ -204,6 +205,123 @@ def _audiences_section(tables: ReportTables, context: PageContext) -> str:
     return "\n".join(parts)
 
 
+#: At most this many rows of the group-vs-rest matrix and brand matrices on the page; the
+#: sheets hold them all.
+_MAX_MATRIX_ROWS = 40
+_MAX_BRAND_MATRICES = 12
+
+
+def _matrix(heads: Sequence[str], rows: Sequence[Sequence[str]], kind: str, market: str) -> str:
+    return (
+        f'<table class="data matrix" data-kind="{_e(kind)}" data-market="{_e(market)}"><thead>'
+        "<tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in heads)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+        + "</tbody></table>"
+    )
+
+
+def _arrow_cell(flag: str, text: str) -> str:
+    arrow = t.COMPARISON_ARROWS.get(flag, "")
+    if flag in ("above", "below"):
+        css = "up" if flag == "above" else "down"
+        return f'<span class="arrow {css}">{_e(arrow)}</span> {_e(text)}'
+    return f'<span class="muted">{_e(text)}</span>'
+
+
+def _comparisons_section(tables: ReportTables, context: PageContext) -> str:
+    """Compact matrices: flagged group-vs-rest differences, and P(row brand above column)."""
+    versus_rest, pairs = tables.group_vs_rest, tables.brand_vs_brand
+    if versus_rest.empty and pairs.empty:
+        return _empty(
+            "No group vs rest or brand vs brand comparisons in this wave (published before "
+            "comparisons.parquet existed, or no target groups and brand families)."
+        )
+    parts = [
+        f'<p class="lead">Flags: {_e(_rule_words(context))}. Every comparison is in the '
+        "sheets group_vs_rest and brand_vs_brand.</p>"
+    ]
+    if not versus_rest.empty:
+        parts.append(
+            "<h3>Target group vs the rest of the population</h3><p>Rows with at least one "
+            "flag; a cell is the group minus everyone else in its market, in points.</p>"
+        )
+        for market, rows in versus_rest.groupby(t.MARKET, sort=False):
+            groups = list(dict.fromkeys(rows[t.GROUP]))
+            rows = rows.assign(
+                _kpi=[kpi_name(q, o) for q, o in zip(rows[t.QUESTION], rows[t.OPTION], strict=True)]
+            )
+            flagged = rows.groupby("_kpi", sort=False)[t.COMPARISON_FLAG].transform(
+                lambda f: f.isin(["above", "below"]).any()
+            )
+            kpis = list(dict.fromkeys(rows.loc[flagged.astype(bool), "_kpi"]))
+            if not kpis:
+                parts.append(_empty(f"{market}: no target group flagged above or below its rest."))
+                continue
+            cells = rows.set_index(["_kpi", t.GROUP])
+            body = []
+            for kpi in kpis[:_MAX_MATRIX_ROWS]:
+                line = [_e(kpi)]
+                for group in groups:
+                    if (kpi, group) not in cells.index:
+                        line.append("")
+                        continue
+                    cell = cells.loc[(kpi, group)]
+                    line.append(
+                        _arrow_cell(
+                            str(cell[t.COMPARISON_FLAG]), _number(cell[t.DIFFERENCE], signed=True)
+                        )
+                    )
+                body.append(line)
+            parts.append(
+                f"<h4>{_e(market)}</h4>"
+                + _matrix(["", *groups], body, "group_vs_rest", str(market))
+            )
+            if len(kpis) > _MAX_MATRIX_ROWS:
+                parts.append(
+                    _empty(f"{len(kpis) - _MAX_MATRIX_ROWS} more flagged rows in the sheet.")
+                )
+    group = context.headline_group
+    shown = pairs[pairs[t.GROUP] == group] if not pairs.empty else pairs
+    if not shown.empty:
+        parts.append(
+            f"<h3>Brand vs brand ({_e(group)})</h3><p>P(row brand above column brand); "
+            "▲/▼ where the rule flags it.</p>"
+        )
+        keys = list(
+            dict.fromkeys(zip(shown[t.MARKET], shown[t.FAMILY], shown[t.OPTION], strict=True))
+        )
+        for market, family, option in keys[:_MAX_BRAND_MATRICES]:
+            part = shown[
+                (shown[t.MARKET] == market)
+                & (shown[t.FAMILY] == family)
+                & (shown[t.OPTION] == option)
+            ]
+            brands = sorted(set(part[t.BRAND]) | set(part[t.VERSUS]))
+            probability: dict[tuple[str, str], tuple[float, str]] = {}
+            for row in part.to_dict("records"):
+                flag = str(row[t.COMPARISON_FLAG])
+                mirrored = {"above": "below", "below": "above"}.get(flag, flag)
+                probability[(row[t.BRAND], row[t.VERSUS])] = (float(row[t.P_ABOVE]), flag)
+                probability[(row[t.VERSUS], row[t.BRAND])] = (float(row[t.P_BELOW]), mirrored)
+            body = []
+            for first in brands:
+                line = [_e(first)]
+                for second in brands:
+                    known = probability.get((first, second))
+                    line.append("" if known is None else _arrow_cell(known[1], f"{known[0]:.2f}"))
+                body.append(line)
+            title = kpi_name(family, option)
+            parts.append(
+                f"<h4>{_e(market)} · {_e(title)}</h4>"
+                + _matrix(["", *brands], body, "brand_vs_brand", market)
+            )
+        if len(keys) > _MAX_BRAND_MATRICES:
+            parts.append(_empty(f"{len(keys) - _MAX_BRAND_MATRICES} more families in the sheet."))
+    return "\n".join(parts)
+
+
 def charts_grid(charts: Sequence[Chart], section: str) -> str:
     """The section's charts in the page's grid; each only calls the page's one plotly.js."""
     figures = []
@@ -361,6 +479,7 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
                 "or ask a stage among the previous stage's yes."
             )
         ),
+        "comparisons": _comparisons_section(tables, context),
         "associations": (
             f'<p class="lead">{_e(for_group)}: share associating each brand with each '
             "attribute, ± half its interval.</p>" + charts_grid(associations, "associations")

@@ -17,6 +17,7 @@ import pandas as pd
 from misterp.mrp.config import Certainty, CertaintySettings
 from misterp.mrp.published import question_family
 from misterp.tracking.changes import CHANGE_COLUMNS
+from misterp.tracking.comparisons import COMPARISON_COLUMNS, ComparisonKind
 from misterp.tracking.competitors import COMPETITOR_COLUMNS
 from misterp.tracking.flags import certainty_grades
 from misterp.tracking.funnel import FUNNEL_COLUMNS
@@ -31,6 +32,7 @@ __all__ = [
     "audiences_table",
     "changes_table",
     "comparison_table",
+    "comparisons_tables",
     "competitors_table",
     "funnel_table",
     "headline_summary",
@@ -112,6 +114,8 @@ SHEETS: tuple[str, ...] = (
     "associations",
     "mrp_raw_raked",
     "audiences",
+    "group_vs_rest",
+    "brand_vs_brand",
 )
 
 _MODEL_KEY = ["market", "question_id", "option", "target_group"]
@@ -146,6 +150,10 @@ class ReportTables:
     #: Each target group's share of the population (an audience's size); none in waves
     #: published before audiences.parquet existed.
     audiences: pd.DataFrame = field(default_factory=lambda: _NO_AUDIENCES.copy())
+    #: Each target group against the rest of its market, and brand against brand; none in
+    #: waves published before comparisons.parquet existed.
+    group_vs_rest: pd.DataFrame = field(default_factory=pd.DataFrame)
+    brand_vs_brand: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def sheets(self) -> dict[str, pd.DataFrame]:
         """Sheet name to table, in ``SHEETS`` order (the xlsx sheets and the CSV names)."""
@@ -552,3 +560,52 @@ def audiences_table(audiences: pd.DataFrame | None) -> pd.DataFrame:
     out[STATUS] = _words(audiences["status"])
     out[NOTE] = audiences["note"].astype(object).where(audiences["note"].notna(), "")
     return out.reset_index(drop=True)
+
+
+VERSUS = "Versus"
+DIFFERENCE = "Difference pts"
+DIFFERENCE_LOWER = "Difference lower pts"
+DIFFERENCE_UPPER = "Difference upper pts"
+P_ABOVE = "P(above)"
+P_BELOW = "P(below)"
+COMPARISON_FLAG = "Flag"
+#: The arrow of a comparison's flag.
+COMPARISON_ARROWS: dict[str, str] = {"above": "▲", "below": "▼", "level": "–"}
+
+
+def comparisons_tables(
+    comparisons: pd.DataFrame | None, *, labels: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Group vs rest and brand vs brand, readable: the difference, P(above), the flag.
+
+    >>> frame = pd.DataFrame({"kind": ["brand_vs_brand"], "market": ["DE"],
+    ...     "family": ["aware"], "question_id": ["aware_b1"], "option": ["yes"],
+    ...     "brand": ["b1"], "target_group": ["all"], "versus": ["b2"],
+    ...     "versus_question_id": ["aware_b2"], "mean": [0.125], "lower": [0.1],
+    ...     "upper": [0.15], "p_above": [1.0], "p_below": [0.0], "p_error": [0.0],
+    ...     "flag": ["above"], "rule": ["fdr q=0.1"], "status": ["converged"]})
+    >>> _, pairs = comparisons_tables(frame)
+    >>> pairs[["Brand", "Versus", "Difference pts", "Flag"]].values.tolist()
+    [['b1', 'b2', 12.5, 'above']]
+    """
+    if comparisons is None:
+        comparisons = pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+    out = []
+    for kind in (ComparisonKind.GROUP_VS_REST, ComparisonKind.BRAND_VS_BRAND):
+        rows = comparisons[comparisons["kind"] == kind.value]
+        table = _identity(rows, labels)
+        if kind is ComparisonKind.BRAND_VS_BRAND:
+            table.insert(1, FAMILY, rows["family"].astype(str))
+            table[VERSUS] = rows["versus"].astype(str)
+        table[DIFFERENCE] = _percent(rows["mean"])
+        table[DIFFERENCE_LOWER] = _percent(rows["lower"])
+        table[DIFFERENCE_UPPER] = _percent(rows["upper"])
+        table[DIRECTION] = rows["flag"].map(lambda f: COMPARISON_ARROWS.get(str(f), ""))
+        table[P_ABOVE] = _probability(rows["p_above"])
+        table[P_BELOW] = _probability(rows["p_below"])
+        table[COMPARISON_FLAG] = rows["flag"].astype(str)
+        table[FLAG_RULE] = rows["rule"].astype(str)
+        table[P_ERROR] = _probability(rows["p_error"])
+        table[STATUS] = _words(rows["status"])
+        out.append(table.reset_index(drop=True))
+    return out[0], out[1]

@@ -30,6 +30,7 @@ from misterp.reporting.html import PageContext, render_page
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest
 from misterp.tracking.changes import CHANGES_FILE, tracking_of
+from misterp.tracking.comparisons import COMPARISONS_FILE
 from misterp.tracking.competitors import COMPETITORS_FILE
 from misterp.tracking.funnel import FUNNEL_FILE
 from misterp.tracking.trends import TRENDS_FILE
@@ -178,6 +179,9 @@ def build_report(
     trends = _optional_parquet(store, TRENDS_FILE)
     group = reporting.headline_group
     window = trend_waves or reporting.trend_waves
+    versus_rest, brand_pairs = t.comparisons_tables(
+        _optional_parquet(store, f"{wave}/{COMPARISONS_FILE}"), labels=labels
+    )
     tables = t.ReportTables(
         headline=t.headline_table(
             estimates, changes, group=group, labels=labels, certainty=reporting.certainty
@@ -191,6 +195,8 @@ def build_report(
         associations=t.association_table(estimates, group=group, labels=labels),
         mrp_raw_raked=t.comparison_table(estimates, labels=labels, certainty=reporting.certainty),
         audiences=t.audiences_table(_optional_parquet(store, f"{wave}/{AUDIENCES_FILE}")),
+        group_vs_rest=versus_rest,
+        brand_vs_brand=brand_pairs,
     )
     context = PageContext(
         wave=wave,
