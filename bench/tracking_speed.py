@@ -7,7 +7,8 @@ fitting) to a temporary folder, builds the trend table of the prior waves, and t
 ``misterp.tracking.update.update_tracking`` on the last wave in a fresh process pinned to
 ``--cores`` CPUs: the previous, year-ago and rolling changes of every model and target group,
 and the incremental trend update; then the funnel and competitor tables of that wave from its
-draws (read back from the store, as a re-publish would; publish itself has them in memory), and
+draws (read back from the store, as a re-publish would; publish itself has them in memory), the
+group-vs-rest and brand-vs-brand comparisons under the flag rule (issue 24), and
 the report (``misterp.reporting.write.update_report``: CSVs, tables.xlsx, index.html). The
 models are brand-shaped, as in a tracker: per market and brand ``aware_B``, ``consider_B``
 (asked among the aware, so each brand has a funnel) and eight ``assoc_B`` options, 10 models a
@@ -167,6 +168,7 @@ def _timed(root: str, wave: str, cores: int, queue: Any) -> None:
     from misterp.reporting.write import update_report
     from misterp.storage import ResultStore
     from misterp.tracking.catalog import read_manifest
+    from misterp.tracking.comparisons import COMPARISONS_FILE, comparison_table
     from misterp.tracking.competitors import COMPETITORS_FILE, competitor_table
     from misterp.tracking.funnel import FUNNEL_FILE, funnel_table, plan_funnels
     from misterp.tracking.update import update_tracking
@@ -188,8 +190,20 @@ def _timed(root: str, wave: str, cores: int, queue: Any) -> None:
     funnels = plan_funnels(specs)
     store.write_parquet(f"{wave}/{FUNNEL_FILE}", funnel_table(wave, funnels, grouped))
     store.write_parquet(f"{wave}/{COMPETITORS_FILE}", competitor_table(wave, specs, grouped))
-    del grouped
     steps["funnel+competitors"] = time.perf_counter() - begun
+
+    # Group vs rest needs the cell draws, which only publication holds: a stand-in of the same
+    # shape (each group minus 'all') times the flagging of as many differences.
+    begun = time.perf_counter()
+    versus_rest = {
+        key: {g: v - groups["all"] for g, v in groups.items() if g != "all"}
+        for key, groups in grouped.items()
+    }
+    store.write_parquet(
+        f"{wave}/{COMPARISONS_FILE}", comparison_table(wave, specs, grouped, versus_rest)
+    )
+    del grouped, versus_rest
+    steps["comparisons"] = time.perf_counter() - begun
 
     begun = time.perf_counter()
     report = update_report(store, wave)

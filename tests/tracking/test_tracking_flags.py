@@ -71,8 +71,8 @@ def test_with_10_percent_changed_the_fdr_rule_flags_them_within_q() -> None:
     flags = flag_comparisons(mean, sd, mean, mean, FlagSettings(q=0.10)).direction
     wrong = (flags != 0) & (np.sign(truth) != flags)
     # Changes of exactly +-10 points are a truth the learnt prior's zero-centred normals fit
-    # poorly, and the realised false-discovery proportion overshoots q here (0.15 at this
-    # seed; 0.11 on the bench's 3/5/10-point design): mostly right, not within q.
+    # poorly, and the realised false-discovery proportion may overshoot q here; on the
+    # bench's 3/5/10-point design it is 0.05 at q 0.10: mostly right at least.
     assert 0 < wrong.sum() / (flags != 0).sum() <= 2 * 0.10
     # most 10-point changes measured with sd 2 points are found
     assert (flags[(truth != 0) & (sd == 0.02)] != 0).mean() > 0.8
@@ -201,6 +201,6 @@ def test_at_wave_scale_fdr_keeps_false_flags_rare_and_the_fdp_within_q() -> None
     assert fdr.settings is not None
     mean, se = float(np.mean(fdps)), float(np.std(fdps, ddof=1) / np.sqrt(len(fdps)))
     print(f"fdr 0.10: realised FDP {fdps} mean {mean:.3f} (se {se:.3f})")
-    # consistent with q (the full bench: 0.111, sd 0.049 over 20 seeds at 5,000 comparisons)
+    # consistent with q (the full bench: 0.051, sd 0.037 over 20 seeds at 5,000 comparisons)
     assert mean - 2 * se <= fdr.settings.q
     assert mean <= 1.5 * fdr.settings.q

@@ -330,9 +330,9 @@ class FlagSettings(FrozenSettings):
 
     # Measured with bench/flag_rules.py (README "Flags", 20 seeds, 1,000 models x 5 groups):
     # with no change anywhere per_estimate gives 253 false arrows a wave, fdr at q 0.10 0.1;
-    # with 5% changed 72% of per_estimate's arrows are false, 11% of fdr 0.10's (0.05: 5%,
-    # 0.20: 23%). The price is power for small changes in small groups (5 points at n = 300:
-    # 29% per estimate, 4% fdr 0.10); q 0.10 keeps ~4.7 false arrows a wave where 0.20 has 14.
+    # with 5% changed 72% of per_estimate's arrows are false, 5% of fdr 0.10's (0.05: 2%,
+    # 0.20: 16%). The price is power for small changes in small groups (5 points at n = 300:
+    # 29% per estimate, 3% fdr 0.10); q 0.10 keeps ~1.6 false arrows a wave where 0.20 has 7.5.
     rule: FlagRule = Field(
         FlagRule.FDR, description="fdr (default: false discovery rate q) or per_estimate"
     )
