@@ -179,9 +179,14 @@ def build_report(
     trends = _optional_parquet(store, TRENDS_FILE)
     group = reporting.headline_group
     window = trend_waves or reporting.trend_waves
-    versus_rest, brand_pairs = t.comparisons_tables(
-        _optional_parquet(store, f"{wave}/{COMPARISONS_FILE}"), labels=labels
-    )
+    comparisons = _optional_parquet(store, f"{wave}/{COMPARISONS_FILE}")
+    if comparisons is not None:
+        # brand pairs grow with the square of the brands (50 brands x 10 families x 5 groups:
+        # 61,250 a market): the exports keep the headline group's, the parquet has them all
+        comparisons = comparisons[
+            (comparisons["kind"] != "brand_vs_brand") | (comparisons["target_group"] == group)
+        ]
+    versus_rest, brand_pairs = t.comparisons_tables(comparisons, labels=labels)
     tables = t.ReportTables(
         headline=t.headline_table(
             estimates, changes, group=group, labels=labels, certainty=reporting.certainty
