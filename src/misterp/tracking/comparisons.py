@@ -17,7 +17,6 @@ B" comes with the same stated error as a change arrow.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -144,8 +143,11 @@ def _brand_rows(
     interval: float,
     min_change: float,
 ) -> list[dict[str, Any]]:
-    """Every pair of a family's brands once, all pairs of a family x group at once (vectorised:
-    a 50-brand family has 1,225 pairs, and a loop over them was most of the step's time)."""
+    """Every pair of a family's brands once, for each target group.
+
+    All pairs of a family x group are summarised at once: a 50-brand family has 1,225 pairs,
+    and a loop over them was most of the step's time.
+    """
     rows = []
     tail = (1.0 - interval) / 2.0
     for (market, family, option), members in sorted(families_of(specs).items()):
