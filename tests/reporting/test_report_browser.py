@@ -13,7 +13,7 @@ import pandas as pd
 from offline_browser import offline_page
 
 from misterp.reporting.html import SECTIONS
-from misterp.reporting.tables import ARROWS
+from misterp.reporting.tables import ARROWS, CERTAINTY_MARKS
 from misterp.reporting.write import INDEX_FILE, REPORT_FOLDER
 
 WAVE = "2026-11"
@@ -55,4 +55,7 @@ def test_the_report_renders_offline_in_chromium(results: Path) -> None:
     for row in headline:
         arrow = ARROWS[flags[f"{row[1]}/{row[2]}"]]
         assert row[5].startswith(arrow), row
-        assert row[3].endswith("%"), row
+        # the estimate, then its certainty grade's marker (issue 24)
+        estimate, mark = row[3].rsplit(" ", 1)
+        assert estimate.endswith("%"), row
+        assert mark in set(CERTAINTY_MARKS.values()), row
