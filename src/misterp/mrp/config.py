@@ -66,11 +66,11 @@ class Certainty(StrEnum):
 class CertaintySettings(FrozenSettings):
     """Thresholds of the certainty grade on the half-width (``moe``) of an interval.
 
-    Defaults from measured interval widths (README "Certainty grades"): at the 90% level a
-    target group of about 1,000 respondents has a half-width of 2-3 points, about 300 has 4-5,
-    about 100 has 6-9 and under 30 has 12 or more. ``solid`` at <= 5 points is then a base of
-    roughly 300 or more, ``indicative`` at <= 10 points one of roughly 60 or more. The grade
-    of a change is read off the change interval with the same thresholds.
+    Defaults from measured interval widths (README "Flags"; the demo's wave, 90% intervals):
+    the median half-width is 2.6 points above 1,000 respondents, 3.5 at 401-1,000, 4.6 at
+    201-400, 6.5 at 101-200, 9.4 at 31-100 and 14 at 30 or fewer. ``solid`` at <= 5 points is
+    then a base of roughly 250 or more, ``indicative`` at <= 10 one of roughly 50 or more. The
+    grade of a change is read off the change interval with the same thresholds.
     """
 
     solid: float = Field(
