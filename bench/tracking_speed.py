@@ -12,7 +12,8 @@ the report (``misterp.reporting.write.update_report``: CSVs, tables.xlsx, index.
 ``--smoothing-window`` K (default 13: every wave; 0 turns it off) the waves are published with
 ``tracking.smoothing`` on, and the smoothed trend over the last K waves
 (``misterp.tracking.smoothed.wave_smoothing``, written as ``smoothed.parquet``) is timed as its
-own step, after the changes and trends. The
+own step, after the changes and trends. The group-vs-rest and brand-vs-brand comparisons under
+the flag rule (issue 24) are timed as their own step too. The
 models are brand-shaped, as in a tracker: per market and brand ``aware_B``, ``consider_B``
 (asked among the aware, so each brand has a funnel) and eight ``assoc_B`` options, 10 models a
 brand. It prints one machine-readable last line::
@@ -183,6 +184,7 @@ def _timed(root: str, wave: str, cores: int, queue: Any) -> None:
     from misterp.storage import ResultStore
     from misterp.tracking.catalog import read_manifest
     from misterp.tracking.changes import tracking_of
+    from misterp.tracking.comparisons import COMPARISONS_FILE, comparison_table
     from misterp.tracking.competitors import COMPETITORS_FILE, competitor_table
     from misterp.tracking.funnel import FUNNEL_FILE, funnel_table, plan_funnels
     from misterp.tracking.smoothed import SMOOTHED_FILE, wave_smoothing
@@ -218,8 +220,20 @@ def _timed(root: str, wave: str, cores: int, queue: Any) -> None:
     funnels = plan_funnels(specs)
     store.write_parquet(f"{wave}/{FUNNEL_FILE}", funnel_table(wave, funnels, grouped))
     store.write_parquet(f"{wave}/{COMPETITORS_FILE}", competitor_table(wave, specs, grouped))
-    del grouped
     steps["funnel+competitors"] = time.perf_counter() - begun
+
+    # Group vs rest needs the cell draws, which only publication holds: a stand-in of the same
+    # shape (each group minus 'all') times the flagging of as many differences.
+    begun = time.perf_counter()
+    versus_rest = {
+        key: {g: v - groups["all"] for g, v in groups.items() if g != "all"}
+        for key, groups in grouped.items()
+    }
+    store.write_parquet(
+        f"{wave}/{COMPARISONS_FILE}", comparison_table(wave, specs, grouped, versus_rest)
+    )
+    del grouped, versus_rest
+    steps["comparisons"] = time.perf_counter() - begun
 
     begun = time.perf_counter()
     report = update_report(store, wave)

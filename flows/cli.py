@@ -596,6 +596,7 @@ def _demo(
         audience_table,
         demo_wave_ids,
         plan_demo_changes,
+        rule_in_force,
         score_changes,
         summarise_scores,
     )
@@ -687,11 +688,11 @@ def _demo(
         shown = scored[(scored["wave"] == last) & scored["target_group"].isin(SHOWN_GROUPS)]
         shown = shown.assign(declared=shown["declared"].map({True: "*", False: ""}))
         columns = ["market", "question_id", "option", "target_group", "declared", "true_change"]
-        columns += ["mean", "lower", "upper", "p_up", "p_down", "flag"]
+        columns += ["mean", "lower", "upper", "p_up", "p_down", "p_error", "flag"]
         with pd.option_context("display.width", 200, "display.max_rows", 400):
             say(
                 f"\nchanges {wave_ids[-2]} -> {last} beside the true change "
-                "(* declared; flagged where P(up) or P(down) >= 0.975, two-sided 95%)"
+                f"(* declared; flag rule in force: {rule_in_force(shown)})"
             )
             say(shown[columns].round(3).to_string(index=False))
         for wave_id in published:

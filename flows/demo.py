@@ -26,6 +26,7 @@ __all__ = [
     "audience_table",
     "demo_wave_ids",
     "plan_demo_changes",
+    "rule_in_force",
     "score_changes",
     "summarise_scores",
 ]
@@ -186,6 +187,21 @@ def score_changes(changes: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     scored.loc[scored["true_change"].abs() < _ZERO, "kind"] = "unchanged"
     scored.loc[scored["declared"].astype(bool), "kind"] = "declared"
     return scored.reset_index(drop=True)
+
+
+def rule_in_force(changes: pd.DataFrame) -> str:
+    """The flag rule the changes were flagged under, as ``changes.parquet`` names it.
+
+    >>> rule_in_force(pd.DataFrame({"rule": ["fdr q=0.1", "fdr q=0.1"]}))
+    'fdr q=0.1 (false discovery rate over the wave)'
+    >>> rule_in_force(pd.DataFrame({"flag": ["up"]}))
+    'not recorded'
+    """
+    rules = sorted(set(changes["rule"].dropna())) if "rule" in changes else []
+    if not rules:
+        return "not recorded"
+    words = {"fdr": "false discovery rate over the wave", "per_estimate": "each change alone"}
+    return ", ".join(f"{r} ({words.get(r.split()[0], r)})" for r in rules)
 
 
 @dataclass(frozen=True)

@@ -539,3 +539,23 @@ def test_an_option_s3fs_does_not_take_exits_2_naming_it_before_any_store_is_touc
     assert "unknown option 'bogus_opt'" in result.err
     assert "s3fs accepts" in result.err
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [({"q": 1.2}, "tracking.flags.q: "), ({"min_change": -0.01}, "tracking.flags.min_change: ")],
+)
+def test_a_bad_flag_rule_setting_exits_2_before_anything_is_written(
+    wave_config: Path, tmp_path: Path, flags: dict[str, float], words: str
+) -> None:
+    """Issue 24: q outside (0, 1) or a negative min_change, named with its value and fix."""
+    config = yaml.safe_load(wave_config.read_text())
+    config["output"] = str(tmp_path / "results")
+    config["tracking"] = {"flags": flags}
+    path = tmp_path / "wave.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = invoke("run", "--config", str(path))
+    assert result.code == 2
+    assert words in result.err
+    assert str(next(iter(flags.values()))) in result.err
+    assert not (tmp_path / "results").exists()

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from misterp.config import ConfigError
@@ -149,3 +150,32 @@ def test_a_report_on_s3_is_written_there_and_linked_by_its_uri(
     assert (outcome.status, outcome.index, outcome.link) == ("written", uri, uri)
     assert store.exists("2026-11/report/index.html")
     assert store.exists("2026-11/report/tables.xlsx")
+
+
+def test_the_page_names_the_flag_rule_in_force_and_grades_every_headline_estimate(
+    results: Path,
+) -> None:
+    page = (results / "2026-11" / REPORT_FOLDER / INDEX_FILE).read_text()
+    assert "flagged under a false discovery rate of q = 0.1 over the wave" in page
+    assert "Flag rule: ▲/▼ mark the changes" in page
+    assert "● solid (± 5 points or less), ◐ indicative (± 10 or less)" in page
+    headline = page.split('<section id="headline">')[1].split("</section>")[0]
+    rows = headline.count("<tr>") + headline.count('<tr class="low">') - headline.count("<thead>")
+    assert headline.count('<span class="grade" title="certainty: ') == rows
+
+
+def test_the_page_shows_brand_vs_brand_as_a_matrix_and_the_sheets_hold_every_comparison(
+    results: Path,
+) -> None:
+    page = (results / "2026-11" / REPORT_FOLDER / INDEX_FILE).read_text()
+    section = page.split('<section id="comparisons">')[1].split("</section>")[0]
+    assert "Group vs rest, brand vs brand" in section
+    pairs = pd.read_csv(results / "2026-11" / REPORT_FOLDER / "brand_vs_brand.csv")
+    versus_rest = pd.read_csv(results / "2026-11" / REPORT_FOLDER / "group_vs_rest.csv")
+    assert len(versus_rest) > 0
+    assert set(versus_rest[t.COMPARISON_FLAG]) <= {"above", "below", "level"}
+    headline_pairs = pairs[pairs[t.GROUP] == "all"]
+    families = headline_pairs.drop_duplicates([t.MARKET, t.FAMILY, t.OPTION])
+    assert section.count('data-kind="brand_vs_brand"') == min(len(families), 12)
+    # a matrix is brands x brands: each pair shown both ways, never the whole list
+    assert section.count("<tr>") < len(pairs) + len(versus_rest)

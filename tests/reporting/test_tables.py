@@ -223,5 +223,56 @@ def test_every_table_reads_an_older_or_missing_file() -> None:
         mrp_raw_raked=t.comparison_table(old),
     )
     assert list(tables.sheets()) == list(t.SHEETS)
-    # audiences: none in a wave published before audiences.parquet
-    assert [len(frame) for frame in tables.sheets().values()] == [4, 0, 0, 0, 0, 0, 4, 0]
+    # audiences, comparisons: none in a wave published before their files existed
+    assert [len(frame) for frame in tables.sheets().values()] == [4, 0, 0, 0, 0, 0, 4, 0, 0, 0]
+    versus_rest, pairs = t.comparisons_tables(None)
+    assert (len(versus_rest), len(pairs)) == (0, 0)
+    assert t.P_ABOVE in pairs
+    assert t.VERSUS in pairs
+
+
+def test_every_estimate_and_change_gets_a_certainty_grade_from_its_half_width() -> None:
+    # half-widths 12.5, 12.5, 9.4 and 12.5 points; changes 6.25, 4.7, 6.25 and 12.5 points
+    certainty = t.CertaintySettings(solid=0.05, indicative=0.10)
+    headline = t.headline_table(_estimates(), _changes(["up", "down", "steady", "up"]))
+    assert headline[t.CERTAINTY].tolist() == [
+        "too uncertain",
+        "too uncertain",
+        "indicative",
+        "too uncertain",
+    ]
+    assert headline[t.CHANGE_CERTAINTY].tolist() == [
+        "indicative",
+        "solid",
+        "indicative",
+        "too uncertain",
+    ]
+    changes = t.changes_table(_changes(["up", "down", "steady", "up"]), certainty=certainty)
+    assert changes[t.CHANGE_CERTAINTY].tolist() == headline[t.CHANGE_CERTAINTY].tolist()
+    wide = t.CertaintySettings(solid=0.13, indicative=0.2)
+    assert set(t.comparison_table(_estimates(), certainty=wide)[t.CERTAINTY]) == {"solid"}
+
+
+def test_suppression_blanks_the_numbers_graded_too_uncertain_and_keeps_the_rest() -> None:
+    suppress = t.CertaintySettings(suppress=True)
+    headline = t.headline_table(
+        _estimates(), _changes(["up", "down", "steady", "up"]), certainty=suppress
+    )
+    shown = headline[t.CERTAINTY] != "too uncertain"
+    assert headline.loc[~shown, [t.ESTIMATE, t.LOWER, t.UPPER]].isna().all().all()
+    assert headline.loc[shown, t.ESTIMATE].tolist() == [12.5]
+    assert headline[t.CHANGE].isna().tolist() == [False, False, False, True]
+    comparison = t.comparison_table(_estimates(), certainty=suppress)
+    assert comparison["MRP %"].notna().tolist() == shown.tolist()
+
+
+def test_the_change_tables_name_the_flag_rule_and_its_error_probability() -> None:
+    changes = _changes(["up", "down", "steady", None]).assign(
+        rule="fdr q=0.1", p_error=[0.01, 0.02, 0.5, np.nan]
+    )
+    table = t.changes_table(changes)
+    assert set(table[t.FLAG_RULE]) == {"fdr q=0.1"}
+    assert table[t.P_ERROR].tolist()[:3] == [0.01, 0.02, 0.5]
+    assert set(t.headline_table(_estimates(), changes)[t.FLAG_RULE]) == {"fdr q=0.1"}
+    # changes published before the rule was recorded: no rule to name
+    assert set(t.changes_table(_changes(["up"] * 4))[t.FLAG_RULE]) == {""}

@@ -37,7 +37,11 @@ from misterp.periods import parse_period
 __all__ = [
     "DEFAULT_INTERACTIONS",
     "CensusConfig",
+    "Certainty",
+    "CertaintySettings",
     "ConfigError",
+    "FlagRule",
+    "FlagSettings",
     "ModelConfig",
     "PriorConfig",
     "ProfileMissing",
@@ -50,6 +54,50 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+class Certainty(StrEnum):
+    """How far a number can be trusted, read at a glance from its interval's half-width."""
+
+    SOLID = "solid"
+    INDICATIVE = "indicative"
+    TOO_UNCERTAIN = "too_uncertain"
+
+
+class CertaintySettings(FrozenSettings):
+    """Thresholds of the certainty grade on the half-width (``moe``) of an interval.
+
+    Defaults from measured interval widths (README "Flags"; the demo's wave, 90% intervals):
+    the median half-width is 2.6 points above 1,000 respondents, 3.5 at 401-1,000, 4.6 at
+    201-400, 6.5 at 101-200, 9.4 at 31-100 and 14 at 30 or fewer. ``solid`` at <= 5 points is
+    then a base of roughly 250 or more, ``indicative`` at <= 10 one of roughly 50 or more. The
+    grade of a change is read off the change interval with the same thresholds.
+    """
+
+    solid: float = Field(
+        0.05, gt=0.0, lt=1.0, description="grade solid when the interval's half-width is <= this"
+    )
+    indicative: float = Field(
+        0.10,
+        gt=0.0,
+        lt=1.0,
+        description="grade indicative when the half-width is <= this, too_uncertain above",
+    )
+    suppress: bool = Field(
+        False,
+        description="show 'too uncertain' instead of the number in the report and exports "
+        "where the grade is too_uncertain (the parquet files keep every number)",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> CertaintySettings:
+        if self.solid > self.indicative:
+            raise ValueError(
+                f"certainty.solid ({self.solid}) is above certainty.indicative "
+                f"({self.indicative}); a solid number must also be indicative: lower solid or "
+                "raise indicative"
+            )
+        return self
 
 
 class ReportingConfig(FrozenSettings):
@@ -80,6 +128,7 @@ class ReportingConfig(FrozenSettings):
         description="target group of the report's headline table and charts: 'all' (the "
         "whole population) or a name in target_groups",
     )
+    certainty: CertaintySettings = CertaintySettings()
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> ReportingConfig:
@@ -281,6 +330,60 @@ class SmoothingConfig(FrozenSettings):
     )
 
 
+class FlagRule(StrEnum):
+    """Which estimates of a wave get an arrow (a change, a group above the rest, brand vs brand)."""
+
+    #: Bayesian false discovery rate: of all comparisons of a wave, flag the largest set whose
+    #: mean posterior probability of being wrong is at most ``q``, so the expected share of
+    #: false arrows among the arrows is at most ``q`` however many estimates there are.
+    FDR = "fdr"
+    #: Each comparison on its own at ``change_probability`` (two-sided): about
+    #: ``1 - change_probability`` of unchanged estimates get an arrow, every wave.
+    PER_ESTIMATE = "per_estimate"
+
+
+class FlagSettings(FrozenSettings):
+    """The flag rule in force for changes, group vs rest and brand vs brand comparisons."""
+
+    # Measured with bench/flag_rules.py (README "Flags", 20 seeds, 1,000 models x 5 groups):
+    # with no change anywhere per_estimate gives 253 false arrows a wave, fdr at q 0.10 0.1;
+    # with 5% changed 72% of per_estimate's arrows are false, 5% of fdr 0.10's (0.05: 2%,
+    # 0.20: 16%). The price is power for small changes in small groups (5 points at n = 300:
+    # 29% per estimate, 3% fdr 0.10); q 0.10 keeps ~1.6 false arrows a wave where 0.20 has 7.5.
+    rule: FlagRule = Field(
+        FlagRule.FDR, description="fdr (default: false discovery rate q) or per_estimate"
+    )
+    q: float = Field(
+        0.10, description="fdr: expected share of false flags among a wave's flags, in (0, 1)"
+    )
+    min_change: float = Field(
+        0.0,
+        description="smallest change that matters, as a share (0.02 = 2 points): flag on "
+        "P(change > min_change) or P(change < -min_change) instead of P(up) or P(down)",
+    )
+
+    @field_validator("q")
+    @classmethod
+    def _q_is_a_share(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(
+                f"q is {value:g}, but it is the share of false flags a wave may have and must "
+                "lie strictly between 0 and 1: e.g. 0.10 (at most 10% of the flags false)"
+            )
+        return value
+
+    @field_validator("min_change")
+    @classmethod
+    def _min_change_is_a_size(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(
+                f"min_change is {value:g}, but it is the smallest change that matters, as a "
+                "share, and must be at least 0 and below 1: e.g. 0.02 for 2 points, or 0 to "
+                "flag any change"
+            )
+        return value
+
+
 class TrackingConfig(FrozenSettings):
     """How waves follow one another: their period, and when a change counts as one.
 
@@ -297,10 +400,12 @@ class TrackingConfig(FrozenSettings):
         0.95,
         gt=0.5,
         lt=1.0,
-        description="two-sided level of the change flag: flagged when the central interval at "
-        "this probability excludes 0, i.e. P(up) or P(down) >= (1 + p) / 2 (0.975 at 0.95)",
+        description="flags.rule per_estimate: two-sided level of the change flag, flagged when "
+        "the central interval at this probability excludes 0, i.e. P(up) or P(down) >= "
+        "(1 + p) / 2 (0.975 at 0.95)",
     )
     interval: float = Field(0.90, gt=0.0, lt=1.0, description="level of the change intervals")
+    flags: FlagSettings = FlagSettings()
     rolling_waves: int = Field(3, ge=1, description="waves per window of the rolling view")
     fieldwork: dict[str, tuple[dt.date, dt.date]] = Field(
         default_factory=dict, description="per wave id: first and last day of fieldwork"

@@ -18,6 +18,7 @@ __all__ = [
     "draws_frame",
     "interval_quantiles",
     "poststratify",
+    "rest_masks",
     "summarise",
 ]
 
@@ -105,6 +106,21 @@ def poststratify(
     with np.errstate(invalid="ignore", divide="ignore"):
         estimates = np.where(denominator > 0, numerator / denominator, np.nan)
     return {name: estimates[:, i] for i, name in enumerate(names)}
+
+
+def rest_masks(masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each group's complement, the rest of the population, for groups that leave anyone out.
+
+    >>> rest = rest_masks({"all": np.array([True, True]), "g": np.array([True, False])})
+    >>> {k: v.tolist() for k, v in rest.items()}
+    {'g': [False, True]}
+    """
+    out = {}
+    for name, mask in masks.items():
+        inside = np.asarray(mask, dtype=bool)
+        if not inside.all() and inside.any():
+            out[name] = ~inside
+    return out
 
 
 def interval_quantiles(interval: float) -> tuple[float, float]:

@@ -8,12 +8,12 @@ paths build the same tables from the same numbers.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from misterp.mrp.config import ReportingConfig
+from misterp.mrp.config import ReportingConfig, TrackingConfig
 from misterp.mrp.poststratify import draws_by_group
 from misterp.mrp.records import Manifest
 from misterp.mrp.specs import ModelSpec
@@ -51,6 +51,10 @@ class WaveDraws:
     #: Model key to the status on its estimates (the worse of its own and its base's).
     statuses: Mapping[str, FitStatus]
     reporting: ReportingConfig
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    #: Model key to target group to ``(draws,)`` of the group minus the rest of its market
+    #: (poststratified from the same cell draws); empty for a wave read back from the store.
+    versus_rest: GroupDraws = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from misterp.mrp.poststratify import (
     draws_by_group,
     draws_frame,
     poststratify,
+    rest_masks,
     summarise,
 )
 from misterp.mrp.prepare import PreparedWave
@@ -358,8 +359,14 @@ def assemble_estimates(
     prepared: PreparedWave,
     fits: Mapping[str, StoredFit],
     weighting: Mapping[str, ProfileWeighting] | None = None,
+    versus_rest: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Poststratify every fit into the estimates table and per-model draws.
+
+    ``versus_rest``, when given, is filled with each model's draws of every target group
+    minus the rest of its market's population (everyone outside the group), both
+    poststratified from the same cell draws with the same weights (base, profiles), so the
+    difference carries their shared uncertainty draw by draw.
 
     A conditional question is weighted by its base model's draws; its status is the worse of
     its own and its base's, because a bad base makes the weights bad. In a market with
@@ -408,6 +415,15 @@ def assemble_estimates(
         if fit is not None and fit.draws is not None and status is not FitStatus.FAILED:
             estimates = poststratify(fit.draws, layout.population, layout.masks, base_draws)
             all_draws[spec.key] = draws_frame(estimates)
+            if versus_rest is not None:
+                rest = poststratify(
+                    fit.draws, layout.population, rest_masks(layout.masks), base_draws
+                )
+                versus_rest[spec.key] = {
+                    group: estimates[group] - values
+                    for group, values in rest.items()
+                    if np.isfinite(values).all() and np.isfinite(estimates[group]).all()
+                }
         report = fit.report if fit is not None else None
         for group in layout.masks:
             summary = summarise(estimates.get(group, np.empty(0)), reporting.interval)
@@ -535,7 +551,8 @@ def publish_wave(
     store.retract(wave)
     # the profile weights (and their raking to known margins) once, for both tables
     weighting = profile_weighting(prepared, fits)
-    estimates, draws = assemble_estimates(prepared, fits, weighting)
+    versus_rest: dict[str, dict[str, np.ndarray]] = {}
+    estimates, draws = assemble_estimates(prepared, fits, weighting, versus_rest)
     written = set()
     for spec in prepared.specs:
         if spec.key in draws:
@@ -556,7 +573,9 @@ def publish_wave(
     # The views (funnel, competitors: the pipeline's) from the draws in memory (no re-read),
     # before the manifest, so a complete wave always has them.
     grouped = {key: draws_by_group(frame) for key, frame in draws.items()}
-    wave_draws = WaveDraws(wave, questions, grouped, published, config.reporting)
+    wave_draws = WaveDraws(
+        wave, questions, grouped, published, config.reporting, config.tracking, versus_rest
+    )
     for view in views:
         store.write_parquet(f"{wave}/{view.file}", view.build(wave_draws))
     census = prepared.census

@@ -36,6 +36,7 @@ from misterp.pipeline.sequence import (
 )
 from misterp.reporting.write import ReportOutcome, update_report
 from misterp.storage import ResultStore
+from misterp.tracking.comparisons import COMPARISONS_VIEW
 from misterp.tracking.competitors import COMPETITORS_VIEW
 from misterp.tracking.funnel import FUNNEL_VIEW
 from misterp.tracking.smoothed import check_smoothing_window
@@ -55,7 +56,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The tables published beside every wave's estimates, before its manifest.
-WAVE_VIEWS: tuple[WaveView, ...] = (FUNNEL_VIEW, COMPETITORS_VIEW)
+WAVE_VIEWS: tuple[WaveView, ...] = (FUNNEL_VIEW, COMPETITORS_VIEW, COMPARISONS_VIEW)
 
 
 @dataclass

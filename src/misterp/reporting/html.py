@@ -9,11 +9,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
+from misterp.mrp.config import CertaintySettings, FlagRule, FlagSettings
 from misterp.mrp.data import ALL_MARKETS
 from misterp.reporting import tables as t
 from misterp.reporting.charts import (
@@ -27,7 +28,7 @@ from misterp.reporting.charts import (
 )
 from misterp.reporting.milestones import DATE, MARKET, MILESTONE
 from misterp.reporting.smoothed import smoothed_section
-from misterp.reporting.tables import ReportTables
+from misterp.reporting.tables import ReportTables, kpi_name
 
 __all__ = ["SECTIONS", "PageContext", "charts_grid", "document", "empty", "escape", "render_page"]
 
@@ -37,6 +38,7 @@ SECTIONS: dict[str, str] = {
     "trends": "Trends",
     "smoothed": "Smoothed trend",
     "funnel": "Funnel",
+    "comparisons": "Group vs rest, brand vs brand",
     "associations": "Brand associations",
     "comparison": "MRP vs raw vs raked",
     "audiences": "Audience sizes",
@@ -59,6 +61,8 @@ class PageContext:
     change_probability: float
     trend_waves: int
     low_base: int
+    flags: FlagSettings = field(default_factory=FlagSettings)
+    certainty: CertaintySettings = field(default_factory=CertaintySettings)
     changes_note: str | None = None
     trends_note: str | None = None
     labels_note: str | None = None
@@ -118,11 +122,20 @@ def _headline_rows(rows: pd.DataFrame, has_labels: bool) -> str:
         question = _e(row[t.QUESTION])
         if has_labels:
             question = f'{_e(row[t.LABEL])} <span class="muted">{question}</span>'
+        grade = str(row.get(t.CERTAINTY, ""))
+        mark = t.CERTAINTY_MARKS.get(grade.replace(" ", "_"), "")
+        estimate = (
+            f"<b>{_e(_number(row[t.ESTIMATE], '%'))}</b>"
+            if not _missing(row[t.ESTIMATE])
+            else f'<span class="muted">{_e(t.TOO_UNCERTAIN)}</span>'
+        )
+        if mark:
+            estimate += f' <span class="grade" title="certainty: {_e(grade)}">{_e(mark)}</span>'
         cells = [
             _e(row[t.BRAND]),
             question,
             _e(row[t.OPTION]),
-            f"<b>{_e(_number(row[t.ESTIMATE], '%'))}</b>",
+            estimate,
             _e(f"{_number(row[t.LOWER])}-{_number(row[t.UPPER])}"),
             f'<span title="{_e(title)}">{change}</span>',
             _e(_number(row[t.P_UP], digits=3)),
@@ -148,6 +161,10 @@ def _headline_section(tables: ReportTables, context: PageContext) -> str:
     versus = f"Change vs {reference}" if reference else "Change"
     heads = ["Brand", "Question", "Option", "Estimate", f"{level} interval", versus]
     heads += ["P(up)", "P(down)", "Base n", "Status"]
+    parts.append(
+        f'<p class="lead">Arrows: {_e(_rule_words(context))}. Certainty of the estimate: '
+        f"{_e(_grade_words(context.certainty))}.</p>"
+    )
     for market, rows in headline.groupby(t.MARKET, sort=False):
         parts.append(
             f'<h3>{_e(market)}</h3><table class="headline" data-market="{_e(market)}">'
@@ -207,6 +224,123 @@ def _milestones_list(milestones: pd.DataFrame) -> str:
     return f'<ul class="milestones">{items}</ul>'
 
 
+#: At most this many rows of the group-vs-rest matrix and brand matrices on the page; the
+#: sheets hold them all.
+_MAX_MATRIX_ROWS = 40
+_MAX_BRAND_MATRICES = 12
+
+
+def _matrix(heads: Sequence[str], rows: Sequence[Sequence[str]], kind: str, market: str) -> str:
+    return (
+        f'<table class="data matrix" data-kind="{_e(kind)}" data-market="{_e(market)}"><thead>'
+        "<tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in heads)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+        + "</tbody></table>"
+    )
+
+
+def _arrow_cell(flag: str, text: str) -> str:
+    arrow = t.COMPARISON_ARROWS.get(flag, "")
+    if flag in ("above", "below"):
+        css = "up" if flag == "above" else "down"
+        return f'<span class="arrow {css}">{_e(arrow)}</span> {_e(text)}'
+    return f'<span class="muted">{_e(text)}</span>'
+
+
+def _comparisons_section(tables: ReportTables, context: PageContext) -> str:
+    """Compact matrices: flagged group-vs-rest differences, and P(row brand above column)."""
+    versus_rest, pairs = tables.group_vs_rest, tables.brand_vs_brand
+    if versus_rest.empty and pairs.empty:
+        return _empty(
+            "No group vs rest or brand vs brand comparisons in this wave (published before "
+            "comparisons.parquet existed, or no target groups and brand families)."
+        )
+    parts = [
+        f'<p class="lead">Flags: {_e(_rule_words(context))}. Every comparison is in the '
+        "sheets group_vs_rest and brand_vs_brand.</p>"
+    ]
+    if not versus_rest.empty:
+        parts.append(
+            "<h3>Target group vs the rest of the population</h3><p>Rows with at least one "
+            "flag; a cell is the group minus everyone else in its market, in points.</p>"
+        )
+        for market, rows in versus_rest.groupby(t.MARKET, sort=False):
+            groups = list(dict.fromkeys(rows[t.GROUP]))
+            rows = rows.assign(
+                _kpi=[kpi_name(q, o) for q, o in zip(rows[t.QUESTION], rows[t.OPTION], strict=True)]
+            )
+            flagged = rows.groupby("_kpi", sort=False)[t.COMPARISON_FLAG].transform(
+                lambda f: f.isin(["above", "below"]).any()
+            )
+            kpis = list(dict.fromkeys(rows.loc[flagged.astype(bool), "_kpi"]))
+            if not kpis:
+                parts.append(_empty(f"{market}: no target group flagged above or below its rest."))
+                continue
+            cells = rows.set_index(["_kpi", t.GROUP])
+            body = []
+            for kpi in kpis[:_MAX_MATRIX_ROWS]:
+                line = [_e(kpi)]
+                for group in groups:
+                    if (kpi, group) not in cells.index:
+                        line.append("")
+                        continue
+                    cell = cells.loc[(kpi, group)]
+                    line.append(
+                        _arrow_cell(
+                            str(cell[t.COMPARISON_FLAG]), _number(cell[t.DIFFERENCE], signed=True)
+                        )
+                    )
+                body.append(line)
+            parts.append(
+                f"<h4>{_e(market)}</h4>"
+                + _matrix(["", *groups], body, "group_vs_rest", str(market))
+            )
+            if len(kpis) > _MAX_MATRIX_ROWS:
+                parts.append(
+                    _empty(f"{len(kpis) - _MAX_MATRIX_ROWS} more flagged rows in the sheet.")
+                )
+    group = context.headline_group
+    shown = pairs[pairs[t.GROUP] == group] if not pairs.empty else pairs
+    if not shown.empty:
+        parts.append(
+            f"<h3>Brand vs brand ({_e(group)})</h3><p>P(row brand above column brand); "
+            "▲/▼ where the rule flags it.</p>"
+        )
+        keys = list(
+            dict.fromkeys(zip(shown[t.MARKET], shown[t.FAMILY], shown[t.OPTION], strict=True))
+        )
+        for market, family, option in keys[:_MAX_BRAND_MATRICES]:
+            part = shown[
+                (shown[t.MARKET] == market)
+                & (shown[t.FAMILY] == family)
+                & (shown[t.OPTION] == option)
+            ]
+            brands = sorted(set(part[t.BRAND]) | set(part[t.VERSUS]))
+            probability: dict[tuple[str, str], tuple[float, str]] = {}
+            for row in part.to_dict("records"):
+                flag = str(row[t.COMPARISON_FLAG])
+                mirrored = {"above": "below", "below": "above"}.get(flag, flag)
+                probability[(row[t.BRAND], row[t.VERSUS])] = (float(row[t.P_ABOVE]), flag)
+                probability[(row[t.VERSUS], row[t.BRAND])] = (float(row[t.P_BELOW]), mirrored)
+            body = []
+            for first in brands:
+                line = [_e(first)]
+                for second in brands:
+                    known = probability.get((first, second))
+                    line.append("" if known is None else _arrow_cell(known[1], f"{known[0]:.2f}"))
+                body.append(line)
+            title = kpi_name(family, option)
+            parts.append(
+                f"<h4>{_e(market)} · {_e(title)}</h4>"
+                + _matrix(["", *brands], body, "brand_vs_brand", market)
+            )
+        if len(keys) > _MAX_BRAND_MATRICES:
+            parts.append(_empty(f"{len(keys) - _MAX_BRAND_MATRICES} more families in the sheet."))
+    return "\n".join(parts)
+
+
 def charts_grid(charts: Sequence[Chart], section: str) -> str:
     """The section's charts in the page's grid; each only calls the page's one plotly.js."""
     figures = []
@@ -226,6 +360,35 @@ def charts_grid(charts: Sequence[Chart], section: str) -> str:
     return '<div class="grid">' + "\n".join(figures) + "</div>"
 
 
+def _rule_words(context: PageContext) -> str:
+    """The flag rule in force, as a reader needs it to trust an arrow."""
+    flags = context.flags
+    beyond = f" by more than {flags.min_change * 100:g} points" if flags.min_change > 0 else ""
+    if flags.rule is FlagRule.FDR:
+        return (
+            f"▲/▼ mark the changes{beyond} flagged under a false discovery rate of "
+            f"q = {flags.q:g} over the wave: of all its arrows against one reference, at most "
+            f"about {flags.q * 100:g}% are expected to be false (each change's P(flag wrong) "
+            "is in the changes table); – is no flag"
+        )
+    return (
+        f"▲/▼ mark each change{beyond} whose central {context.change_probability * 100:.0f}% "
+        f"interval excludes it (P ≥ {(1 + context.change_probability) / 2:.3f}), judged one by "
+        f"one: about {(1 - context.change_probability) * 100:.0f}% of unchanged estimates get "
+        "an arrow every wave; – is no flag"
+    )
+
+
+def _grade_words(certainty: CertaintySettings) -> str:
+    """The certainty grades and their thresholds on the interval's half-width."""
+    marks = t.CERTAINTY_MARKS
+    return (
+        f"{marks['solid']} solid (± {certainty.solid * 100:g} points or less), "
+        f"{marks['indicative']} indicative (± {certainty.indicative * 100:g} or less), "
+        f"{marks['too_uncertain']} too uncertain (wider)"
+    )
+
+
 def _downloads(tables: ReportTables, context: PageContext) -> str:
     links = ['<li><a href="tables.xlsx">tables.xlsx</a>: every table below, one sheet each</li>']
     links += [
@@ -235,9 +398,14 @@ def _downloads(tables: ReportTables, context: PageContext) -> str:
     notes = [
         f"Estimates are MRP population shares with {context.interval * 100:.0f}% credible "
         "intervals; trend bands are 90% (5th to 95th percentile).",
-        "A change is flagged ▲/▼ when its central "
-        f"{context.change_probability * 100:.0f}% interval excludes zero (P(up) or P(down) "
-        f"≥ {(1 + context.change_probability) / 2:.3f}); – is steady.",
+        f"Flag rule: {_rule_words(context)}. Group vs rest and brand vs brand comparisons "
+        "are flagged under the same rule, each over its own set of comparisons.",
+        f"Certainty grades: {_grade_words(context.certainty)}."
+        + (
+            f" Numbers graded too uncertain are not shown ({t.TOO_UNCERTAIN})."
+            if context.certainty.suppress
+            else ""
+        ),
         f"⚠ marks a base below {context.low_base} respondents: the estimate rests mostly on "
         "the model.",
     ]
@@ -337,6 +505,7 @@ def render_page(tables: ReportTables, context: PageContext) -> str:
                 "or ask a stage among the previous stage's yes."
             )
         ),
+        "comparisons": _comparisons_section(tables, context),
         "associations": (
             f'<p class="lead">{_e(for_group)}: share associating each brand with each '
             "attribute, ± half its interval.</p>" + charts_grid(associations, "associations")

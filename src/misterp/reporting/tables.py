@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from misterp.mrp.config import Certainty, CertaintySettings
 from misterp.mrp.published import question_family
 from misterp.tracking.changes import CHANGE_COLUMNS
+from misterp.tracking.comparisons import COMPARISON_COLUMNS, ComparisonKind
 from misterp.tracking.competitors import COMPETITOR_COLUMNS
+from misterp.tracking.flags import certainty_grades
 from misterp.tracking.funnel import FUNNEL_COLUMNS
 from misterp.tracking.trends import TREND_COLUMNS
 
@@ -29,6 +32,7 @@ __all__ = [
     "audiences_table",
     "changes_table",
     "comparison_table",
+    "comparisons_tables",
     "competitors_table",
     "funnel_table",
     "headline_summary",
@@ -76,6 +80,19 @@ STAGE_NAME = "Stage name"
 SHARE = "Share %"
 SHARE_LOWER = "Share lower %"
 SHARE_UPPER = "Share upper %"
+CERTAINTY = "Certainty"
+CHANGE_CERTAINTY = "Change certainty"
+FLAG_RULE = "Flag rule"
+P_ERROR = "P(flag wrong)"
+
+#: The marker of a certainty grade on the page (the exports spell the grade out).
+CERTAINTY_MARKS: dict[str, str] = {
+    Certainty.SOLID.value: "●",
+    Certainty.INDICATIVE.value: "◐",
+    Certainty.TOO_UNCERTAIN.value: "○",
+}
+#: What a suppressed number reads as (``reporting.certainty.suppress``).
+TOO_UNCERTAIN = "too uncertain"
 
 #: The arrow of a change flag; a change without a flag (not comparable, no reference) has none.
 ARROWS: dict[str, str] = {"up": "▲", "down": "▼", "steady": "–"}
@@ -98,6 +115,8 @@ SHEETS: tuple[str, ...] = (
     "associations",
     "mrp_raw_raked",
     "audiences",
+    "group_vs_rest",
+    "brand_vs_brand",
 )
 
 #: Sheets a wave has only when it has their data, each with the sheet it follows.
@@ -141,6 +160,10 @@ class ReportTables:
     #: The wave's campaign milestones (``reporting.milestones``); empty, and no sheet, for a
     #: wave without ``milestones.parquet``.
     milestones: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Each target group against the rest of its market, and brand against brand; none in
+    #: waves published before comparisons.parquet existed.
+    group_vs_rest: pd.DataFrame = field(default_factory=pd.DataFrame)
+    brand_vs_brand: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def sheets(self) -> dict[str, pd.DataFrame]:
         """Sheet name to table, in ``SHEETS`` order (the xlsx sheets and the CSV names).
@@ -217,12 +240,34 @@ def _base_marks(flags: pd.Series) -> pd.Series:
     return known.map(lambda f: BASE_MARKS.get(str(f), str(f).replace("_", " ")))
 
 
+def _grades(lower: pd.Series, upper: pd.Series, certainty: CertaintySettings) -> pd.Series:
+    """The certainty grade, in words, of each interval (``too uncertain`` when it has none)."""
+    half = (pd.Series(upper, dtype=float) - pd.Series(lower, dtype=float)) / 2
+    grades = certainty_grades(half.to_numpy(), certainty)
+    return pd.Series(grades, index=half.index).str.replace("_", " ")
+
+
+def _suppress(out: pd.DataFrame, grade: pd.Series, columns: list[str], on: bool) -> None:
+    """Blank the numbers graded too uncertain, in place, where the config asks for it."""
+    if on:
+        out.loc[grade == TOO_UNCERTAIN, columns] = np.nan
+
+
+def _rule_of(changes: pd.DataFrame | None) -> pd.Series:
+    """The flag rule each change row was flagged under (changes from before issue 24: none)."""
+    if changes is None:
+        return pd.Series(dtype=object)
+    rule = _column(changes, "rule").astype(object)
+    return rule.where(rule.notna(), "")
+
+
 def headline_table(
     estimates: pd.DataFrame,
     changes: pd.DataFrame | None,
     *,
     group: str = "all",
     labels: Mapping[str, str] | None = None,
+    certainty: CertaintySettings | None = None,
 ) -> pd.DataFrame:
     """One row per market x question x option: the estimate of ``group`` and its change.
 
@@ -246,6 +291,7 @@ def headline_table(
     >>> float(row["Estimate %"]), float(row["Change pts"]), row["Direction"], row["Base flag"]
     (50.0, 12.5, '▲', 'low base')
     """
+    grading = certainty or CertaintySettings()
     rows = estimates[estimates["target_group"] == group]
     previous = _previous_changes(changes, group)
     merged = rows.merge(previous, on=_MODEL_KEY, how="left")
@@ -254,9 +300,14 @@ def headline_table(
     out[LOWER] = _percent(_column(merged, "lower", "q05"))
     out[UPPER] = _percent(_column(merged, "upper", "q95"))
     out[INTERVAL] = _percent(_column(merged, "interval"))
+    out[CERTAINTY] = _grades(
+        _column(merged, "lower", "q05"), _column(merged, "upper", "q95"), grading
+    )
     out[CHANGE] = _percent(merged["change_mean"])
     out[CHANGE_LOWER] = _percent(merged["change_lower"])
     out[CHANGE_UPPER] = _percent(merged["change_upper"])
+    out[CHANGE_CERTAINTY] = _grades(merged["change_lower"], merged["change_upper"], grading)
+    out.loc[merged["change_mean"].isna().to_numpy(), CHANGE_CERTAINTY] = ""
     out[DIRECTION] = merged["change_flag"].map(lambda f: ARROWS.get(str(f), ""))
     out[P_UP] = _probability(merged["change_p_up"])
     out[P_DOWN] = _probability(merged["change_p_down"])
@@ -264,6 +315,7 @@ def headline_table(
         _flag_words(flag, comparable)
         for flag, comparable in zip(merged["change_flag"], merged["change_comparable"], strict=True)
     ]
+    out[FLAG_RULE] = merged["change_rule"].astype(object).where(merged["change_rule"].notna(), "")
     out[REFERENCE_WAVES] = (
         merged["change_reference_waves"]
         .astype(object)
@@ -273,6 +325,8 @@ def headline_table(
     out[BASE_FLAG] = _base_marks(_column(merged, "base_flag"))
     out[STATUS] = _words(merged["status"])
     out[NOTE] = merged["change_note"].astype(object).where(merged["change_note"].notna(), "")
+    _suppress(out, out[CERTAINTY], [ESTIMATE, LOWER, UPPER], grading.suppress)
+    _suppress(out, out[CHANGE_CERTAINTY], [CHANGE, CHANGE_LOWER, CHANGE_UPPER], grading.suppress)
     return out.reset_index(drop=True)
 
 
@@ -288,21 +342,31 @@ def _flag_words(flag: object, comparable: object) -> str:
 def _previous_changes(changes: pd.DataFrame | None, group: str) -> pd.DataFrame:
     """The ``previous`` change rows of ``group``, their value columns prefixed ``change_``."""
     values = ["mean", "lower", "upper", "p_up", "p_down", "flag", "comparable"]
-    values += ["reference_waves", "note"]
+    values += ["reference_waves", "note", "rule"]
     if changes is None or changes.empty:
         frame = pd.DataFrame(columns=_MODEL_KEY + values)
     else:
-        frame = changes.loc[
-            (changes["reference"] == "previous") & (changes["target_group"] == group),
+        ruled = changes.assign(rule=_rule_of(changes).to_numpy())
+        frame = ruled.loc[
+            (ruled["reference"] == "previous") & (ruled["target_group"] == group),
             _MODEL_KEY + values,
         ]
     return frame.rename(columns={v: f"change_{v}" for v in values})
 
 
 def changes_table(
-    changes: pd.DataFrame | None, *, labels: Mapping[str, str] | None = None
+    changes: pd.DataFrame | None,
+    *,
+    labels: Mapping[str, str] | None = None,
+    certainty: CertaintySettings | None = None,
 ) -> pd.DataFrame:
-    """Every change row of the wave (every group and reference), readable."""
+    """Every change row of the wave (every group and reference), readable.
+
+    ``Flag rule`` names the rule each row was flagged under and ``P(flag wrong)`` is the
+    probability it reads (a flag, or would-be flag, being wrong); ``Change certainty`` grades
+    the change's interval, and with ``certainty.suppress`` a too uncertain change is blank.
+    """
+    grading = certainty or CertaintySettings()
     if changes is None:
         changes = pd.DataFrame(columns=list(CHANGE_COLUMNS))
     out = _identity(changes, labels)
@@ -311,10 +375,14 @@ def changes_table(
     out[CHANGE] = _percent(changes["mean"])
     out[CHANGE_LOWER] = _percent(changes["lower"])
     out[CHANGE_UPPER] = _percent(changes["upper"])
+    out[CHANGE_CERTAINTY] = _grades(changes["lower"], changes["upper"], grading)
     out[DIRECTION] = changes["flag"].map(lambda f: ARROWS.get(str(f), ""))
     out[P_UP] = _probability(changes["p_up"])
     out[P_DOWN] = _probability(changes["p_down"])
     out[FLAG] = changes["flag"].astype(object).where(changes["flag"].notna(), "not comparable")
+    out[FLAG_RULE] = _rule_of(changes)
+    out[P_ERROR] = _probability(_column(changes, "p_error"))
+    _suppress(out, out[CHANGE_CERTAINTY], [CHANGE, CHANGE_LOWER, CHANGE_UPPER], grading.suppress)
     out[COMPARABLE] = changes["comparable"].astype(bool)
     out[STATUS] = _words(changes["status"])
     out[NOTE] = changes["note"].astype(object).where(changes["note"].notna(), "")
@@ -438,7 +506,10 @@ def association_table(
 
 
 def comparison_table(
-    estimates: pd.DataFrame, *, labels: Mapping[str, str] | None = None
+    estimates: pd.DataFrame,
+    *,
+    labels: Mapping[str, str] | None = None,
+    certainty: CertaintySettings | None = None,
 ) -> pd.DataFrame:
     """MRP beside the raw and the raked sample share, for every estimate and target group.
 
@@ -450,6 +521,11 @@ def comparison_table(
     out["MRP %"] = _percent(estimates["mean"])
     out["MRP lower %"] = _percent(_column(estimates, "lower", "q05"))
     out["MRP upper %"] = _percent(_column(estimates, "upper", "q95"))
+    grading = certainty or CertaintySettings()
+    out[CERTAINTY] = _grades(
+        _column(estimates, "lower", "q05"), _column(estimates, "upper", "q95"), grading
+    )
+    _suppress(out, out[CERTAINTY], ["MRP %", "MRP lower %", "MRP upper %"], grading.suppress)
     out[RAW] = _percent(_column(estimates, "raw_mean"))
     out[RAKED] = _percent(_column(estimates, "raked_mean"))
     out[RAKED_ESS] = pd.Series(_column(estimates, "raked_ess"), dtype=float).round(1)
@@ -509,3 +585,52 @@ def audiences_table(audiences: pd.DataFrame | None) -> pd.DataFrame:
     out[STATUS] = _words(audiences["status"])
     out[NOTE] = audiences["note"].astype(object).where(audiences["note"].notna(), "")
     return out.reset_index(drop=True)
+
+
+VERSUS = "Versus"
+DIFFERENCE = "Difference pts"
+DIFFERENCE_LOWER = "Difference lower pts"
+DIFFERENCE_UPPER = "Difference upper pts"
+P_ABOVE = "P(above)"
+P_BELOW = "P(below)"
+COMPARISON_FLAG = "Flag"
+#: The arrow of a comparison's flag.
+COMPARISON_ARROWS: dict[str, str] = {"above": "▲", "below": "▼", "level": "–"}
+
+
+def comparisons_tables(
+    comparisons: pd.DataFrame | None, *, labels: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Group vs rest and brand vs brand, readable: the difference, P(above), the flag.
+
+    >>> frame = pd.DataFrame({"kind": ["brand_vs_brand"], "market": ["DE"],
+    ...     "family": ["aware"], "question_id": ["aware_b1"], "option": ["yes"],
+    ...     "brand": ["b1"], "target_group": ["all"], "versus": ["b2"],
+    ...     "versus_question_id": ["aware_b2"], "mean": [0.125], "lower": [0.1],
+    ...     "upper": [0.15], "p_above": [1.0], "p_below": [0.0], "p_error": [0.0],
+    ...     "flag": ["above"], "rule": ["fdr q=0.1"], "status": ["converged"]})
+    >>> _, pairs = comparisons_tables(frame)
+    >>> pairs[["Brand", "Versus", "Difference pts", "Flag"]].values.tolist()
+    [['b1', 'b2', 12.5, 'above']]
+    """
+    if comparisons is None:
+        comparisons = pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+    out = []
+    for kind in (ComparisonKind.GROUP_VS_REST, ComparisonKind.BRAND_VS_BRAND):
+        rows = comparisons[comparisons["kind"] == kind.value]
+        table = _identity(rows, labels)
+        if kind is ComparisonKind.BRAND_VS_BRAND:
+            table.insert(1, FAMILY, rows["family"].astype(str))
+            table[VERSUS] = rows["versus"].astype(str)
+        table[DIFFERENCE] = _percent(rows["mean"])
+        table[DIFFERENCE_LOWER] = _percent(rows["lower"])
+        table[DIFFERENCE_UPPER] = _percent(rows["upper"])
+        table[DIRECTION] = rows["flag"].map(lambda f: COMPARISON_ARROWS.get(str(f), ""))
+        table[P_ABOVE] = _probability(rows["p_above"])
+        table[P_BELOW] = _probability(rows["p_below"])
+        table[COMPARISON_FLAG] = rows["flag"].astype(str)
+        table[FLAG_RULE] = rows["rule"].astype(str)
+        table[P_ERROR] = _probability(rows["p_error"])
+        table[STATUS] = _words(rows["status"])
+        out.append(table.reset_index(drop=True))
+    return out[0], out[1]

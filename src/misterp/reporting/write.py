@@ -32,6 +32,7 @@ from misterp.reporting.smoothed import smoothed_table
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest
 from misterp.tracking.changes import CHANGES_FILE, tracking_of
+from misterp.tracking.comparisons import COMPARISONS_FILE
 from misterp.tracking.competitors import COMPETITORS_FILE
 from misterp.tracking.funnel import FUNNEL_FILE
 from misterp.tracking.smoothed import SMOOTHED_FILE
@@ -181,21 +182,33 @@ def build_report(
     trends = _optional_parquet(store, TRENDS_FILE)
     group = reporting.headline_group
     window = trend_waves or reporting.trend_waves
+    comparisons = _optional_parquet(store, f"{wave}/{COMPARISONS_FILE}")
+    if comparisons is not None:
+        # brand pairs grow with the square of the brands (50 brands x 10 families x 5 groups:
+        # 61,250 a market): the exports keep the headline group's, the parquet has them all
+        comparisons = comparisons[
+            (comparisons["kind"] != "brand_vs_brand") | (comparisons["target_group"] == group)
+        ]
+    versus_rest, brand_pairs = t.comparisons_tables(comparisons, labels=labels)
     tables = t.ReportTables(
-        headline=t.headline_table(estimates, changes, group=group, labels=labels),
-        changes=t.changes_table(changes, labels=labels),
+        headline=t.headline_table(
+            estimates, changes, group=group, labels=labels, certainty=reporting.certainty
+        ),
+        changes=t.changes_table(changes, labels=labels, certainty=reporting.certainty),
         trends=t.trends_table(trends, wave, window, labels=labels),
         funnel=t.funnel_table(_optional_parquet(store, f"{wave}/{FUNNEL_FILE}"), labels=labels),
         competitors=t.competitors_table(
             _optional_parquet(store, f"{wave}/{COMPETITORS_FILE}"), labels=labels
         ),
         associations=t.association_table(estimates, group=group, labels=labels),
-        mrp_raw_raked=t.comparison_table(estimates, labels=labels),
+        mrp_raw_raked=t.comparison_table(estimates, labels=labels, certainty=reporting.certainty),
         audiences=t.audiences_table(_optional_parquet(store, f"{wave}/{AUDIENCES_FILE}")),
         smoothed=smoothed_table(
             _optional_parquet(store, f"{wave}/{SMOOTHED_FILE}"), changes, wave, labels=labels
         ),
         milestones=milestones_table(_optional_parquet(store, f"{wave}/{MILESTONES_FILE}")),
+        group_vs_rest=versus_rest,
+        brand_vs_brand=brand_pairs,
     )
     context = PageContext(
         wave=wave,
@@ -204,6 +217,8 @@ def build_report(
         headline_group=group,
         interval=reporting.interval,
         change_probability=tracking.change_probability,
+        flags=tracking.flags,
+        certainty=reporting.certainty,
         trend_waves=window,
         low_base=reporting.low_base,
         changes_note=_changes_note(store, wave, changes),

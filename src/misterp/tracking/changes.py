@@ -26,6 +26,7 @@ from misterp.periods import WavePeriod, detect_period, parse_period
 from misterp.status import FitStatus
 from misterp.storage import ResultStore
 from misterp.tracking.catalog import read_manifest, wave_folders
+from misterp.tracking.flags import describe_rule, flag_comparisons
 
 __all__ = [
     "CHANGES_FILE",
@@ -33,6 +34,7 @@ __all__ = [
     "ChangeFlag",
     "ChangeSummary",
     "ReferenceWaveError",
+    "apply_flag_rule",
     "compare_draws",
     "later_waves_referencing",
     "tracking_of",
@@ -61,11 +63,14 @@ CHANGE_COLUMNS: tuple[str, ...] = (
     "reference",
     "reference_waves",
     "mean",
+    "sd",
     "lower",
     "upper",
     "p_up",
     "p_down",
+    "p_error",
     "flag",
+    "rule",
     "comparable",
     "status",
     "note",
@@ -90,6 +95,12 @@ class ChangeSummary:
     p_up: float
     p_down: float
     flag: ChangeFlag
+    #: P(change > min_change) and P(change < -min_change): what the flag rule reads (equal to
+    #: ``p_up``/``p_down`` at min_change 0).
+    p_up_beyond: float = float("nan")
+    p_down_beyond: float = float("nan")
+    #: Posterior sd of the change: with ``mean``, what the false discovery rule learns from.
+    sd: float = float("nan")
 
 
 class ReferenceWaveError(ConfigError):
@@ -111,6 +122,7 @@ def compare_draws(
     *,
     probability: float = 0.95,
     interval: float = 0.90,
+    min_change: float = 0.0,
 ) -> ChangeSummary:
     """Summarise the change from ``reference`` to ``current`` from paired posterior draws.
 
@@ -134,6 +146,9 @@ def compare_draws(
         which is what this rule gives (measured: ``bench/change_accuracy.py``).
     interval
         Level of the equal-tailed interval of the change.
+    min_change
+        The smallest change that matters: ``p_up_beyond``/``p_down_beyond`` are P(change >
+        min_change) and P(change < -min_change), and the flag reads those.
 
     Returns
     -------
@@ -181,12 +196,16 @@ def compare_draws(
     if not np.isfinite(difference).all():
         raise ValueError("draws contain NaN or infinity: a group with no population?")
     lower, upper = np.quantile(difference, [(1 - interval) / 2, (1 + interval) / 2])
+    if min_change < 0:
+        raise ValueError(f"min_change must be >= 0, got {min_change}")
     p_up = float(np.mean(difference > 0))
     p_down = float(np.mean(difference < 0))
+    p_up_beyond = float(np.mean(difference > min_change)) if min_change else p_up
+    p_down_beyond = float(np.mean(difference < -min_change)) if min_change else p_down
     one_side = flag_threshold(probability)
-    if p_up >= one_side:
+    if p_up_beyond >= one_side:
         flag = ChangeFlag.UP
-    elif p_down >= one_side:
+    elif p_down_beyond >= one_side:
         flag = ChangeFlag.DOWN
     else:
         flag = ChangeFlag.STEADY
@@ -197,6 +216,9 @@ def compare_draws(
         p_up=p_up,
         p_down=p_down,
         flag=flag,
+        p_up_beyond=p_up_beyond,
+        p_down_beyond=p_down_beyond,
+        sd=float(difference.std(ddof=1)) if difference.size > 1 else 0.0,
     )
 
 
@@ -537,9 +559,52 @@ def wave_changes(
             batch = keys[start : start + _BATCH]
             for key, draws in zip(batch, pool.map(read, batch), strict=True):
                 rows += _model_rows(wave, this, key, draws, references, tracking)
-    frame = _typed(pd.DataFrame(rows, columns=list(CHANGE_COLUMNS)))
+    frame = apply_flag_rule(pd.DataFrame(rows), tracking)
+    frame = _typed(frame.reindex(columns=list(CHANGE_COLUMNS)))
     _log_incomparable(wave, frame)
     return frame
+
+
+#: Working columns of the change rows: what the flag rule reads (P beyond min_change).
+_UP_BEYOND = "_p_up_beyond"
+_DOWN_BEYOND = "_p_down_beyond"
+
+
+def apply_flag_rule(rows: pd.DataFrame, tracking: TrackingConfig) -> pd.DataFrame:
+    """Flag the comparable changes under the rule in force, each reference a set of its own.
+
+    Under ``fdr`` the set is every comparable row of one reference (previous, year ago,
+    rolling, chosen) in the wave, all markets, models and target groups together: the wave's
+    flags against its previous wave are what an analyst reads as one list, and the prior of
+    the changes is learnt from them (:func:`misterp.tracking.flags.flag_comparisons`).
+    ``p_error`` is each comparable row's posterior probability of being wrong if flagged
+    (under the rule in force: the learnt prior's for ``fdr``, the draws' own for
+    ``per_estimate``); ``rule`` names the rule.
+    """
+    out = rows.copy()
+    out["flag"] = None
+    out["p_error"] = np.nan
+    out["rule"] = describe_rule(tracking.flags, tracking.change_probability)
+    if out.empty or _UP_BEYOND not in out:
+        return out
+    for _, part in out.groupby("reference", sort=False):
+        comparable = part[part[_UP_BEYOND].notna() & part["comparable"].astype(bool)]
+        if comparable.empty:
+            continue
+        outcome = flag_comparisons(
+            comparable["mean"].to_numpy(float),
+            comparable["sd"].to_numpy(float),
+            comparable[_UP_BEYOND].to_numpy(float),
+            comparable[_DOWN_BEYOND].to_numpy(float),
+            tracking.flags,
+            tracking.change_probability,
+        )
+        out.loc[comparable.index, "p_error"] = outcome.error
+        out.loc[comparable.index, "flag"] = [_FLAG_OF[int(d)].value for d in outcome.direction]
+    return out
+
+
+_FLAG_OF = {1: ChangeFlag.UP, -1: ChangeFlag.DOWN, 0: ChangeFlag.STEADY}
 
 
 def _model_rows(
@@ -587,14 +652,17 @@ def _model_rows(
                     _window_mean(then, n),
                     probability=tracking.change_probability,
                     interval=tracking.interval,
+                    min_change=tracking.flags.min_change,
                 )
                 row |= {
+                    _UP_BEYOND: summary.p_up_beyond,
+                    _DOWN_BEYOND: summary.p_down_beyond,
                     "mean": summary.mean,
+                    "sd": summary.sd,
                     "lower": summary.lower,
                     "upper": summary.upper,
                     "p_up": summary.p_up,
                     "p_down": summary.p_down,
-                    "flag": summary.flag.value if not problems else None,
                 }
             rows.append(row)
     return rows
@@ -602,10 +670,11 @@ def _model_rows(
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """The stored dtypes, also for an empty table (so every changes.parquet reads alike)."""
-    for column in ("mean", "lower", "upper", "p_up", "p_down"):
+    numbers = {"mean", "sd", "lower", "upper", "p_up", "p_down", "p_error"}
+    for column in numbers:
         frame[column] = frame[column].astype(float)
     frame["comparable"] = frame["comparable"].astype(bool)
-    for column in set(CHANGE_COLUMNS) - {"mean", "lower", "upper", "p_up", "p_down", "comparable"}:
+    for column in set(CHANGE_COLUMNS) - numbers - {"comparable"}:
         frame[column] = frame[column].astype(object)
     return frame
 

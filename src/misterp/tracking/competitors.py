@@ -35,6 +35,7 @@ __all__ = [
     "build_competitors",
     "competitor_table",
     "competitor_view",
+    "families_of",
     "rank_draws",
     "rank_probabilities",
     "share_of_total",
@@ -106,7 +107,8 @@ def share_of_total(values: np.ndarray) -> np.ndarray:
         return np.where(total > 0, values / total, np.nan)
 
 
-def _families(specs: Sequence[ModelSpec]) -> dict[tuple[str, str, str], list[ModelSpec]]:
+def families_of(specs: Sequence[ModelSpec]) -> dict[tuple[str, str, str], list[ModelSpec]]:
+    """Market x question family x option to its brands' specs (brand questions only)."""
     families: dict[tuple[str, str, str], list[ModelSpec]] = defaultdict(list)
     for spec in specs:
         family = question_family(spec.question_id, spec.brand)
@@ -131,7 +133,7 @@ def competitor_table(
     """
     known = statuses or {}
     rows: list[dict[str, Any]] = []
-    for (market, family, option), members in sorted(_families(specs).items()):
+    for (market, family, option), members in sorted(families_of(specs).items()):
         members = sorted((s for s in members if s.key in draws), key=lambda s: str(s.brand))
         if len(members) < 2:
             continue
