@@ -56,4 +56,4 @@ def process_worker(
     try:
         yield pool, worker, log
     finally:
-        stop_group(worker)
+        stop_group(worker, grace_seconds=3)
