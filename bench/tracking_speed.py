@@ -39,6 +39,7 @@ import resource
 import sys
 import tempfile
 import time
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -174,7 +175,15 @@ def write_waves(
 
 
 def _timed(root: str, wave: str, cores: int, queue: Any) -> None:
-    """In a fresh process: pin to ``cores`` CPUs, run the step, report time and peak RSS."""
+    """In a fresh process: run the step and report it; a failure is reported, not lost."""
+    try:
+        _run_step(root, wave, cores, queue)
+    except Exception as error:  # the parent waits on the queue: tell it why
+        queue.put((f"failed: {type(error).__name__}", str(error), 0, 0.0, 0.0, {}))
+
+
+def _run_step(root: str, wave: str, cores: int, queue: Any) -> None:
+    """Pin to ``cores`` CPUs, run the step, report time and peak RSS."""
     if hasattr(os, "sched_setaffinity"):
         available = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, available[:cores])
@@ -263,10 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoothing-window",
         type=int,
-        default=13,
+        default=None,
         help="tracking.smoothing.window of the waves (0: smoothing off); default: every wave",
     )
     args = parser.parse_args(argv)
+    if args.smoothing_window is None:
+        args.smoothing_window = args.prior_waves + 1
     with tempfile.TemporaryDirectory(prefix="misterp-tracking-") as root:
         started = time.perf_counter()
         waves = write_waves(
@@ -281,7 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         queue = context.Queue()
         process = context.Process(target=_timed, args=(root, waves[-1], args.cores, queue))
         process.start()
-        status, message, rows, seconds, peak_mb, steps = queue.get()
+        while True:  # a child that dies without reporting (killed, out of memory) ends the run
+            try:
+                status, message, rows, seconds, peak_mb, steps = queue.get(timeout=5)
+                break
+            except Empty:
+                if not process.is_alive():
+                    print(f"the timed process died (exit {process.exitcode}) without a report")
+                    return 1
         process.join()
     print(f"tracking step: {status} ({message})")
     for step, step_seconds in steps.items():
