@@ -27,6 +27,7 @@ __all__ = [
     "build_market_cells",
     "census_cells",
     "census_index",
+    "earlier_profile_counts",
     "group_masks",
     "profile_counts",
 ]
@@ -286,3 +287,38 @@ def profile_counts(
     n = np.bincount(index[mine], minlength=n_census).astype(np.int64)
     yes = np.bincount(index[mine[at_level[mine]]], minlength=n_census).astype(np.int64)
     return CellCounts(yes=yes, n=n)
+
+
+def earlier_profile_counts(
+    layout: MarketCells, spec: ModelSpec, people: pd.DataFrame
+) -> tuple[CellCounts, int]:
+    """A profile model's trials and successes among an earlier wave's respondents.
+
+    On this wave's census cells (:func:`census_cells`), so they add to :func:`profile_counts`:
+    a profile model pooled over waves sees every wave's respondents of its market. A
+    respondent whose census cell or profile level this wave's layout lacks (a level renamed,
+    a blank under ``missing: at_random``) is left out; how many is returned beside the counts.
+
+    >>> frame = pd.DataFrame({"g": ["f", "f", "m", "m"], "user": ["no", "yes", "no", "yes"],
+    ...                       "population": 1.0})
+    >>> layout = MarketCells("X", frame, ("g", "user"), profiles=("user",))
+    >>> people = pd.DataFrame({"market": ["X", "X", "X", "Y", "X"], "g": ["f", "m", "m", "f", "x"],
+    ...                        "user": ["yes", "no", "maybe", "yes", "yes"]})
+    >>> counts, left_out = earlier_profile_counts(
+    ...     layout, ModelSpec("X", "profile.user", "yes", "f", profile="user"), people)
+    >>> counts.yes.tolist(), counts.n.tolist(), left_out
+    ([1, 0], [1, 1], 2)
+    """
+    assert spec.profile is not None
+    census = census_cells(layout)
+    columns = list(census.demographics)
+    keys = census.frame[columns].astype(str).assign(__census_cell=np.arange(census.n_cells))
+    levels = set(layout.frame[spec.profile].astype(str))
+    mine = people.loc[people["market"].astype(str).eq(spec.market)]
+    placed = mine[[*columns, spec.profile]].astype(object).merge(keys, on=columns, how="left")
+    usable = placed["__census_cell"].notna() & placed[spec.profile].isin(levels)
+    cell = placed.loc[usable, "__census_cell"].to_numpy(dtype=np.int64)
+    at_level = placed.loc[usable, spec.profile].eq(spec.option).to_numpy()
+    n = np.bincount(cell, minlength=census.n_cells).astype(np.int64)
+    yes = np.bincount(cell[at_level], minlength=census.n_cells).astype(np.int64)
+    return CellCounts(yes=yes, n=n), int((~usable).sum())

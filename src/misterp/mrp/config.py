@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -453,6 +454,17 @@ class ProfileSettings(FrozenSettings):
         "users and non-users of one census cell can differ; off, an audience only reweights "
         "census cells",
     )
+    # Measured with bench/profile_pooling.py (README "Audiences beyond the census"): pooling
+    # sharpens the audience sizes while the shares stand still and biases them by about
+    # drift x (K - 1) / 2 when they move, so it is an option, off by default.
+    pool_waves: int = Field(
+        1,
+        ge=1,
+        le=13,
+        description="fit each profile model on this wave's respondents and those of the "
+        "pool_waves - 1 waves before it (read from the input's {wave} folders; a wave not "
+        "there is left out and said so); 1: this wave alone",
+    )
 
 
 class CensusConfig(FrozenSettings):
@@ -506,6 +518,25 @@ class WaveConfig(FrozenSettings):
         exclude=True,
         description="passed to fsspec/s3fs, e.g. endpoint_url",
     )
+
+    #: ``input`` before ``{wave}`` was substituted (:meth:`resolved`): where the earlier
+    #: waves' inputs are, for profile models pooled over waves.
+    _input_template: str | None = PrivateAttr(default=None)
+
+    def with_earlier_inputs(self, template: str) -> WaveConfig:
+        """A copy that reads other waves' inputs from ``template`` (``DIR/{wave}``).
+
+        For a wave whose own input is somewhere else for a while (an import validated in a
+        temporary folder before it lands in ``DIR/WAVE``).
+        """
+        copy = self.model_copy()
+        copy._input_template = template
+        return copy
+
+    def input_of(self, wave_id: str) -> str | None:
+        """The input folder of another wave, by the input's ``{wave}``; None without one."""
+        template = self._input_template or self.input
+        return template.replace("{wave}", wave_id) if "{wave}" in template else None
 
     @model_validator(mode="after")
     def _options_s3fs_takes(self) -> WaveConfig:
@@ -590,6 +621,7 @@ class WaveConfig(FrozenSettings):
         resolved = self.model_copy(
             update={"wave": wave_id, "input": input_uri, "output": output_uri}
         )
+        resolved._input_template = input or self._input_template or self.input
         resolved._check_tracked_wave()
         check_storage_options(resolved.storage_options, (resolved.input, resolved.output))
         return resolved

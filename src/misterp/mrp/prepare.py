@@ -26,18 +26,20 @@ from misterp.mrp.cells import (
     aggregate_cells,
     build_market_cells,
     census_cells,
+    earlier_profile_counts,
 )
 from misterp.mrp.census import BuiltCensus
-from misterp.mrp.config import WaveConfig
+from misterp.mrp.config import ProfileMissing, WaveConfig
 from misterp.mrp.data import WaveData
 from misterp.mrp.fits import PlannedFit
 from misterp.mrp.joint import FitUnit, stacked_cells, stacked_counts
-from misterp.mrp.profiles import with_missing_profiles
+from misterp.mrp.profiles import MISSING_PROFILE_LEVEL, with_missing_profiles
 from misterp.mrp.published import question_family
 from misterp.mrp.raking import rake_weights, sample_shares
 from misterp.mrp.records import CENSUS_HASH_PREFIX
 from misterp.mrp.specs import ModelSpec, plan_model_specs
-from misterp.mrp.validation import read_wave
+from misterp.mrp.validation import read_earlier_respondents, read_wave
+from misterp.periods import detect_period
 
 __all__ = ["PreparedWave", "default_wave_id", "fit_settings_hash", "prepare_wave"]
 
@@ -87,6 +89,9 @@ class PreparedWave:
     #: The wave's campaign milestones (``milestones``: date, market or all, label), published
     #: for the report's trend charts; None without the file.
     milestones: pd.DataFrame | None = None
+    #: market -> which earlier waves' respondents its profile models pooled
+    #: (``profile_settings.pool_waves``), as the audience sizes' note says it; empty: none.
+    profile_pooling: dict[str, str] = field(default_factory=dict)
 
     def spec(self, key: str) -> ModelSpec:
         """The planned spec with this key."""
@@ -199,6 +204,7 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
     layouts = build_market_cells(data, config.target_groups, profiles)
     check_random_walk_levels(config, layouts)
     counts = aggregate_cells(data, layouts, specs)
+    pooling = pool_earlier_waves(config, wave_id, profiles, layouts, specs, counts)
     shares = sample_shares(data, rake_weights(data), config.target_groups)
     hashes = {
         "respondents": _frame_hash(data.respondents),
@@ -235,7 +241,98 @@ def prepare_wave(config: WaveConfig) -> PreparedWave:
         census=data.census,
         profile_margins=margins_by_market(data.profile_margins),
         milestones=data.milestones,
+        profile_pooling=pooling,
     )
+
+
+def earlier_wave_ids(wave_id: str, count: int) -> list[str]:
+    """The ``count`` waves before ``wave_id``, oldest first; ``ConfigError`` if it is no period.
+
+    >>> earlier_wave_ids("2026-02", 2), earlier_wave_ids("2026-Q1", 1)
+    (['2025-12', '2026-01'], ['2025-Q4'])
+    """
+    period = detect_period(wave_id)
+    if period is None:
+        raise ConfigError(
+            f"profile_settings.pool_waves pools the waves before wave '{wave_id}', which needs "
+            "wave ids that are periods (2026-11, 2026-Q4, 2026-W45, 2026-11-03); name the "
+            "wave by its period, or set profile_settings.pool_waves: 1"
+        )
+    ids = []
+    for _ in range(count):
+        period = period.previous()
+        ids.append(period.id)
+    return ids[::-1]
+
+
+def pool_earlier_waves(
+    config: WaveConfig,
+    wave_id: str,
+    profiles: tuple[str, ...],
+    layouts: dict[str, MarketCells],
+    specs: list[ModelSpec],
+    counts: dict[str, CellCounts],
+) -> dict[str, str]:
+    """Add the earlier waves' respondents to the profile models' counts (``pool_waves``).
+
+    Profile shares move slowly, so the respondents of the ``pool_waves - 1`` waves before this
+    one sharpen P(level | census cell); they enter the profile models only, never a question's
+    model or a base. An earlier wave whose input folder has no respondents (a tracker's first
+    waves) is left out and the note says so. ``counts`` is updated in place.
+
+    Returns
+    -------
+    dict
+        market -> note for its audience sizes (which waves, how many earlier respondents).
+    """
+    pool = config.profile_settings.pool_waves
+    if pool == 1 or not profiles:
+        return {}
+    earlier: dict[str, pd.DataFrame] = {}
+    for earlier_id in earlier_wave_ids(wave_id, pool - 1):
+        uri = config.input_of(earlier_id)
+        if uri is None:
+            raise ConfigError(
+                f"profile_settings.pool_waves: {pool} reads the earlier waves' respondents from "
+                f"their input folders, but input '{config.input}' does not name the wave; write "
+                "it with {wave} (e.g. data/{wave}), or set profile_settings.pool_waves: 1"
+            )
+        people = read_earlier_respondents(
+            uri, config.demographics, profiles, config.storage_options
+        )
+        if people is None:
+            continue
+        if config.profile_settings.missing is ProfileMissing.OWN_LEVEL:
+            people[list(profiles)] = people[list(profiles)].fillna(MISSING_PROFILE_LEVEL)
+        earlier[earlier_id] = people
+    notes = {}
+    for market, layout in layouts.items():
+        if not layout.profiles:
+            continue
+        used = [w for w, people in earlier.items() if people["market"].eq(market).any()]
+        left_out = 0
+        for spec in specs:
+            if spec.profile is None or spec.market != market:
+                continue
+            for people in earlier.values():
+                extra, dropped = earlier_profile_counts(layout, spec, people)
+                current = counts[spec.key]
+                counts[spec.key] = CellCounts(yes=current.yes + extra.yes, n=current.n + extra.n)
+                left_out = max(left_out, dropped)
+        pooled = int(sum(people["market"].eq(market).sum() for people in earlier.values()))
+        note = (
+            f"profile models pooled with waves {', '.join(used)} ({pooled:,} earlier respondents"
+            + (f", {left_out:,} of them outside this wave's cells or levels" if left_out else "")
+            + ")"
+            if used
+            else f"profile models from this wave alone (pool_waves: {pool})"
+        )
+        missing_waves = [w for w in earlier_wave_ids(wave_id, pool - 1) if w not in used]
+        if missing_waves:
+            note += f"; no respondents of {', '.join(missing_waves)} in this market's inputs"
+        notes[market] = note
+        logger.info("wave %s, market %s: %s", wave_id, market, note)
+    return notes
 
 
 def margins_by_market(frame: pd.DataFrame | None) -> dict[str, dict[str, dict[str, float]]]:

@@ -75,6 +75,8 @@ class StagedPlan(VersionedRecord):
     census: CensusReport | None = None
     #: Known population shares of profile levels: market -> profile -> level -> share.
     profile_margins: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
+    #: market -> which earlier waves its profile models pooled (``pool_waves``); empty: none.
+    profile_pooling: dict[str, str] = Field(default_factory=dict)
 
 
 def _plan_path(wave: str) -> str:
@@ -123,6 +125,7 @@ def stage_wave(prepared: PreparedWave, store: ResultStore) -> StagedPlan:
         specs=tuple(prepared.specs),
         census=prepared.census.report if prepared.census is not None else None,
         profile_margins=prepared.profile_margins,
+        profile_pooling=prepared.profile_pooling,
     )
     store.write_bytes(_plan_path(wave), plan.to_json())
     prepared.stage_id = plan.stage_id
@@ -196,6 +199,7 @@ def load_staged_wave(
         census=census,
         profile_margins=plan.profile_margins,
         milestones=milestones,
+        profile_pooling=plan.profile_pooling,
     )
 
 

@@ -330,7 +330,12 @@ def import_survey(
                     f"copied from {path}"
                 )
         try:
-            prepared = prepare_wave(config.resolved(wave=wave, input=str(folder)))
+            # earlier waves (profile models pooled over waves) are where this one will land
+            prepared = prepare_wave(
+                config.resolved(wave=wave, input=str(folder)).with_earlier_inputs(
+                    f"{output_uri.rstrip('/')}/{{wave}}"
+                )
+            )
         except InputValidationError as exc:  # name the files as the user knows them
             problems = [
                 dataclasses.replace(p, file=f"{p.file} ({origins[p.file]})")

@@ -14,6 +14,7 @@ every problem with its file, column, rows and fix. Nothing is ever written.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 from collections.abc import Iterable, Sequence
@@ -64,6 +65,7 @@ __all__ = [
     "ValidationProblem",
     "ValidationReport",
     "format_rows",
+    "read_earlier_respondents",
     "read_wave",
 ]
 
@@ -634,3 +636,54 @@ def read_wave(
         len(wave.markets),
     )
     return wave
+
+
+def read_earlier_respondents(
+    input_uri: str,
+    demographics: Sequence[str],
+    profiles: Sequence[str],
+    storage_options: dict[str, Any] | None = None,
+) -> pd.DataFrame | None:
+    """An earlier wave's respondents, for profile models pooled over waves; None if absent.
+
+    Only ``respondents`` is read: a pooled profile model needs each respondent's market,
+    demographics and profile levels, not their answers. It is validated as a wave's would be
+    (schema, profiles with two levels spelt one way), and a problem names the earlier wave's
+    folder, so it is never mistaken for one of this wave's files.
+
+    Raises
+    ------
+    InputValidationError
+        The earlier wave's respondents file is there but unusable.
+    """
+    demographics, profiles = tuple(demographics), tuple(profiles)
+    fs, root = open_folder(input_uri, storage_options)
+    problems: list[ValidationProblem] = []
+    table = load_table(
+        fs, root, "respondents", problems, optional=True, numeric_columns=NUMERIC_COLUMNS
+    )
+    if table is not None:
+        problems += schema_problems(table, respondents_schema(demographics, profiles))
+        problems += _profile_problems(table, profiles)
+    if problems:
+        folder = input_uri.rstrip("/")
+        raise InputValidationError(
+            ValidationReport(
+                [
+                    dataclasses.replace(
+                        problem,
+                        file=f"{folder}/{problem.file}",
+                        fix=f"{problem.fix}, or lower profile_settings.pool_waves so that this "
+                        "earlier wave is not pooled",
+                    )
+                    for problem in problems
+                ]
+            )
+        )
+    if table is None:
+        return None
+    people = table.frame[["market", *demographics]].astype(str)
+    for name in profiles:
+        column = table.frame[name]
+        people[name] = column.where(column.isna(), column.astype(str)).astype(object)
+    return people

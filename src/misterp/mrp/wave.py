@@ -344,6 +344,8 @@ def market_profile_weighting(
         if name in layout.profiles
     }
     notes += [f"{name} raked to its known shares (profile_margins)" for name in margins]
+    if market in prepared.profile_pooling:
+        notes.append(prepared.profile_pooling[market])
     weights = profile_weights(layout, specs, draws, margins)
     return ProfileWeighting(weights, status, tuple(notes))
 
