@@ -26,11 +26,22 @@ import numpy as np
 import pandas as pd
 
 from misterp.mrp.config import parse_config
-from misterp.mrp.prepare import prepare_wave
+from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.simulate import ProfileTruth, WaveTruthSpec, simulate_wave
 from misterp.mrp.wave import assemble_audiences, fit_prepared
 
 AUDIENCES = ("category_users", "category_users_18_34")
+
+
+def profile_sizes(prepared: PreparedWave) -> pd.DataFrame:
+    """Fit the wave's profile models only and assemble its audience sizes as publishing does."""
+    fits = {}
+    for model in prepared.specs:
+        if model.profile is None:
+            continue
+        result = fit_prepared(prepared, model)
+        fits[model.key] = SimpleNamespace(draws=result.draws, status=result.status)
+    return assemble_audiences(prepared, fits)  # type: ignore[arg-type]
 
 
 def sizes_of_seed(
@@ -50,14 +61,7 @@ def sizes_of_seed(
         simulated.write(tmp)
         raw = simulated.config(tmp, f"{tmp}/out") | {"wave": "2026-10"}
         raw["sampler"] = {"cores": cores}
-        prepared = prepare_wave(parse_config(raw))
-        fits = {}
-        for model in prepared.specs:
-            if model.profile is None:
-                continue
-            result = fit_prepared(prepared, model)
-            fits[model.key] = SimpleNamespace(draws=result.draws, status=result.status)
-        sizes = assemble_audiences(prepared, fits)  # type: ignore[arg-type]
+        sizes = profile_sizes(prepare_wave(parse_config(raw)))
     sizes = sizes[sizes["target_group"].isin(AUDIENCES)]
     scored = sizes.merge(simulated.audience_truth, on=["market", "target_group"])
     return scored.assign(seed=seed)

@@ -214,28 +214,41 @@ def single_answers(
             outcome[code] = (0, f"{YES_OPTION} = 0 (don't know)") if dk_row else (None, NO_ROW)
         else:
             outcome[code] = (-1, "UNMAPPED")
-    selected = codes.map({code: value for code, (value, _) in outcome.items()})
-    outside = selected.eq(-1)
-    if outside.any():
+    outside = codes[codes.map({code: value for code, (value, _) in outcome.items()}).eq(-1)]
+    if not outside.empty:
         problems.add(
             column,
-            codes.index[outside],
+            outside.index,
             f"values outside the mapping of question '{question.id}': "
-            f"{counted(codes[outside], source, column)}",
+            f"{counted(outside, source, column)}",
             f"add them to the question's yes, no, not_asked or dont_know codes in "
             f"{problems.mapping_name} (or to defaults)",
         )
-    kept = selected.notna() & ~outside
-    answers = pd.DataFrame(
+    return _answer_rows(codes, outcome, ids, question.id, YES_OPTION), RecodeTable(
+        question.id, column, _rows(codes, source, column, {c: r for c, (_, r) in outcome.items()})
+    )
+
+
+def _answer_rows(
+    codes: pd.Series,
+    outcome: dict[str | None, tuple[int | None, str]],
+    ids: pd.Series,
+    question_id: str,
+    option: str,
+) -> pd.DataFrame:
+    """The answer rows of one option, ``outcome``'s 0/1 per code.
+
+    None (not asked) and -1 (a value outside the mapping, already a problem) give no row.
+    """
+    selected = codes.map({code: value for code, (value, _) in outcome.items()})
+    kept = selected.notna() & selected.ne(-1)
+    return pd.DataFrame(
         {
             "respondent_id": ids[kept],
-            "question_id": question.id,
-            "option": YES_OPTION,
+            "question_id": question_id,
+            "option": option,
             "selected": selected[kept].astype(int),
         }
-    )
-    return answers, RecodeTable(
-        question.id, column, _rows(codes, source, column, {c: r for c, (_, r) in outcome.items()})
     )
 
 
@@ -259,28 +272,17 @@ def multi_answers(
                 outcome[code] = (None, f"{NO_ROW} (not asked)")
             else:
                 outcome[code] = (-1, "NOT 0/1")
-        selected = codes.map({code: value for code, (value, _) in outcome.items()})
-        outside = selected.eq(-1)
-        if outside.any():
+        outside = codes[codes.map({c: value for c, (value, _) in outcome.items()}).eq(-1)]
+        if not outside.empty:
             problems.add(
                 column,
-                codes.index[outside],
+                outside.index,
                 f"option '{option}' of multi-select question '{question.id}' must be 0, 1 or "
-                f"blank, found {counted(codes[outside], source, column)}",
+                f"blank, found {counted(outside, source, column)}",
                 "export multi-select options as 0/1 columns (blank: not shown); if the column "
                 "is a single-choice question, map it with column and yes codes",
             )
-        kept = selected.notna() & ~outside
-        frames.append(
-            pd.DataFrame(
-                {
-                    "respondent_id": ids[kept],
-                    "question_id": question.id,
-                    "option": option,
-                    "selected": selected[kept].astype(int),
-                }
-            )
-        )
+        frames.append(_answer_rows(codes, outcome, ids, question.id, option))
         tables.append(
             RecodeTable(
                 f"{question.id}/{option}",
