@@ -30,13 +30,14 @@ from misterp.mrp.model import CELL_PROBABILITY, cell_sampler
 from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 
-#: (label, tune, draws per chain); 4 chains each.
+#: (label, tune, draws per chain, chains).
 SETTINGS = (
-    ("default 500 + 1000", 500, 1000),
-    ("500 + 500", 500, 500),
-    ("300 + 500", 300, 500),
-    ("500 + 250", 500, 250),
-    ("300 + 250", 300, 250),
+    ("default 500 + 1000", 500, 1000, 4),
+    ("500 + 500", 500, 500, 4),
+    ("300 + 500", 300, 500, 4),
+    ("500 + 250", 500, 250, 4),
+    ("300 + 250", 300, 250, 4),
+    ("500 + 250, 8 chains", 500, 250, 8),
 )
 
 
@@ -77,6 +78,7 @@ class Verdict:
 def estimand_ess(posterior: object, prepared: PreparedWave, market: str) -> tuple[float, float]:
     """The smallest bulk and tail ESS over the target groups' census-weighted shares."""
     import arviz as az
+    from arviz_base import rcParams
 
     cells = np.asarray(posterior["posterior"][CELL_PROBABILITY])  # type: ignore[index]
     layout = prepared.layouts[market]
@@ -88,8 +90,34 @@ def estimand_ess(posterior: object, prepared: PreparedWave, market: str) -> tupl
             continue
         share = cells @ (weights / weights.sum())  # (chain, draw)
         bulk.append(float(az.ess(share[None], method="bulk", chain_axis=1, draw_axis=2)[0]))
-        tail.append(float(az.ess(share[None], method="tail", chain_axis=1, draw_axis=2)[0]))
+        tail.append(
+            float(
+                az.ess(
+                    share[None],
+                    method="tail",
+                    prob=rcParams["stats.ci_prob"],  # as check_convergence
+                    chain_axis=1,
+                    draw_axis=2,
+                )[0]
+            )
+        )
     return min(bulk), min(tail)
+
+
+def worst_r_hat(posterior: object) -> str:
+    """The kind of parameter with the largest R-hat: a group sd, group effect or common term."""
+    import arviz as az
+
+    from misterp.diagnostics import monitored_variables
+
+    draws = posterior["posterior"]  # type: ignore[index]
+    draws = draws.to_dataset() if hasattr(draws, "to_dataset") else draws
+    names = monitored_variables(draws)
+    r_hat = {name: float(np.nanmax(np.asarray(az.rhat(draws[name])))) for name in names}
+    name = max(r_hat, key=lambda n: r_hat[n])
+    if name.endswith("_sigma"):
+        return "group sd"
+    return "group effect" if "|" in name else "common"
 
 
 def main() -> None:
@@ -111,13 +139,13 @@ def main() -> None:
         models = models[: options.models]
         print(f"{len(models)} models, settings: {', '.join(label for label, *_ in SETTINGS)}")
         compiled: set[tuple[str, str]] = set()
-        for label, tune, draws in SETTINGS:
+        for label, tune, draws, chains in SETTINGS:
             sampler = SamplerConfig(
                 tune=tune,
                 draws=draws,
-                chains=4,
+                chains=chains,
                 cores=options.cores,
-                stored_draws=min(1000, 4 * draws),
+                stored_draws=min(1000, chains * draws),
             )
             for model in models:
                 unit = prepared.fit_unit(model)
@@ -130,6 +158,7 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 report = check_convergence(posterior, seconds)
                 bulk, tail = estimand_ess(posterior, prepared, model.market)
+                worst = worst_r_hat(posterior)
                 verdict = Verdict(
                     seconds,
                     report.steps_per_draw,
@@ -147,6 +176,7 @@ def main() -> None:
                         **verdict.__dict__,
                         "old": verdict.old_policy,
                         "new_failure": verdict.new_policy_failure,
+                        "worst": worst,
                     }
                 )
             print(f"{label}: done", flush=True)
@@ -155,6 +185,7 @@ def main() -> None:
         f"\n{'setting':20} {'s/fit':>6} {'steps':>6} {'old pass':>9} {'new pass':>9}"
         f" {'r_hat':>6} {'est.ess':>8} {'par.ess':>8} {'div':>4} {'min est. ESS':>13}"
     )
+    worst_kinds = table[table["new_failure"] == "r_hat"].groupby("setting")["worst"].value_counts()
     for label, *_ in SETTINGS:
         part = table[table["setting"] == label]
         failures = part["new_failure"].value_counts()
@@ -165,6 +196,9 @@ def main() -> None:
             f" {failures.get('parameter ess', 0):8d} {failures.get('divergences', 0):4d}"
             f" {part[['estimand_bulk_min', 'estimand_tail_min']].min(axis=1).median():13.0f}"
         )
+
+    print("\nthe parameter kind with the largest R-hat, in fits that failed on R-hat:")
+    print(worst_kinds.to_string())
 
 
 if __name__ == "__main__":
