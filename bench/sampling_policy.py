@@ -39,6 +39,8 @@ SETTINGS = (
     ("300 + 250", 300, 250, 4),
     ("500 + 250, 8 chains", 500, 250, 8),
 )
+#: The settings whose estimates ``--agreement`` compares with a long reference run.
+AGREEMENT_SETTINGS = ("default 500 + 1000", "500 + 500")
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,23 @@ def r_hat_by_kind(posterior: object) -> dict[str, float]:
     }
 
 
+def share_means(posterior: object, prepared: PreparedWave, market: str) -> pd.DataFrame:
+    """Each target group's census-weighted share: posterior mean and its Monte Carlo se."""
+    import arviz as az
+
+    cells = np.asarray(posterior["posterior"][CELL_PROBABILITY])  # type: ignore[index]
+    layout = prepared.layouts[market]
+    population = layout.frame["population"].to_numpy(dtype=float)
+    rows = []
+    for group, mask in layout.masks.items():
+        weights = population * mask
+        if weights.sum() > 0:
+            share = cells @ (weights / weights.sum())
+            mcse = float(az.mcse(share[None], method="mean", chain_axis=1, draw_axis=2)[0])
+            rows.append({"group": group, "mean": float(share.mean()), "mcse": mcse})
+    return pd.DataFrame(rows)
+
+
 def estimand_r_hat(posterior: object, prepared: PreparedWave, market: str) -> float:
     """The largest R-hat over the target groups' census-weighted shares."""
     import arviz as az
@@ -148,6 +167,11 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=40)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--agreement",
+        action="store_true",
+        help="also compare the shares of the default and 500 + 500 with a 4 x 5,000-draw run",
+    )
     options = parser.parse_args()
     spec = WaveTruthSpec(markets=("DE", "FR"), brands=tuple(f"brand{i:02d}" for i in range(1, 9)))
     simulated = simulate_wave(options.seed, spec)
@@ -162,6 +186,7 @@ def main() -> None:
         models = models[: options.models]
         print(f"{len(models)} models, settings: {', '.join(label for label, *_ in SETTINGS)}")
         compiled: set[tuple[str, str]] = set()
+        shares: list[pd.DataFrame] = []
         for label, tune, draws, chains in SETTINGS:
             sampler = SamplerConfig(
                 tune=tune,
@@ -182,6 +207,12 @@ def main() -> None:
                 report = check_convergence(posterior, seconds)
                 bulk, tail = estimand_ess(posterior, prepared, model.market)
                 kinds = r_hat_by_kind(posterior)
+                if options.agreement and label in AGREEMENT_SETTINGS:
+                    shares.append(
+                        share_means(posterior, prepared, model.market).assign(
+                            setting=label, key=model.key
+                        )
+                    )
                 estimand_rhat = estimand_r_hat(posterior, prepared, model.market)
                 verdict = Verdict(
                     seconds,
@@ -205,6 +236,24 @@ def main() -> None:
                     }
                 )
             print(f"{label}: done", flush=True)
+        if options.agreement:
+            reference = SamplerConfig(
+                tune=500,
+                draws=5000,
+                chains=4,
+                cores=options.cores,
+                stored_draws=1000,
+                random_seed=SamplerConfig().random_seed + 1,  # independent of the runs above
+            )
+            for model in models:
+                unit = prepared.fit_unit(model)
+                sample = cell_sampler(unit.lead, unit.layout, unit.counts, priors)
+                shares.append(
+                    share_means(sample(reference), prepared, model.market).assign(
+                        setting="reference", key=model.key
+                    )
+                )
+            print("reference 4 x (500 + 5000): done", flush=True)
     table = pd.DataFrame(rows)
     print(
         f"\n{'setting':20} {'s/fit':>6} {'steps':>6} {'old pass':>9} {'new pass':>9}"
@@ -236,6 +285,20 @@ def main() -> None:
     for label, *_ in SETTINGS:
         passed = looser[table["setting"] == label]
         print(f"  {label:20} {passed.mean():5.0%}")
+    if options.agreement:
+        estimates = pd.concat(shares, ignore_index=True)
+        ref = estimates[estimates["setting"] == "reference"].set_index(["key", "group"])
+        print("\nagreement with 4 x (500 + 5000), |a - b| <= 4 sqrt(mcse_a^2 + mcse_b^2):")
+        for label in AGREEMENT_SETTINGS:
+            run = estimates[estimates["setting"] == label].set_index(["key", "group"])
+            joined = run.merge(ref, left_index=True, right_index=True, suffixes=("", "_ref"))
+            z: pd.Series = (joined["mean"] - joined["mean_ref"]).abs() / np.sqrt(
+                joined["mcse"] ** 2 + joined["mcse_ref"] ** 2
+            )
+            print(
+                f"  {label:20} {int((z <= 4).sum())} of {len(z)} estimates agree,"
+                f" max z {z.max():.2f}, median mcse {joined['mcse'].median() * 100:.3f} pts"
+            )
     print("\nthe parameter kind with the largest R-hat, in fits that failed on R-hat:")
     print(worst_kinds.to_string())
 
