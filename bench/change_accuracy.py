@@ -153,7 +153,13 @@ class _Fitted:
     levels: pd.DataFrame  # every wave's estimates beside their truth
 
 
-def fit_series(series: SimulatedSeries, root: Path, seed: int, sampler: dict[str, Any]) -> _Fitted:
+def fit_series(
+    series: SimulatedSeries,
+    root: Path,
+    seed: int,
+    sampler: dict[str, Any],
+    convergence: dict[str, Any] | None = None,
+) -> _Fitted:
     """Fit every wave with the real pipeline, in this process."""
     output = root / f"seed{seed}" / "out"
     seconds, converged, models = [], 0, 0
@@ -165,6 +171,8 @@ def fit_series(series: SimulatedSeries, root: Path, seed: int, sampler: dict[str
         config["wave"] = label
         if sampler:
             config["sampler"] = sampler
+        if convergence:
+            config["convergence"] = convergence
         started = time.perf_counter()
         outcome = run_wave_inline(parse_config(config))
         seconds.append(time.perf_counter() - started)
@@ -325,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, help="override misterp's sampler draws")
     parser.add_argument("--tune", type=int, help="override misterp's sampler tune")
     parser.add_argument("--chains", type=int, help="override misterp's sampler chains")
+    parser.add_argument(
+        "--r-hat-max", type=float, help="override misterp's convergence.r_hat_max (issue 23)"
+    )
     parser.add_argument("--output", type=Path, help="keep the waves here (default: temporary)")
     parser.add_argument("--csv", type=Path, help="write the per-comparison table here")
     args = parser.parse_args(argv)
@@ -351,7 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for seed in seeds:
             series = simulate_waves(seed, spec, labels, plan[seed])
-            fitted = fit_series(series, root, seed, sampler)
+            convergence = {"r_hat_max": args.r_hat_max} if args.r_hat_max else None
+            fitted = fit_series(series, root, seed, sampler, convergence)
             seconds += fitted.seconds
             converged += fitted.converged
             models += fitted.models
@@ -370,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"design:    {len(seeds)} seeds x {args.waves} waves, 1 market, {len(BRANDS)} brands, "
         f"{args.respondents} respondents per wave; sampler {sampler or 'misterp defaults'}"
+        f"{f'; r_hat_max {args.r_hat_max}' if args.r_hat_max else ''}"
     )
     print(
         f"fits:      {converged}/{models} models converged; "
