@@ -288,8 +288,9 @@ def pool_earlier_waves(
     pool = config.profile_settings.pool_waves
     if pool == 1 or not profiles:
         return {}
+    earlier_ids = earlier_wave_ids(wave_id, pool - 1)
     earlier: dict[str, pd.DataFrame] = {}
-    for earlier_id in earlier_wave_ids(wave_id, pool - 1):
+    for earlier_id in earlier_ids:
         uri = config.input_of(earlier_id)
         if uri is None:
             raise ConfigError(
@@ -314,11 +315,13 @@ def pool_earlier_waves(
         for spec in specs:
             if spec.profile is None or spec.market != market:
                 continue
+            dropped = 0  # per spec over every earlier wave; a profile's specs drop alike
             for people in earlier.values():
-                extra, dropped = earlier_profile_counts(layout, spec, people)
+                extra, dropped_here = earlier_profile_counts(layout, spec, people)
                 current = counts[spec.key]
                 counts[spec.key] = CellCounts(yes=current.yes + extra.yes, n=current.n + extra.n)
-                left_out = max(left_out, dropped)
+                dropped += dropped_here
+            left_out = max(left_out, dropped)
         pooled = int(sum(people["market"].eq(market).sum() for people in earlier.values()))
         note = (
             f"profile models pooled with waves {', '.join(used)} ({pooled:,} earlier respondents"
@@ -327,7 +330,7 @@ def pool_earlier_waves(
             if used
             else f"profile models from this wave alone (pool_waves: {pool})"
         )
-        missing_waves = [w for w in earlier_wave_ids(wave_id, pool - 1) if w not in used]
+        missing_waves = [w for w in earlier_ids if w not in used]
         if missing_waves:
             note += f"; no respondents of {', '.join(missing_waves)} in this market's inputs"
         notes[market] = note

@@ -214,7 +214,8 @@ def single_answers(
             outcome[code] = (0, f"{YES_OPTION} = 0 (don't know)") if dk_row else (None, NO_ROW)
         else:
             outcome[code] = (-1, "UNMAPPED")
-    outside = codes[codes.map({code: value for code, (value, _) in outcome.items()}).eq(-1)]
+    selected = codes.map({code: value for code, (value, _) in outcome.items()})
+    outside = codes[selected.eq(-1)]
     if not outside.empty:
         problems.add(
             column,
@@ -224,23 +225,18 @@ def single_answers(
             f"add them to the question's yes, no, not_asked or dont_know codes in "
             f"{problems.mapping_name} (or to defaults)",
         )
-    return _answer_rows(codes, outcome, ids, question.id, YES_OPTION), RecodeTable(
+    return _answer_rows(selected, ids, question.id, YES_OPTION), RecodeTable(
         question.id, column, _rows(codes, source, column, {c: r for c, (_, r) in outcome.items()})
     )
 
 
 def _answer_rows(
-    codes: pd.Series,
-    outcome: dict[str | None, tuple[int | None, str]],
-    ids: pd.Series,
-    question_id: str,
-    option: str,
+    selected: pd.Series, ids: pd.Series, question_id: str, option: str
 ) -> pd.DataFrame:
-    """The answer rows of one option, ``outcome``'s 0/1 per code.
+    """The answer rows of one option from each respondent's 0/1.
 
     None (not asked) and -1 (a value outside the mapping, already a problem) give no row.
     """
-    selected = codes.map({code: value for code, (value, _) in outcome.items()})
     kept = selected.notna() & selected.ne(-1)
     return pd.DataFrame(
         {
@@ -272,7 +268,8 @@ def multi_answers(
                 outcome[code] = (None, f"{NO_ROW} (not asked)")
             else:
                 outcome[code] = (-1, "NOT 0/1")
-        outside = codes[codes.map({c: value for c, (value, _) in outcome.items()}).eq(-1)]
+        selected = codes.map({c: value for c, (value, _) in outcome.items()})
+        outside = codes[selected.eq(-1)]
         if not outside.empty:
             problems.add(
                 column,
@@ -282,7 +279,7 @@ def multi_answers(
                 "export multi-select options as 0/1 columns (blank: not shown); if the column "
                 "is a single-choice question, map it with column and yes codes",
             )
-        frames.append(_answer_rows(codes, outcome, ids, question.id, option))
+        frames.append(_answer_rows(selected, ids, question.id, option))
         tables.append(
             RecodeTable(
                 f"{question.id}/{option}",

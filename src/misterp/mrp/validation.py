@@ -604,9 +604,7 @@ def read_wave(
     answer_frame["selected"] = pd.to_numeric(answers.frame["selected"]).astype("int8")
     people = respondents.frame[["respondent_id", "market", *demographics]].astype(str)
     joint, built = _census_joint(tables, people, demographics, census or CensusConfig())
-    for name in profiles:  # text, blanks kept as None for profile_settings.missing to decide
-        column = respondents.frame[name]
-        people[name] = column.where(column.isna(), column.astype(str)).astype(object)
+    _add_profiles(people, respondents, profiles)
     wave = WaveData(
         respondents=people,
         answers=answer_frame,
@@ -683,7 +681,15 @@ def read_earlier_respondents(
     if table is None:
         return None
     people = table.frame[["market", *demographics]].astype(str)
-    for name in profiles:
-        column = table.frame[name]
-        people[name] = column.where(column.isna(), column.astype(str)).astype(object)
+    _add_profiles(people, table, profiles)
     return people
+
+
+def _add_profiles(people: pd.DataFrame, respondents: InputTable, profiles: Sequence[str]) -> None:
+    """Copy the profile columns into ``people`` as text.
+
+    Blanks stay None, for ``profile_settings.missing`` to decide.
+    """
+    for name in profiles:
+        column = respondents.frame[name]
+        people[name] = column.where(column.isna(), column.astype(str)).astype(object)
