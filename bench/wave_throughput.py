@@ -503,6 +503,10 @@ def fit_table(manifest: dict[str, Any]) -> pd.DataFrame:
                 "divergences": last.get("divergences"),
                 "steps_per_draw": (reports[0] if reports else {}).get("steps_per_draw"),
                 "n_respondents": model["n_respondents"],
+                # issue 23: draws per chain the first attempt was judged on, against its cap
+                "first_draws": (reports[0] if reports else {}).get("draws"),
+                "first_cap": (attempts[0]["sampler"].get("draws") if attempts else None),
+                "limited_by": (attempts[-1].get("limited_by") if attempts else None),
             }
         )
     frame = pd.DataFrame(rows)
@@ -790,6 +794,17 @@ def print_report(
             f", tail ESS {fits['ess_tail_min'].min():.0f}, "
             f"divergences {fits['divergences'].max():.0f}"
         )
+        judged = fits.dropna(subset=["first_draws"])
+        if len(judged):
+            at_cap = (judged["first_draws"] >= judged["first_cap"]).mean()
+            print(
+                f"first attempt judged at draws per chain: "
+                f"{judged['first_draws'].astype(int).value_counts().sort_index().to_dict()}; "
+                f"mean {judged['first_draws'].mean():.0f}; reached the cap {at_cap:.1%}; "
+                f"retried {(fits['attempts'] > 1).mean():.1%}"
+            )
+            criteria = fits["limited_by"].fillna("not recorded").str.split(" of ").str[0]
+            print(f"limited by: {criteria.value_counts().to_dict()}")
         not_ok = fits[fits["status"] != "converged"]
         if len(not_ok):
             print(not_ok[["key", "status", "attempts", "r_hat_max", "ess_bulk_min"]].to_string())

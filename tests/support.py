@@ -36,6 +36,7 @@ PLUMBING: dict[str, Any] = {
         "r_hat_max": 2.0,
         "ess_bulk_min": 0,
         "ess_tail_min": 0,
+        "parameter_ess_bulk_min": 0,
         "divergences_max": 10**6,
     },
     "retry": {"max_attempts": 1},

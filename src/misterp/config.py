@@ -11,15 +11,17 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import UnionType
-from typing import Literal, TypeGuard, Union, get_args, get_origin
+from typing import Any, Literal, TypeGuard, Union, get_args, get_origin
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from misterp.errors import ConfigError
 
@@ -27,12 +29,14 @@ __all__ = [
     "S3_PROTOCOLS",
     "ConfigError",
     "ConfigYamlLoader",
+    "ConvergencePolicy",
     "ConvergenceThresholds",
     "FrozenSettings",
     "RetryPolicy",
     "S3fsOptions",
     "SamplerConfig",
     "allowed_keys",
+    "check_sampling_settings",
     "check_storage_options",
     "did_you_mean",
     "read_config_file",
@@ -47,11 +51,27 @@ class FrozenSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The sampler's default cap and first look, in draws per chain after warm-up.
+DEFAULT_DRAWS, DEFAULT_CHECK_EVERY = 1000, 250
+
+
 class SamplerConfig(FrozenSettings):
-    """NUTS settings for one fit; retries derive stronger settings from these."""
+    """NUTS settings for one fit; retries derive stronger settings from these.
+
+    A fit samples until it is precise, not a fixed length: after ``check_every`` draws per
+    chain it is judged, and every ``check_every`` draws after that, on the same chains, until
+    it passes the convergence policy or reaches ``draws`` (issue 23). A backend that cannot
+    be looked at while it runs (PyMC, pymc-marketing) samples ``draws`` and is judged once.
+    """
 
     backend: Literal["nutpie", "pymc"] = "nutpie"
-    draws: int = Field(1000, gt=0)
+    draws: int = Field(DEFAULT_DRAWS, gt=0, description="most draws per chain after tuning")
+    check_every: int | None = Field(
+        DEFAULT_CHECK_EVERY,
+        gt=0,
+        description="draws per chain between looks at the diagnostics (the first after this "
+        "many); the fit stops at the first look that passes; None: sample `draws`, judge once",
+    )
     # Measured on the 100-model throughput wave with the default model (bench/wave_throughput.py
     # --tune): 1000 -> 228 s, 4 fits retried; 500 -> 186 s, 5 retried; 300 -> 190 s, 8 retried
     # (the shorter warm-up's savings spent on retries). nutpie adapts in fewer steps than PyMC.
@@ -65,18 +85,96 @@ class SamplerConfig(FrozenSettings):
     stored_draws: int = Field(
         1000,
         gt=0,
-        description="posterior draws kept per model (thinned evenly); equal across models so "
-        "that the draws of a base question and a conditional question can be paired",
+        description="posterior draws kept per model (thinned evenly, repeated evenly when a "
+        "fit stopped with fewer); equal across models so that the draws of a base question "
+        "and a conditional question can be paired",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_default_look_past_a_small_cap(cls, data: Any) -> Any:
+        # the default first look (250) past a cap below it means: judge once, at the cap;
+        # written out as check_every: null, so a stored record reads back the same
+        if isinstance(data, dict) and "check_every" not in data:
+            draws = data.get("draws", DEFAULT_DRAWS)
+            if isinstance(draws, int) and draws < DEFAULT_CHECK_EVERY:
+                return {**data, "check_every": None}
+        return data
+
+    @model_validator(mode="after")
+    def _first_look_within_the_cap(self) -> SamplerConfig:
+        if self.check_every is not None and self.check_every > self.draws:
+            raise ValueError(
+                f"check_every ({self.check_every}) is above the draws cap ({self.draws}): the "
+                f"first look would come after the last draw; lower check_every or raise draws"
+            )
+        return self
+
+    def looks(self) -> list[int]:
+        """Draws per chain at which a fit is judged, the last at the cap.
+
+        >>> SamplerConfig(draws=1000, check_every=300).looks()
+        [300, 600, 900, 1000]
+        >>> SamplerConfig(draws=1000, check_every=None).looks()
+        [1000]
+        >>> SamplerConfig(draws=200).looks()  # the default first look is past this cap
+        [200]
+        """
+        if self.check_every is None:
+            return [self.draws]
+        return [*range(self.check_every, self.draws, self.check_every), self.draws]
+
+
+class ConvergencePolicy(StrEnum):
+    """Which quantities must be precise for a fit to count as converged.
+
+    Both check R-hat on every parameter (and published estimand) and allow no divergences.
+    """
+
+    #: ESS >= ``ess_bulk_min``/``ess_tail_min`` on every published estimand (each target
+    #: group's poststratified share), >= ``parameter_ess_bulk_min`` on every parameter
+    #: (enough for R-hat to be reliable): precision where it is read (Vehtari et al. 2021).
+    ESTIMANDS = "estimands"
+    #: ESS >= ``ess_bulk_min``/``ess_tail_min`` on every parameter (misterp before issue 23);
+    #: the media-mix family's default, whose published quantities are its parameters.
+    ALL_PARAMETERS = "all_parameters"
 
 
 class ConvergenceThresholds(FrozenSettings):
     """What "converged" means; a fit that misses any of these is reported as not converged."""
 
+    policy: ConvergencePolicy = ConvergencePolicy.ESTIMANDS
     r_hat_max: float = Field(1.01, gt=1.0)
     ess_bulk_min: float = Field(400, ge=0)
     ess_tail_min: float = Field(400, ge=0)
+    parameter_ess_bulk_min: float = Field(
+        100, ge=0, description="bulk ESS every parameter needs under policy: estimands"
+    )
     divergences_max: int = Field(0, ge=0)
+
+
+def check_sampling_settings(sampler: SamplerConfig, thresholds: ConvergenceThresholds) -> None:
+    """Refuse settings that cannot pass: an ESS above the draws the cap allows.
+
+    The effective sample size of a well-mixed chain is about its number of draws, so a
+    threshold above ``chains x draws`` could only pass by luck, after every fit burnt its cap.
+
+    >>> check_sampling_settings(SamplerConfig(draws=50), ConvergenceThresholds())
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: convergence.ess_bulk_min (400) is above the 200 draws ... at least 100 or ...
+    """
+    total = sampler.chains * sampler.draws
+    for name in ("ess_bulk_min", "ess_tail_min", "parameter_ess_bulk_min"):
+        value = getattr(thresholds, name)
+        if value > total:
+            raise ValueError(
+                f"convergence.{name} ({value:g}) is above the {total} draws the sampler's cap "
+                f"allows (sampler.chains {sampler.chains} x sampler.draws {sampler.draws}); "
+                f"raise sampler.draws to at least {math.ceil(value / sampler.chains)} or lower "
+                f"the threshold"
+            )
 
 
 class RetryPolicy(FrozenSettings):

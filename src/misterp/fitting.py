@@ -5,16 +5,23 @@ It knows nothing of formulas, cells or media channels. A family hands it a ``sam
 in, the draws worth keeping out); the MRP family passes its Bambi/nutpie binomial model and
 the cell probabilities, a media-mix family would pass its pymc-marketing model and its
 contributions. Tests inject a sampler the same way instead of patching anything.
+
+A ``sample`` function may instead return a :class:`RunningSampler`, a sampler still drawing:
+the loop then judges the chains at every look of ``SamplerConfig.looks`` while they run and
+stops them at the first look that passes, so a fit samples until it is precise rather than a
+fixed length (issue 23); only a fit that misses at the cap climbs the retry ladder.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import itertools
 import logging
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +37,7 @@ __all__ = [
     "Diagnose",
     "Extract",
     "FitResult",
+    "RunningSampler",
     "Sample",
     "fit_with_policy",
     "release_memory",
@@ -39,12 +47,37 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Draw a posterior with these settings; returns an ArviZ ``DataTree`` or ``InferenceData``.
+#: Draw a posterior with these settings; returns an ArviZ ``DataTree`` or ``InferenceData``,
+#: or a :class:`RunningSampler` to be judged while it draws.
 Sample = Callable[[SamplerConfig], Any]
 #: The draws a family keeps of a posterior (e.g. thinned cell probabilities).
 Extract = Callable[[Any, SamplerConfig], np.ndarray]
 #: Diagnostics of a posterior; the seconds the attempt took are passed in.
 Diagnose = Callable[[Any, float], ConvergenceReport]
+
+
+class RunningSampler(ABC):
+    """A sampler still drawing, which can be judged on its first draws and stopped there.
+
+    The chains are the same whether they are stopped at a look or run to the cap: a fit
+    stopped after 500 draws holds exactly the first 500 draws of the full run.
+    """
+
+    @abstractmethod
+    def wait_for(self, draws: int) -> bool:
+        """Block until every chain has ``draws`` draws after warm-up; False if it ended first."""
+
+    @abstractmethod
+    def first(self, draws: int) -> Any:
+        """The posterior of every chain's first ``draws`` draws after warm-up."""
+
+    @abstractmethod
+    def finish(self) -> Any:
+        """Wait for the cap; the whole posterior (raises what the sampler raised)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop drawing and discard the rest (idempotent)."""
 
 
 @dataclass
@@ -102,8 +135,12 @@ def fit_with_policy(
         number += 1
         attempt_started = time.perf_counter()
         try:
-            posterior = sample(settings)
-            report = diagnose(posterior, time.perf_counter() - attempt_started)
+            posterior, report = _sample_until_precise(
+                sample(settings),
+                settings,
+                functools.partial(_judged, diagnose, attempt_started),
+                thresholds,
+            )
             draws = extract(posterior, settings)
         except Exception as exc:
             logger.exception("fit %s raised on attempt %d", key, number)
@@ -120,7 +157,15 @@ def fit_with_policy(
         del posterior  # the full trace; only the extracted draws are kept
         failures = tuple(report.failures(thresholds))
         status = FitStatus.NOT_CONVERGED if failures else FitStatus.CONVERGED
-        attempts.append(Attempt(sampler=settings, report=report, status=status, failures=failures))
+        attempts.append(
+            Attempt(
+                sampler=settings,
+                report=report,
+                status=status,
+                failures=failures,
+                limited_by=report.limited_by(thresholds),
+            )
+        )
         if failures:
             logger.warning("fit %s attempt %d missed: %s", key, number, "; ".join(failures))
         settings = next_attempt(report, settings, policy, thresholds, number)
@@ -133,6 +178,41 @@ def fit_with_policy(
         draws=draws if final is not FitStatus.FAILED else None,
         seconds=time.perf_counter() - started,
     )
+
+
+def _judged(diagnose: Diagnose, started: float, posterior: Any) -> ConvergenceReport:
+    """``diagnose`` with the attempt's seconds so far."""
+    return diagnose(posterior, time.perf_counter() - started)
+
+
+def _sample_until_precise(
+    sampled: Any,
+    settings: SamplerConfig,
+    judge: Callable[[Any], ConvergenceReport],
+    thresholds: ConvergenceThresholds,
+) -> tuple[Any, ConvergenceReport]:
+    """The posterior an attempt is judged on, and its report.
+
+    A finished posterior is judged once. A running sampler is judged at each look before the
+    cap and stopped at the first that passes, or at one with divergences (they only add up,
+    so drawing on cannot pass); otherwise it runs to the cap. The seconds in a report are
+    the attempt's until that look.
+    """
+    if not isinstance(sampled, RunningSampler):
+        return sampled, judge(sampled)
+    try:
+        for look in settings.looks()[:-1]:
+            if not sampled.wait_for(look):
+                break  # it ended early: finish() raises why
+            posterior = sampled.first(look)
+            report = judge(posterior)
+            hopeless = not 0 <= report.divergences <= thresholds.divergences_max
+            if hopeless or report.passes(thresholds):
+                return posterior, report
+        posterior = sampled.finish()
+        return posterior, judge(posterior)
+    finally:
+        sampled.stop()
 
 
 def reproducible_compilation() -> None:

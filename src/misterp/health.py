@@ -9,6 +9,7 @@ imports no statistics library: reading a manifest needs none.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,10 @@ class ModelHealth:
     bfmi_min: float | None
     seconds: float | None
     problem: str | None
+    #: Draws per chain the last attempt was judged on (a fit stops at the first look that
+    #: passes) and the criterion that decided it (``ConvergenceReport.limited_by``).
+    draws: int | None = None
+    limited_by: str | None = None
 
     def row(self) -> dict[str, Any]:
         """A JSON-ready row (for the table artifact)."""
@@ -70,6 +75,8 @@ class ModelHealth:
             "divergences": self.divergences,
             "bfmi_min": _round(self.bfmi_min, 2),
             "seconds": _round(self.seconds, 1),
+            "draws": self.draws,
+            "limited_by": self.limited_by or "",
             "problem": self.problem or "",
         }
 
@@ -120,6 +127,29 @@ class RunHealth:
         rest = sorted((m for m in self.models if not m.status.needs_attention), key=lambda m: m.key)
         return [m.row() for m in [*problems, *rest]]
 
+    def _what_limited(self) -> list[str]:
+        """How long the fits ran and what decided it: draws per chain and criterion, counted."""
+        judged = [m for m in self.models if m.draws is not None]
+        if not judged:
+            return []
+        by_draws = Counter(m.draws for m in judged)
+        by_criterion = Counter(_criterion(m.limited_by) for m in judged)
+        return [
+            "## How long the fits ran",
+            "",
+            "A fit is judged after every few hundred draws and stops at the first look that "
+            "passes the convergence policy; the criterion nearest its threshold decided.",
+            "",
+            "| draws per chain | models |",
+            "|---:|---:|",
+            *(f"| {draws} | {count} |" for draws, count in sorted(by_draws.items())),
+            "",
+            "| limited by | models |",
+            "|---|---:|",
+            *(f"| {markdown_cell(name)} | {count} |" for name, count in by_criterion.most_common()),
+            "",
+        ]
+
     def to_markdown(self) -> str:
         """The report as Markdown: verdict, counts, problems, slowest fits."""
         counts = self.counts
@@ -147,6 +177,7 @@ class RunHealth:
                 *_table(self.problems, with_problem=True),
                 "",
             ]
+        lines += self._what_limited()
         if self.slowest:
             lines += ["## Slowest fits", "", *_table(self.slowest, with_problem=False), ""]
         return "\n".join(lines)
@@ -173,6 +204,8 @@ def model_health(
         bfmi_min=report.bfmi_min if report else None,
         seconds=seconds,
         problem=problem,
+        draws=report.draws if report else None,
+        limited_by=last.limited_by if last is not None else None,
     )
 
 
@@ -190,6 +223,17 @@ def attempts_problem(attempts: Sequence[Attempt]) -> str:
     return "; ".join(last.failures) or "missed the convergence thresholds"
 
 
+def _criterion(limited_by: str | None) -> str:
+    """The statistic of a ``limited_by`` without its quantity ("R-hat of 1|age" -> "R-hat").
+
+    >>> _criterion("estimand tail ESS of DE/aware/yes in all"), _criterion(None)
+    ('estimand tail ESS', 'not recorded')
+    """
+    if limited_by is None:
+        return "not recorded"
+    return limited_by.split(" of ", 1)[0]
+
+
 def _round(value: float | None, digits: int) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -197,8 +241,11 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def _table(models: Sequence[ModelHealth], *, with_problem: bool) -> list[str]:
-    header = "| model | status | attempts | R-hat | bulk ESS | tail ESS | divergences | seconds |"
-    rule = "|---|---|---:|---:|---:|---:|---:|---:|"
+    header = (
+        "| model | status | attempts | R-hat | bulk ESS | tail ESS | divergences | seconds "
+        "| draws | limited by |"
+    )
+    rule = "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
     if with_problem:
         header += " problem |"
         rule += "---|"
@@ -214,6 +261,8 @@ def _table(models: Sequence[ModelHealth], *, with_problem: bool) -> list[str]:
             row["ess_tail_min"],
             row["divergences"],
             row["seconds"],
+            row["draws"],
+            row["limited_by"],
         ]
         if with_problem:
             cells.append(row["problem"])

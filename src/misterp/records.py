@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
-from misterp.config import ConvergenceThresholds, SamplerConfig
+from misterp.config import ConvergencePolicy, ConvergenceThresholds, SamplerConfig
 from misterp.status import FitStatus
 
 __all__ = [
@@ -126,9 +126,11 @@ class VersionedRecord(Record):
 class ConvergenceReport(Record):
     """Diagnostics of one sampling attempt.
 
-    ``r_hat_max`` is the worst split R-hat, ``ess_*_min`` the smallest effective sample sizes
-    over the monitored parameters; ``bfmi_min`` flags poor energy exploration. Unknown values
-    are NaN, and unknown never passes.
+    ``r_hat_max`` is the worst split R-hat over the monitored parameters and the published
+    estimands, ``ess_*_min`` the smallest effective sample sizes over the parameters,
+    ``estimand_ess_*_min`` over the estimands (a tracker's poststratified shares; NaN when the
+    family handed none); the ``*_worst`` fields name the quantity behind each. ``bfmi_min``
+    flags poor energy exploration. Unknown values are NaN, and unknown never passes.
     """
 
     r_hat_max: MaybeFloat
@@ -137,21 +139,54 @@ class ConvergenceReport(Record):
     divergences: int
     bfmi_min: MaybeFloat
     chains: int
+    #: Draws per chain the attempt was judged on (fewer than the cap when it stopped early).
     draws: int
     seconds: MaybeFloat = math.nan
     #: Mean leapfrog steps per kept draw: what a draw costs, whatever the machine's load
     #: (the geometry's price; NaN when the sampler does not report it, and in older records).
     steps_per_draw: MaybeFloat = math.nan
+    #: How many published estimands were judged (0 in records older than issue 23).
+    estimands: int = 0
+    estimand_ess_bulk_min: MaybeFloat = math.nan
+    estimand_ess_tail_min: MaybeFloat = math.nan
+    r_hat_worst: str | None = None
+    ess_bulk_worst: str | None = None
+    estimand_ess_worst: str | None = None
+
+    def _criteria(
+        self, thresholds: ConvergenceThresholds
+    ) -> list[tuple[str, float, float, str | None]]:
+        """(statistic, value, threshold, quantity) per ESS criterion of the policy."""
+        if thresholds.policy is ConvergencePolicy.ALL_PARAMETERS:
+            return [
+                ("bulk ESS", self.ess_bulk_min, thresholds.ess_bulk_min, self.ess_bulk_worst),
+                ("tail ESS", self.ess_tail_min, thresholds.ess_tail_min, self.ess_bulk_worst),
+            ]
+        worst = self.estimand_ess_worst or "no estimand"
+        return [
+            ("estimand bulk ESS", self.estimand_ess_bulk_min, thresholds.ess_bulk_min, worst),
+            ("estimand tail ESS", self.estimand_ess_tail_min, thresholds.ess_tail_min, worst),
+            (
+                "parameter bulk ESS",
+                self.ess_bulk_min,
+                thresholds.parameter_ess_bulk_min,
+                self.ess_bulk_worst,
+            ),
+        ]
 
     def failures(self, thresholds: ConvergenceThresholds) -> list[str]:
         """Human-readable reasons this attempt misses the thresholds (empty when it passes)."""
         reasons = []
         if not self.r_hat_max <= thresholds.r_hat_max:  # NaN fails
-            reasons.append(f"r_hat {self.r_hat_max:.3f} > {thresholds.r_hat_max}")
-        if not self.ess_bulk_min >= thresholds.ess_bulk_min:
-            reasons.append(f"bulk ESS {self.ess_bulk_min:.0f} < {thresholds.ess_bulk_min:.0f}")
-        if not self.ess_tail_min >= thresholds.ess_tail_min:
-            reasons.append(f"tail ESS {self.ess_tail_min:.0f} < {thresholds.ess_tail_min:.0f}")
+            reasons.append(
+                f"r_hat {self.r_hat_max:.3f} > {thresholds.r_hat_max}{_of(self.r_hat_worst)}"
+            )
+        if thresholds.policy is ConvergencePolicy.ESTIMANDS and self.estimands == 0:
+            reasons.append("no published estimand to judge (convergence.policy: estimands)")
+        else:
+            for statistic, value, threshold, worst in self._criteria(thresholds):
+                if not value >= threshold:
+                    reasons.append(f"{statistic} {value:.0f} < {threshold:.0f}{_of(worst)}")
         if self.divergences < 0:
             reasons.append("divergences unknown (no sample stats)")
         elif self.divergences > thresholds.divergences_max:
@@ -161,6 +196,46 @@ class ConvergenceReport(Record):
     def passes(self, thresholds: ConvergenceThresholds) -> bool:
         """True when every threshold is met."""
         return not self.failures(thresholds)
+
+    def short_of_draws(self, thresholds: ConvergenceThresholds) -> bool:
+        """True when R-hat or an ESS misses: chains that are sound but too short."""
+        return not self.r_hat_max <= thresholds.r_hat_max or any(
+            not value >= threshold for _, value, threshold, _ in self._criteria(thresholds)
+        )
+
+    def limited_by(self, thresholds: ConvergenceThresholds) -> str:
+        """The criterion closest to (or furthest past) its threshold, and its quantity.
+
+        What decided how long the fit ran: R-hat's distance from 1 relative to the allowed
+        one, an ESS's threshold relative to its value; ``"divergences"`` when there were any.
+
+        >>> report = ConvergenceReport(
+        ...     r_hat_max=1.004, ess_bulk_min=900, ess_tail_min=800, divergences=0,
+        ...     bfmi_min=1.0, chains=4, draws=500, estimands=2, estimand_ess_bulk_min=1500,
+        ...     estimand_ess_tail_min=420, r_hat_worst="1|age_sigma",
+        ...     estimand_ess_worst="share all")
+        >>> report.limited_by(ConvergenceThresholds())
+        'estimand tail ESS of share all'
+        """
+        if self.divergences != 0 and self.divergences > thresholds.divergences_max:
+            return "divergences"
+        use = {
+            f"R-hat{_of(self.r_hat_worst, ' of')}": (self.r_hat_max - 1)
+            / (thresholds.r_hat_max - 1)
+        }
+        for statistic, value, threshold, worst in self._criteria(thresholds):
+            use[f"{statistic}{_of(worst, ' of')}"] = threshold / value if value > 0 else math.inf
+        known = {name: value for name, value in use.items() if not math.isnan(value)}
+        if len(known) < len(use):
+            return next(name for name in use if name not in known)
+        return max(known, key=lambda name: known[name])
+
+
+def _of(quantity: str | None, joint: str = "") -> str:
+    """`` (quantity)`` or `` of quantity`` after a statistic, or nothing."""
+    if quantity is None:
+        return ""
+    return f"{joint} {quantity}" if joint else f" ({quantity})"
 
 
 class Attempt(Record):
@@ -172,6 +247,8 @@ class Attempt(Record):
     error: str | None = None
     #: Why the attempt missed the thresholds, as a person would say it (empty when it passed).
     failures: tuple[str, ...] = ()
+    #: The criterion that decided how long the attempt ran (``ConvergenceReport.limited_by``).
+    limited_by: str | None = None
 
 
 class FitRecordBase(VersionedRecord):

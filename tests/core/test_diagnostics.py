@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from misterp.config import ConvergenceThresholds, RetryPolicy, SamplerConfig
+from misterp.config import ConvergencePolicy, ConvergenceThresholds, RetryPolicy, SamplerConfig
 from misterp.diagnostics import (
     ConvergenceReport,
     check_convergence,
@@ -17,7 +17,8 @@ from misterp.diagnostics import (
     stacked_draws,
 )
 
-THRESHOLDS = ConvergenceThresholds()  # r_hat 1.01, ESS 400/400, 0 divergences
+# the pre-issue-23 policy: ESS 400/400 on every parameter, r_hat 1.01, 0 divergences
+THRESHOLDS = ConvergenceThresholds(policy=ConvergencePolicy.ALL_PARAMETERS)
 POLICY = RetryPolicy()  # 3 attempts, ladder [0.99, 0.995], x2 tune, x2 draws
 SAMPLER = SamplerConfig(tune=1000)  # 1000 draws, 1000 tune, target_accept 0.95
 
@@ -288,3 +289,49 @@ def test_a_posterior_with_nothing_to_monitor_has_unknown_mixing_and_fails() -> N
     assert math.isnan(result.r_hat_max)
     assert math.isnan(result.ess_bulk_min)
     assert not result.passes(THRESHOLDS)
+
+
+def test_all_at_once_diagnostics_equal_arviz_on_ties_constants_nan_and_slow_chains() -> None:
+    import arviz as az
+
+    from misterp.diagnostics import ess_bulk, ess_tail, rank_r_hat
+
+    rng = np.random.default_rng(7)
+    quantities, chains, draws = 12, 4, 301  # an odd length: the split drops the middle draw
+    values = rng.normal(size=(quantities, chains, draws))
+    for k in range(1, draws):  # AR(1), from independent to very sticky
+        values[:, :, k] += np.linspace(0, 0.97, quantities)[:, None] * values[:, :, k - 1]
+    values[1] += np.arange(chains)[:, None]  # chains apart
+    values[2] = np.round(values[2])  # ties
+    values[3] = 0.5  # constant
+    values[4, 1, 7] = np.nan  # unknown
+    axes = {"chain_axis": 1, "draw_axis": 2}
+    expected = (
+        np.asarray(az.rhat(values, **axes)),
+        np.asarray(az.ess(values, method="bulk", **axes)),
+        np.asarray(az.ess(values, method="tail", prob=0.94, **axes)),
+    )
+    ours = (rank_r_hat(values), ess_bulk(values), ess_tail(values, 0.94))
+    for theirs, mine in zip(expected, ours, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-10, equal_nan=True)
+    assert all(np.isnan(statistic[4]) for statistic in ours)
+
+
+def test_estimands_join_r_hat_and_get_their_own_ess_with_the_worst_named() -> None:
+    rng = np.random.default_rng(3)
+    mixed = rng.normal(size=(4, 400))
+    stuck = rng.normal(size=(2, 4, 400)) * 0.1 + np.array([[0.0], [0.0], [0.0], [1.0]])
+    result = check_convergence(
+        posterior_tree(mixed), estimands=(("DE/q/yes in all", "DE/q/yes in women"), stuck)
+    )
+    assert result.estimands == 2
+    assert result.r_hat_max > 1.5
+    assert result.r_hat_worst in {"DE/q/yes in all", "DE/q/yes in women"}
+    assert result.ess_bulk_worst == "mu"
+    import arviz as az
+
+    expected_bulk = min(
+        float(az.ess(stuck[i][None], method="bulk", chain_axis=1, draw_axis=2)[0]) for i in range(2)
+    )
+    assert result.estimand_ess_bulk_min == pytest.approx(expected_bulk, rel=1e-10)
+    assert not result.passes(ConvergenceThresholds())

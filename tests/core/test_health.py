@@ -173,3 +173,25 @@ def test_a_pipe_in_a_model_key_does_not_break_the_markdown_tables() -> None:
         elif line.startswith("| `"):
             assert len(cells.split(line)) == columns, line
     assert "`DE/assoc\\|b1/green`" in text
+
+
+def test_health_says_how_long_each_fit_ran_and_what_limited_it() -> None:
+    models = _models()
+    models[0]["attempts"][0] |= {"limited_by": "R-hat of 1|age_sigma"}
+    models[0]["attempts"][0]["report"]["draws"] = 500
+    models[4]["attempts"][0] |= {"limited_by": "estimand tail ESS of AT/aware_b2/yes in all"}
+    models[4]["attempts"][0]["report"]["draws"] = 250
+    health = wave_health(_manifest(models))
+    text = health.to_markdown()
+
+    rows = {m.key: (m.draws, m.limited_by) for m in health.models}
+    assert rows["DE/aware_b1/yes"] == (500, "R-hat of 1|age_sigma")
+    assert rows["AT/aware_b2/yes"] == (250, "estimand tail ESS of AT/aware_b2/yes in all")
+    section = text.split("## How long the fits ran", 1)[1].split("## Slowest", 1)[0]
+    assert "| 250 | 1 |" in section
+    assert "| 500 | 1 |" in section
+    assert "| 1000 | 1 |" in section  # the not converged model's last attempt
+    assert "| R-hat | 1 |" in section
+    assert "| estimand tail ESS | 1 |" in section
+    assert "| not recorded | 1 |" in section  # a record from before issue 23
+    assert "| 500 | R-hat of 1\\|age_sigma |" in text  # the slowest table names it (escaped)

@@ -54,7 +54,8 @@ def _passes(posterior: Any, seconds: float) -> ConvergenceReport:
     """Diagnostics that pass: one attempt, whatever was sampled."""
     return ConvergenceReport(
         r_hat_max=1.0, ess_bulk_min=1e4, ess_tail_min=1e4, divergences=0, bfmi_min=1.0,
-        chains=2, draws=100, seconds=seconds,
+        chains=2, draws=100, seconds=seconds, estimands=1, estimand_ess_bulk_min=1e4,
+        estimand_ess_tail_min=1e4,
     )  # fmt: skip
 
 
@@ -73,7 +74,7 @@ def fit_both_families() -> None:
 
     Run in a fresh interpreter (``python -c``) with ``PYTENSOR_FLAGS=base_compiledir=...``.
     """
-    from misterp.mmm.config import MMMConfig
+    from misterp.mmm.config import MMMConfig, MMMConvergence
     from misterp.mmm.model import market_sampler, prepare_market
     from misterp.mmm.simulate import simulate_mmm
     from misterp.mmm.validation import read_mmm_input
@@ -87,7 +88,11 @@ def fit_both_families() -> None:
     folder = Path(tempfile.mkdtemp())
     simulate_mmm(3, markets=("DE",), n_channels=2, n_weeks=80).write(folder / "input")
     config = MMMConfig(
-        input=str(folder / "input"), output=str(folder / "out"), sampler=TINY, holdout_weeks=0
+        input=str(folder / "input"),
+        output=str(folder / "out"),
+        sampler=TINY,
+        convergence=MMMConvergence(ess_bulk_min=0, ess_tail_min=0),  # TINY's 200 draws
+        holdout_weeks=0,
     )
     market = prepare_market(read_mmm_input(config), "DE", config)
 

@@ -21,7 +21,7 @@ from misterp.storage import MANIFEST, ResultStore
 from support import config_file
 
 # Plumbing, not statistics: tiny draw counts, and no MCMC; recovery is tested in tests/mrp.
-PLUMBING_SAMPLER = {"draws": 150, "tune": 150, "chains": 2, "stored_draws": 100}
+PLUMBING_SAMPLER = {"draws": 200, "tune": 150, "chains": 2, "stored_draws": 100}
 
 
 def _artifact(key: str, flow_run_id: UUID | None) -> list[dict[str, object]]:

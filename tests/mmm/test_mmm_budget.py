@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from tests.mmm.test_mmm_run import DIVERGING, fake_functions
 
-from misterp.config import ConvergenceThresholds, RetryPolicy, SamplerConfig
+from misterp.config import RetryPolicy, SamplerConfig
 from misterp.errors import ConfigError
 from misterp.mmm.budget import BUDGET_FILE, current_spend, weekly_bounds
-from misterp.mmm.config import BudgetConfig, MMMConfig, parse_mmm_config
+from misterp.mmm.config import BudgetConfig, MMMConfig, MMMConvergence, parse_mmm_config
 from misterp.mmm.model import MarketInput, layout_for
 from misterp.mmm.simulate import simulate_mmm
 from misterp.pipeline.mmm import run_mmm
@@ -90,7 +90,7 @@ def test_optimiser_advice_respects_bounds_and_total_and_does_not_lose(tmp_path: 
         budget=BudgetConfig(weeks=4, relative_bounds=(0.5, 1.5)),
         # plumbing, not accuracy: a short chain is enough to run the optimiser on a posterior
         sampler=SamplerConfig(draws=100, tune=100, chains=2, cores=2),
-        convergence=ConvergenceThresholds(
+        convergence=MMMConvergence(
             r_hat_max=1.5, ess_bulk_min=0, ess_tail_min=0, divergences_max=1000
         ),
         retry=RetryPolicy(max_attempts=1),

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp.config import ConvergenceThresholds
-from misterp.mmm.config import MMMConfig
+from misterp.mmm.config import MMMConfig, MMMConvergence
 from misterp.mmm.model import SWEEP_FACTORS, MarketInput, layout_for
 from misterp.mmm.outputs import MMMFitRecord, MMMManifest
 from misterp.mmm.simulate import simulate_mmm
@@ -178,7 +177,7 @@ def test_rerun_reuses_converged_markets_and_refits_changed_data(config) -> None:
 
 def test_stricter_thresholds_refit_a_converged_market(config) -> None:
     run_mmm(config, workers=1, functions=fake_functions)
-    stricter = config.model_copy(update={"convergence": ConvergenceThresholds(ess_bulk_min=500)})
+    stricter = config.model_copy(update={"convergence": MMMConvergence(ess_bulk_min=500)})
     run_mmm(stricter, workers=1, functions=fake_functions)
     assert CALLS == ["DE", "FR", "DE", "FR"]
 

@@ -190,7 +190,7 @@ def test_reporting_settings_do_not_change_the_fit_settings_hash() -> None:
         }
     )
     assert fit_settings_hash(changed) == fit_settings_hash(default)
-    assert fit_settings_hash(parse_config({**MINIMAL, "sampler": {"draws": 10}})) != (
+    assert fit_settings_hash(parse_config({**MINIMAL, "sampler": {"draws": 500}})) != (
         fit_settings_hash(default)
     )
 

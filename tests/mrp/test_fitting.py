@@ -43,7 +43,7 @@ def test_a_region_without_respondents_is_predicted_from_the_group_distribution()
     counts = aggregate_cells(data, layouts, [spec])[spec.key]
     assert counts.n[layout.frame["region"] == "central"].sum() == 0
 
-    sampler = SamplerConfig(draws=1000, tune=1000, cores=2)
+    sampler = SamplerConfig(draws=1000, tune=1000, cores=2, check_every=None)
     idata = sample_nutpie(spec, layout, counts, PriorConfig(), sampler)
 
     effect = idata["posterior"]["1|region"].sel(region__factor_dim="central").to_numpy().ravel()

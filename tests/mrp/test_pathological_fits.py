@@ -26,6 +26,8 @@ from misterp.fitting import FitResult, fit_with_policy
 from misterp.mrp.cells import CellCounts, MarketCells, aggregate_cells, build_market_cells
 from misterp.mrp.config import PriorConfig
 from misterp.mrp.data import WaveData
+from misterp.mrp.estimands import share_diagnostics
+from misterp.mrp.joint import FitUnit
 from misterp.mrp.model import cell_sampler, extract_cell_draws
 from misterp.mrp.simulate import SimulatedWave, WaveTruthSpec, simulate_wave
 from misterp.mrp.specs import ModelSpec
@@ -78,6 +80,9 @@ def _fit(
         sampler=SAMPLER,
         thresholds=THRESHOLDS,
         policy=POLICY,
+        diagnose=share_diagnostics(
+            FitUnit(spec, (spec,), layout, counts), layout, THRESHOLDS.policy
+        ),
     )
     return result, counts
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,9 +22,11 @@ from pydantic import (
 )
 
 from misterp.config import (
+    ConvergencePolicy,
     ConvergenceThresholds,
     RetryPolicy,
     SamplerConfig,
+    check_sampling_settings,
     check_storage_options,
     read_config_file,
     validate_config,
@@ -210,6 +212,12 @@ class MMMPriors(_Frozen):
 DEFAULT_MMM_SAMPLER = SamplerConfig(target_accept=0.9)
 
 
+class MMMConvergence(ConvergenceThresholds):
+    """A media-mix fit's convergence: its parameters are what it publishes (ROAS, curves)."""
+
+    policy: Literal[ConvergencePolicy.ALL_PARAMETERS] = ConvergencePolicy.ALL_PARAMETERS
+
+
 class MMMConfig(_Frozen):
     """A media-mix run: one pymc-marketing MMM per market, fitted, checked and published."""
 
@@ -248,7 +256,7 @@ class MMMConfig(_Frozen):
         "error; contributions and ROAS cover the fitted weeks; 0: fit every week",
     )
     sampler: SamplerConfig = DEFAULT_MMM_SAMPLER
-    convergence: ConvergenceThresholds = ConvergenceThresholds()
+    convergence: MMMConvergence = MMMConvergence()
     retry: RetryPolicy = RetryPolicy()
     workers: int | None = Field(
         None, ge=1, description="markets fitted at once in processes; None: one per 2 cores"
@@ -267,6 +275,11 @@ class MMMConfig(_Frozen):
     @model_validator(mode="after")
     def _options_s3fs_takes(self) -> MMMConfig:
         check_storage_options(self.storage_options, (self.input, self.output))
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_the_draws_allow(self) -> MMMConfig:
+        check_sampling_settings(self.sampler, self.convergence)
         return self
 
     @field_validator("run")

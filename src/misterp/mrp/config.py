@@ -25,6 +25,7 @@ from misterp.config import (
     FrozenSettings,
     RetryPolicy,
     SamplerConfig,
+    check_sampling_settings,
     check_storage_options,
     did_you_mean,
     read_config_file,
@@ -541,6 +542,11 @@ class WaveConfig(FrozenSettings):
     @model_validator(mode="after")
     def _options_s3fs_takes(self) -> WaveConfig:
         check_storage_options(self.storage_options, (self.input, self.output))
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_the_draws_allow(self) -> WaveConfig:
+        check_sampling_settings(self.sampler, self.convergence)
         return self
 
     @field_validator("wave")

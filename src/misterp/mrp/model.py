@@ -24,6 +24,7 @@ from misterp.mrp.cells import CellCounts, MarketCells
 from misterp.mrp.config import PriorConfig
 from misterp.mrp.ordered import random_walk_group_intercepts
 from misterp.mrp.specs import JOINT_ITEM, ModelSpec
+from misterp.nutpie_run import NutpieRun
 
 __all__ = [
     "BACKENDS",
@@ -319,25 +320,34 @@ def sample_nutpie(
 ) -> Any:
     """Sample with nutpie on the model compiled once per formula, priors and layout.
 
-    The warm-up draws are not kept (``save_warmup=False``): nothing reads them, and turning
-    them into ArviZ groups doubled the trace's conversion time and memory. The draws after
-    warm-up are the same either way (nutpie's chains do not depend on what it stores).
+    With ``sampler.check_every`` (the default) this returns the running sampler
+    (:class:`~misterp.nutpie_run.NutpieRun`) for the retry loop to judge while it draws;
+    without, the finished posterior. The warm-up draws are not kept (``save_warmup=False``):
+    nothing reads them, and turning them into ArviZ groups doubled the trace's conversion time
+    and memory. The draws after warm-up are the same either way.
     """
     import nutpie
 
     compiled = compiled_template(spec, layout, counts, priors).with_data(
         yes=counts.yes.astype(np.int64), n=counts.n.astype(np.int64)
     )
+    options: dict[str, Any] = {
+        "cores": sampler_cores(sampler),
+        "seed": spec_seed(spec, sampler.random_seed),
+        "target_accept": sampler.target_accept,
+    }
+    if sampler.check_every is not None:
+        return NutpieRun(
+            compiled, tune=sampler.tune, draws=sampler.draws, chains=sampler.chains, **options
+        )
     return nutpie.sample(
         compiled,
         draws=sampler.draws,
         tune=sampler.tune,
         chains=sampler.chains,
-        cores=sampler_cores(sampler),
-        seed=spec_seed(spec, sampler.random_seed),
-        target_accept=sampler.target_accept,
         progress_bar=False,
         save_warmup=False,
+        **options,
     )
 
 

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from misterp.config import SamplerConfig
-from misterp.fitting import FitResult, fit_with_policy, resume_settings
+from misterp.fitting import Diagnose, FitResult, fit_with_policy, resume_settings
 from misterp.health import HEALTH_FILE, RunHealth
 from misterp.lease import check_holder
 from misterp.mrp.census import CENSUS_FILE
+from misterp.mrp.estimands import share_diagnostics
 from misterp.mrp.fits import StoredFit, read_fit_record, write_fit
 from misterp.mrp.health import wave_health
 from misterp.mrp.joint import FitUnit, split_draws
@@ -63,6 +64,7 @@ __all__ = [
     "profile_weighting",
     "publish_wave",
     "record_lost_fit",
+    "unit_diagnostics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -152,7 +154,14 @@ def _fit_unit(
         sampler=sampler or config.sampler,
         thresholds=config.convergence,
         policy=config.retry,
+        diagnose=unit_diagnostics(prepared, unit),
     )
+
+
+def unit_diagnostics(prepared: PreparedWave, unit: FitUnit) -> Diagnose:
+    """How the wave judges a fit of ``unit``: its parameters and its published shares."""
+    layout = prepared.layouts[unit.lead.market] if unit.joint else unit.layout
+    return share_diagnostics(unit, layout, prepared.config.convergence.policy)
 
 
 def fit_and_record(
