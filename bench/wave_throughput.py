@@ -869,6 +869,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--draws", type=int, help="override misterp's sampler draws")
     parser.add_argument("--tune", type=int, help="override misterp's sampler tune")
     parser.add_argument("--chains", type=int, help="override misterp's sampler chains")
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        help="override misterp's sampler check_every (draws between looks); 0: none, the "
+        "fixed run of draws judged once (misterp before issue 23)",
+    )
     parser.add_argument("--naive-draws", type=int, help="naive draws (default: misterp's)")
     parser.add_argument("--naive-tune", type=int, help="naive tune (default: misterp's)")
     parser.add_argument(
@@ -886,8 +892,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sampler_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
+    overrides: dict[str, Any] = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.check_every is not None:
+        overrides["check_every"] = args.check_every or None
     if "draws" in overrides:  # misterp keeps at most this many draws per model
         overrides["stored_draws"] = min(1000, overrides["draws"] * overrides.get("chains", 4))
     return overrides
