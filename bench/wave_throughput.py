@@ -870,6 +870,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tune", type=int, help="override misterp's sampler tune")
     parser.add_argument("--chains", type=int, help="override misterp's sampler chains")
     parser.add_argument(
+        "--policy",
+        choices=("estimands", "all_parameters"),
+        help="convergence.policy (default: misterp's, estimands); all_parameters with "
+        "--check-every 0 --tune 500 is misterp before issue 23",
+    )
+    parser.add_argument(
         "--check-every",
         type=int,
         help="override misterp's sampler check_every (draws between looks); 0: none, the "
@@ -935,6 +941,8 @@ def _run(args: argparse.Namespace, shape: WaveShape, work: Path) -> int:
         config["workers"] = args.workers
     if overrides := _sampler_overrides(args):
         config["sampler"] = overrides
+    if args.policy:
+        config["convergence"] = {"policy": args.policy}
     priors = dict(args.priors) | (
         {"group_effects": args.group_effects} if args.group_effects else {}
     )

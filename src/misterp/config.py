@@ -72,10 +72,12 @@ class SamplerConfig(FrozenSettings):
         description="draws per chain between looks at the diagnostics (the first after this "
         "many); the fit stops at the first look that passes; None: sample `draws`, judge once",
     )
-    # Measured on the 100-model throughput wave with the default model (bench/wave_throughput.py
-    # --tune): 1000 -> 228 s, 4 fits retried; 500 -> 186 s, 5 retried; 300 -> 190 s, 8 retried
-    # (the shorter warm-up's savings spent on retries). nutpie adapts in fewer steps than PyMC.
-    tune: int = Field(500, gt=0)
+    # Judged at looks (check_every), 48 fits of a simulated wave, one core, paired: tune 500
+    # -> 1.33 CPU s a fit, 521 draws per chain on average, none retried; 300 -> 0.95x, 1
+    # retried; 200 -> 0.78x, 531 draws, none retried; 150 -> 0.80x, 1 retried. Warm-up was 37%
+    # of a 500 + 1,000 fit. (Before looks, a fixed run: 500 -> 186 s for 100 models, 5
+    # retried; 300 -> 190 s, 8 retried.) nutpie adapts in fewer steps than PyMC.
+    tune: int = Field(200, gt=0)
     chains: int = Field(4, ge=2, description="R-hat needs at least two chains")
     # Measured on simulated waves: 0.9 leaves ~10 divergences per 4,000 draws, 0.95 a few,
     # 0.99 none; the retry ladder takes the rare remaining fit to 0.99.

@@ -42,7 +42,9 @@ __all__ = [
     "BudgetConfig",
     "ChannelPrior",
     "MMMConfig",
+    "MMMConvergence",
     "MMMPriors",
+    "MMMSampler",
     "MediaAlignment",
     "Pooling",
     "SaturationKind",
@@ -207,9 +209,23 @@ class MMMPriors(_Frozen):
     )
 
 
-#: Sampler defaults for one market: 4 x 1,000 draws give bulk and tail ESS well above 400 on
-#: simulated markets; target_accept 0.9 leaves no divergences there (0.95 costs ~30 % more).
-DEFAULT_MMM_SAMPLER = SamplerConfig(target_accept=0.9)
+class MMMSampler(SamplerConfig):
+    """A market's sampler: pymc-marketing samples a fixed run, judged once.
+
+    4 x (500 + 1,000) draws give bulk and tail ESS well above 400 on simulated markets;
+    target_accept 0.9 leaves no divergences there (0.95 costs ~30 % more). The tracker's
+    shorter warm-up (200) was measured for its models judged at looks, not for these. Also the
+    defaults of a ``sampler:`` section in a media-mix config (before 2026-12-06 such a section
+    fell back to the tracker's target_accept 0.95).
+    """
+
+    tune: int = Field(500, gt=0)
+    target_accept: float = Field(0.9, gt=0.5, lt=1.0)
+    check_every: int | None = Field(None, gt=0, description="pymc-marketing is judged once")
+
+
+#: Sampler defaults for one market (:class:`MMMSampler`).
+DEFAULT_MMM_SAMPLER = MMMSampler()
 
 
 class MMMConvergence(ConvergenceThresholds):
@@ -256,7 +272,7 @@ class MMMConfig(_Frozen):
         "error; contributions and ROAS cover the fitted weeks; 0: fit every week",
     )
     sampler: SamplerConfig = DEFAULT_MMM_SAMPLER
-    convergence: MMMConvergence = MMMConvergence()
+    convergence: ConvergenceThresholds = MMMConvergence()
     retry: RetryPolicy = RetryPolicy()
     workers: int | None = Field(
         None, ge=1, description="markets fitted at once in processes; None: one per 2 cores"
@@ -276,6 +292,27 @@ class MMMConfig(_Frozen):
     def _options_s3fs_takes(self) -> MMMConfig:
         check_storage_options(self.storage_options, (self.input, self.output))
         return self
+
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _market_sampler_defaults(cls, value: Any) -> Any:
+        # a `sampler:` section of a config file: the media-mix defaults for what it leaves out
+        return MMMSampler.model_validate(value) if isinstance(value, Mapping) else value
+
+    @field_validator("convergence", mode="before")
+    @classmethod
+    def _market_convergence_defaults(cls, value: Any) -> Any:
+        return MMMConvergence.model_validate(value) if isinstance(value, Mapping) else value
+
+    @field_validator("convergence")
+    @classmethod
+    def _parameters_are_the_estimands(cls, value: ConvergenceThresholds) -> ConvergenceThresholds:
+        if value.policy is not ConvergencePolicy.ALL_PARAMETERS:
+            raise ValueError(
+                "a media-mix run publishes its parameters (ROAS, curves): convergence.policy "
+                "must be all_parameters"
+            )
+        return value
 
     @model_validator(mode="after")
     def _thresholds_the_draws_allow(self) -> MMMConfig:
