@@ -7,7 +7,7 @@ models and joint families; the default model, nutpie, retries included) three wa
   before issue 23: ``check_every: null``, ``convergence.policy: all_parameters``);
 - ``fixed, estimand policy``: the same fixed run under issue 23's policy;
 - ``looks (default)``: judged after 250, 500, 750 and 1,000 draws per chain on the same
-  chains, stopped at the first look that passes (misterp's defaults).
+  chains, stopped at the first look that passes, warm-up 200 (misterp's defaults).
 
 It prints per setting the seconds per fit (compiling excluded: a first fit per formula and
 market is run untimed), the draws per chain the first attempt was judged on, the share of
@@ -48,12 +48,13 @@ class Setting:
     label: str
     check_every: int | None
     policy: ConvergencePolicy
+    tune: int
 
 
 SETTINGS = (
-    Setting("before: fixed, all parameters", None, ConvergencePolicy.ALL_PARAMETERS),
-    Setting("fixed, estimand policy", None, ConvergencePolicy.ESTIMANDS),
-    Setting("looks (default)", 250, ConvergencePolicy.ESTIMANDS),
+    Setting("before: fixed, all parameters", None, ConvergencePolicy.ALL_PARAMETERS, 500),
+    Setting("fixed, estimand policy", None, ConvergencePolicy.ESTIMANDS, 500),
+    Setting("looks (default)", 250, ConvergencePolicy.ESTIMANDS, SamplerConfig().tune),
 )
 
 
@@ -123,7 +124,9 @@ def main() -> None:
                 }
             )
             prepared = prepare_wave(config)
-            sampler = SamplerConfig(cores=options.cores, check_every=setting.check_every)
+            sampler = SamplerConfig(
+                cores=options.cores, check_every=setting.check_every, tune=setting.tune
+            )
             warmed: set[tuple[str, str]] = set()
             for unit in prepared_leads(prepared, options.models):
                 if (unit.lead.market, unit.lead.formula) not in warmed:  # compile, untimed
