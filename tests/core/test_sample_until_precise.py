@@ -235,3 +235,13 @@ def test_a_fit_without_estimands_cannot_pass_the_estimand_policy() -> None:
         estimands=0, estimand_ess_bulk_min=math.nan, estimand_ess_tail_min=math.nan
     ).failures(THRESHOLDS)
     assert failures == ["no published estimand to judge (convergence.policy: estimands)"]
+
+
+def test_a_media_mix_sampler_section_keeps_the_media_mix_defaults() -> None:
+    from misterp.mmm.config import MMMConfig
+
+    config = MMMConfig(input="in", output="out", sampler={"draws": 2000})
+    sampler = config.sampler
+    assert (sampler.draws, sampler.tune, sampler.target_accept) == (2000, 500, 0.9)
+    assert sampler.looks() == [2000]  # pymc-marketing is judged once
+    assert type(sampler) is SamplerConfig  # what its records store and read back

@@ -224,8 +224,17 @@ class MMMSampler(SamplerConfig):
     check_every: int | None = Field(None, gt=0, description="pymc-marketing is judged once")
 
 
-#: Sampler defaults for one market (:class:`MMMSampler`).
-DEFAULT_MMM_SAMPLER = MMMSampler()
+def market_sampler_config(section: Mapping[str, Any]) -> SamplerConfig:
+    """A ``sampler:`` section with the media-mix defaults, as the shared ``SamplerConfig``.
+
+    :class:`MMMSampler` only supplies the defaults: records store a ``SamplerConfig``, and a
+    record read back must equal the one written.
+    """
+    return SamplerConfig.model_validate(MMMSampler.model_validate(section).model_dump())
+
+
+#: Sampler defaults for one market (:class:`MMMSampler`'s).
+DEFAULT_MMM_SAMPLER = market_sampler_config({})
 
 
 class MMMConvergence(ConvergenceThresholds):
@@ -297,7 +306,7 @@ class MMMConfig(_Frozen):
     @classmethod
     def _market_sampler_defaults(cls, value: Any) -> Any:
         # a `sampler:` section of a config file: the media-mix defaults for what it leaves out
-        return MMMSampler.model_validate(value) if isinstance(value, Mapping) else value
+        return market_sampler_config(value) if isinstance(value, Mapping) else value
 
     @field_validator("convergence", mode="before")
     @classmethod
