@@ -39,6 +39,7 @@ from misterp.mrp.model import cell_sampler
 from misterp.mrp.prepare import PreparedWave, prepare_wave
 from misterp.mrp.simulate import WaveTruthSpec, simulate_wave
 from misterp.mrp.wave import unit_diagnostics
+from sampling_policy import agreement  # bench/ is the script's folder
 
 
 @dataclass(frozen=True)
@@ -205,10 +206,7 @@ def report(table: pd.DataFrame, shares: list[pd.DataFrame]) -> None:
         estimates = pd.concat(shares, ignore_index=True)
         run = estimates[estimates["setting"] == "looks"].set_index(["key", "estimand"])
         ref = estimates[estimates["setting"] == "reference"].set_index(["key", "estimand"])
-        joined = run.merge(ref, left_index=True, right_index=True, suffixes=("", "_ref"))
-        z: pd.Series = (joined["mean"] - joined["mean_ref"]).abs() / np.sqrt(
-            joined["mcse"] ** 2 + joined["mcse_ref"] ** 2
-        )
+        joined, z = agreement(run, ref)
         print(
             f"\nagreement with 4 x (500 + 5,000): {int((z <= 4).sum())} of {len(z)} published "
             f"shares of {joined.index.get_level_values('key').nunique()} fits within 4 MCSE, "

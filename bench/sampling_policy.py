@@ -162,6 +162,15 @@ def estimand_r_hat(posterior: object, prepared: PreparedWave, market: str) -> fl
     return max(values)
 
 
+def agreement(run: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Estimates joined with the reference's on their index, and |a - b| / sqrt(mcse^2 + ...)."""
+    joined = run.merge(ref, left_index=True, right_index=True, suffixes=("", "_ref"))
+    z: pd.Series = (joined["mean"] - joined["mean_ref"]).abs() / np.sqrt(
+        joined["mcse"] ** 2 + joined["mcse_ref"] ** 2
+    )
+    return joined, z
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=40)
@@ -291,10 +300,7 @@ def main() -> None:
         print("\nagreement with 4 x (500 + 5000), |a - b| <= 4 sqrt(mcse_a^2 + mcse_b^2):")
         for label in AGREEMENT_SETTINGS:
             run = estimates[estimates["setting"] == label].set_index(["key", "group"])
-            joined = run.merge(ref, left_index=True, right_index=True, suffixes=("", "_ref"))
-            z: pd.Series = (joined["mean"] - joined["mean_ref"]).abs() / np.sqrt(
-                joined["mcse"] ** 2 + joined["mcse_ref"] ** 2
-            )
+            joined, z = agreement(run, ref)
             print(
                 f"  {label:20} {int((z <= 4).sum())} of {len(z)} estimates agree,"
                 f" max z {z.max():.2f}, median mcse {joined['mcse'].median() * 100:.3f} pts"

@@ -84,11 +84,9 @@ class NutpieRun(RunningSampler):
     def wait_for(self, draws: int) -> bool:
         """Block until the slowest chain has ``draws`` draws; False if the run ended first."""
         with self._progress:
-            while self._after_warmup < draws:
-                if self._progress.wait_for(
-                    lambda: self._after_warmup >= draws, timeout=_ALIVE_CHECK_SECONDS
-                ):
-                    break
+            while not self._progress.wait_for(
+                lambda: self._after_warmup >= draws, timeout=_ALIVE_CHECK_SECONDS
+            ):
                 if self._finished():
                     # a finished run has every draw, unless a chain failed: finish() raises
                     return self._after_warmup >= draws
