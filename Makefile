@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it or pass PYTHON=/path/to/python3.12"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install -q -p $(VENV)/bin/python -r requirements.lock
+	$(VENV)/bin/uv pip install -q --compile-bytecode -p $(VENV)/bin/python -r requirements.lock
 	$(VENV)/bin/uv pip install -q -p $(VENV)/bin/python --no-deps -e .
 	touch $@
 

@@ -4,9 +4,10 @@ Issue 23's before/after on equal terms: each model is fitted once per setting, t
 taking turns model by model in one process pinned to a core, so a neighbour's load drifts over
 both alike (whole-wave benches on a shared machine moved 2x between runs). A setting is
 ``CHECK_EVERY:TUNE:POLICY`` (``fixed`` for no looks), e.g. ``fixed:500:all_parameters`` is
-misterp before issue 23 and ``250:200:estimands`` its defaults after. Prints per setting the
-CPU seconds per fit (retries included), the ratio to the first setting, the draws per chain
-the first attempt was judged on, and the share of fits converged at once, retried, converged.
+misterp before issue 23 and ``250:200:estimands`` its defaults after; an optional fourth
+field is the draws cap (``125:200:estimands:1500``). Prints per setting the CPU seconds per
+fit (retries included), the ratio to the first setting, the draws per chain the first attempt
+was judged on, and the share of fits converged at once, retried, converged.
 
 Run: ``taskset -c 0 .venv/bin/python bench/fit_cost_paired.py --models 48 \\
 fixed:500:all_parameters 250:200:estimands`` (~5 minutes).
@@ -27,7 +28,9 @@ from misterp.mrp.wave import fit_prepared
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("settings", nargs="+", help="CHECK_EVERY:TUNE:POLICY, first = baseline")
+    parser.add_argument(
+        "settings", nargs="+", help="CHECK_EVERY:TUNE:POLICY[:CAP], first = baseline"
+    )
     parser.add_argument("--models", type=int, default=48, help="spread over the wave's kinds")
     parser.add_argument("--seed", type=int, default=2026)
     options = parser.parse_args()
@@ -38,10 +41,13 @@ def main() -> None:
         raw = simulated.config(tmp, f"{tmp}/out") | {"wave": "2026-10"}
         waves: dict[str, tuple[PreparedWave, SamplerConfig]] = {}
         for setting in options.settings:
-            check, tune, policy = setting.split(":")
+            check, tune, policy, *cap = setting.split(":")
             config = parse_config(raw | {"convergence": {"policy": ConvergencePolicy(policy)}})
             sampler = SamplerConfig(
-                cores=1, tune=int(tune), check_every=None if check == "fixed" else int(check)
+                cores=1,
+                tune=int(tune),
+                check_every=None if check == "fixed" else int(check),
+                **({"draws": int(cap[0])} if cap else {}),
             )
             waves[setting] = (prepare_wave(config), sampler)
         first = next(iter(waves.values()))[0]

@@ -870,6 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tune", type=int, help="override misterp's sampler tune")
     parser.add_argument("--chains", type=int, help="override misterp's sampler chains")
     parser.add_argument(
+        "--target-accept", type=float, help="override misterp's sampler target_accept"
+    )
+    parser.add_argument(
         "--policy",
         choices=("estimands", "all_parameters"),
         help="convergence.policy (default: misterp's, estimands); all_parameters with "
@@ -898,7 +901,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sampler_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
+    overrides: dict[str, Any] = {
+        "draws": args.draws,
+        "tune": args.tune,
+        "chains": args.chains,
+        "target_accept": args.target_accept,
+    }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.check_every is not None:
         overrides["check_every"] = args.check_every or None
