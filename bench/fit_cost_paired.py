@@ -6,8 +6,10 @@ both alike (whole-wave benches on a shared machine moved 2x between runs). A set
 ``CHECK_EVERY:TUNE:POLICY`` (``fixed`` for no looks), e.g. ``fixed:500:all_parameters`` is
 misterp before issue 23 and ``250:200:estimands`` its defaults after; an optional fourth
 field is the draws cap (``125:200:estimands:1500``). Prints per setting the CPU seconds per
-fit (retries included), the ratio to the first setting, the draws per chain the first attempt
-was judged on, and the share of fits converged at once, retried, converged.
+fit (retries included) and how much of it the main thread spent (looks: reading the trace,
+R-hat and ESS; the rest is nutpie's sampling threads), the ratio to the first setting, the
+draws per chain the first attempt was judged on, and the share of fits converged at once,
+retried, converged.
 
 Run: ``taskset -c 0 .venv/bin/python bench/fit_cost_paired.py --models 48 \\
 fixed:500:all_parameters 250:200:estimands`` (~5 minutes).
@@ -57,13 +59,14 @@ def main() -> None:
             for market in {m.market for m in models}:
                 spec_of_market = next(m for m in models if m.market == market)
                 fit_prepared(prepared, spec_of_market, SamplerConfig(draws=10, tune=10, cores=1))
-        totals = {setting: [0.0, 0, 0, 0, 0] for setting in waves}
+        totals = {setting: [0.0, 0, 0, 0, 0, 0.0] for setting in waves}
         for model in models:
             for setting, (prepared, sampler) in waves.items():
-                started = time.process_time()
+                started, main_started = time.process_time(), time.thread_time()
                 result = fit_prepared(prepared, model, sampler)
                 total = totals[setting]
                 total[0] += time.process_time() - started
+                total[5] += time.thread_time() - main_started
                 report = result.attempts[0].report
                 total[1] += report.draws if report else 0
                 total[2] += result.attempts[0].status.value == "converged"
@@ -72,9 +75,10 @@ def main() -> None:
     baseline = totals[options.settings[0]][0]
     count = len(models)
     print(f"{count} models, CPU seconds per fit on one core, retries included")
-    for setting, (cpu, draws, at_once, retried, converged) in totals.items():
+    for setting, (cpu, draws, at_once, retried, converged, main) in totals.items():
         print(
             f"{setting:26} {cpu / count:5.2f} s  x {cpu / baseline:4.2f}"
+            f"  (main thread {main / count:4.2f}, nutpie's threads {(cpu - main) / count:4.2f})"
             f"  draws {draws / count:4.0f}  converged at once {at_once}/{count}"
             f"  retried {retried}  converged {converged}"
         )

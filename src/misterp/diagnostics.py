@@ -134,9 +134,19 @@ def _r_hat_of(draws: np.ndarray) -> np.ndarray:
 
 def rank_r_hat(draws: np.ndarray) -> np.ndarray:
     """Rank-normalised split R-hat (bulk and folded, the larger) per ``(quantity, chain, draw)``."""
+    return _rank_r_hat_and_bulk_scores(draws)[0]
+
+
+def _rank_r_hat_and_bulk_scores(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank_r_hat` and the rank-normalised split draws that bulk ESS is computed on.
+
+    Both start from the same ranks of the split chains; a look needs both, so they are ranked
+    once (the ranking is most of a look's diagnostics).
+    """
     split = _split_chains(draws)
     folded = np.abs(split - np.median(split.reshape(split.shape[0], -1), axis=1)[:, None, None])
-    return np.maximum(_r_hat_of(_z_scale(split)), _r_hat_of(_z_scale(folded)))
+    scores = _z_scale(split)
+    return np.maximum(_r_hat_of(scores), _r_hat_of(_z_scale(folded))), scores
 
 
 def _autocov(draws: np.ndarray) -> np.ndarray:
@@ -269,8 +279,10 @@ def check_convergence(
     if estimands is not None:
         estimand_names, estimand_draws = estimands
     every = np.concatenate([params, estimand_draws], axis=0)
-    r_hat = rank_r_hat(every) if len(every) else np.empty(0)
-    bulk = ess_bulk(every) if len(every) else np.empty(0)
+    r_hat, bulk = np.empty(0), np.empty(0)
+    if len(every):
+        r_hat, bulk_scores = _rank_r_hat_and_bulk_scores(every)
+        bulk = _ess_of(bulk_scores)  # = ess_bulk(every), on the ranks R-hat already made
     param_bulk, estimand_bulk = bulk[: len(params)], bulk[len(params) :]
     param_tail = ess_tail(params, prob) if parameter_tail and len(params) else np.empty(0)
     estimand_tail = ess_tail(estimand_draws, prob) if len(estimand_draws) else np.empty(0)
