@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -425,10 +426,21 @@ def check_with_fix(
 def safe_id_check(what: str) -> pa.Check:
     """Values must be safe ids (:mod:`misterp.ids`); blank cells are reported apart."""
     return check_with_fix(
-        lambda s: s.map(is_safe_id),
+        _safe_ids,
         error=f"not a safe id ({ID_RULE})",
         fix=f"rename the {what}, in every file that uses it; {ID_FIX}",
     )
+
+
+def _safe_ids(values: pd.Series) -> pd.Series:
+    """``is_safe_id`` of each value, judged once per distinct value.
+
+    An answers file repeats a few hundred ids over millions of rows: one regex per row took
+    2.4 s of a 1,000-model wave's validation, once per distinct value it takes milliseconds.
+    """
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    safe = np.fromiter((is_safe_id(value) for value in distinct), dtype=bool, count=len(distinct))
+    return pd.Series(safe[codes], index=values.index)
 
 
 def text_column(
