@@ -38,4 +38,4 @@ browser:  ## install Debian's chromium for the report's browser test, if missing
 	  "install it as root: sudo apt-get install -y chromium"; exit 1; fi
 
 test: lint browser  ## lint, type-check, then the whole suite including the slow recovery tests
-	$(VENV)/bin/pytest --run-slow -p no:cacheprovider -n 2
+	$(VENV)/bin/pytest --run-slow -p no:cacheprovider -n 2 --dist worksteal
