@@ -22,8 +22,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from misterp.processes import die_with_parent
 
@@ -34,7 +33,6 @@ __all__ = [
     "init_fit_worker",
     "limit_threads",
     "local_prefect_api",
-    "mark_started",
     "quiet_worker_logs",
 ]
 
@@ -54,24 +52,8 @@ def limit_threads() -> None:
     os.environ.update(SINGLE_THREAD_ENV)
 
 
-def mark_started(folder: str, task: Any, task_run: Any, state: Any) -> None:
-    """``on_running`` hook: leave ``FOLDER/TASK_RUN_ID``, the mark of a fit that started.
-
-    When a worker dies, every unfinished future of its pool fails alike; the marks tell the
-    fits that were running (and may have killed it) from those still queued.
-    """
-    Path(folder, str(task_run.id)).touch()
-
-
-class _WithoutStartMarks(logging.Filter):
-    """Drop Prefect's two INFO lines per hook call for ``mark_started`` (two per fit)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return f"'{mark_started.__name__}'" not in record.getMessage()
-
-
 def quiet_worker_logs() -> None:
-    """A fit worker logs as the command does: no start-mark lines, no traceback of an outage.
+    """A fit worker logs as the command does: no traceback of an outage.
 
     The fits log from the worker processes, where the command's own filters
     (``flows.outcome.hide_expected_tracebacks``) are not installed: a store outage would print
@@ -79,7 +61,6 @@ def quiet_worker_logs() -> None:
     """
     from flows.outcome import hide_expected_tracebacks
 
-    logging.getLogger("prefect.task_runs").addFilter(_WithoutStartMarks())
     hide_expected_tracebacks()
 
 

@@ -18,6 +18,8 @@ from misterp.status import FitStatus
 
 #: The model whose fit kills its own worker process, on every attempt (a planted OOM kill).
 KILLER = "DE/killer/yes"
+#: The environment variable naming the file ``fit_or_die`` logs each started fit to.
+FIT_LOG = "MISTERP_TEST_FIT_LOG"
 #: How long a fake fit takes: long enough that the other worker is mid-fit when one dies.
 SECONDS = 1.0
 
@@ -31,7 +33,13 @@ def fit_or_die(
     cores: int | None = None,
     run_id: str | None = None,
 ) -> FitSummary:
-    """Pretend to fit ``key``; the ``KILLER`` model's fit SIGKILLs its own worker halfway."""
+    """Pretend to fit ``key``; the ``KILLER`` model's fit SIGKILLs its own worker halfway.
+
+    With ``FIT_LOG`` set in the environment, each fit that starts appends its key to that file.
+    """
+    if os.environ.get(FIT_LOG):
+        with open(os.environ[FIT_LOG], "a") as log:
+            log.write(f"{key}\n")
     if key == KILLER:
         time.sleep(SECONDS / 2)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -52,7 +60,7 @@ def record_in_memory(**call: Any) -> FitSummary:
 
 
 @flow
-def fan_out(keys: list[str], workers: int) -> list[FitSummary]:
+def fan_out(keys: list[str], workers: int, per_task: int | None = None) -> list[FitSummary]:
     """``fit_in_processes`` with ``fit_or_die``, in a flow defined here: the pool pickles the
     flow with its context, and a worker importing the test module would import PyMC too."""
     from flows.dispatch import fit_in_processes
@@ -65,4 +73,5 @@ def fan_out(keys: list[str], workers: int) -> list[FitSummary]:
         workers,
         fit=fit_or_die,
         record=record_in_memory,
+        per_task=per_task,
     )
