@@ -294,7 +294,8 @@ class WaveRun:
     startup_seconds: float = float("nan")
     summary: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
-    task_seconds: dict[str, float] = field(default_factory=dict)  # fit key -> task wall time
+    # fit key -> its task run's wall time over the fits that run carried
+    task_seconds: dict[str, float] = field(default_factory=dict)
     compile_seconds: list[float] = field(default_factory=list)
     memory: dict[int, ProcessMemory] = field(default_factory=dict)
     children_peak_kb: int = 0
@@ -357,6 +358,15 @@ def _stop_sending_logs() -> None:
                     logger.removeHandler(handler)
 
 
+def _fit_keys(task_run_name: str) -> list[str]:
+    """The model keys of a fit task run's name, ``fit KEY, KEY, ...``.
+
+    >>> _fit_keys("fit DE/q/a, DE/q/b")
+    ['DE/q/a', 'DE/q/b']
+    """
+    return task_run_name.removeprefix("fit ").split(", ")
+
+
 def _task_runs(flow_run_id: Any, expected_fits: int, wait: float = 30.0) -> list[Any]:
     """All task runs of the flow run, waiting for the server to record the workers' events."""
     from prefect.client.orchestration import get_client
@@ -377,8 +387,12 @@ def _task_runs(flow_run_id: Any, expected_fits: int, wait: float = 30.0) -> list
                 offset += len(page)
                 if len(page) < 200:
                     break
-            finished = [r for r in runs if r.name.startswith("fit ") and r.end_time is not None]
-            if len(finished) >= expected_fits or time.monotonic() > deadline:
+            finished = sum(
+                len(_fit_keys(r.name))
+                for r in runs
+                if r.name.startswith("fit ") and r.end_time is not None
+            )
+            if finished >= expected_fits or time.monotonic() > deadline:
                 return runs
             time.sleep(1.0)
 
@@ -416,7 +430,10 @@ def _phases(runs: Sequence[Any], flow_seconds: float) -> tuple[dict[str, float],
         if run.start_time is None or run.end_time is None:
             continue
         if run.name.startswith("fit "):
-            fits[run.name[4:]] = (run.end_time - run.start_time).total_seconds()
+            # a task run fits one or several models: "fit KEY, KEY, ..."; each gets its share
+            keys = _fit_keys(run.name)
+            for key in keys:
+                fits[key] = (run.end_time - run.start_time).total_seconds() / len(keys)
             fit_start = run.start_time if fit_start is None else min(fit_start, run.start_time)
             fit_end = run.end_time if fit_end is None else max(fit_end, run.end_time)
         else:
@@ -768,8 +785,8 @@ def print_report(
         )
         if run.task_seconds:
             task = fitted["key"].map(run.task_seconds)
-            per_fit["task (fit + I/O + prefect)"] = task.to_numpy()
-            per_fit["  I/O + prefect per task"] = (task - fitted["fit_seconds"]).to_numpy()
+            per_fit["task run's share (fit + I/O + prefect)"] = task.to_numpy()
+            per_fit["  I/O + prefect per fit"] = (task - fitted["fit_seconds"]).to_numpy()
         print("per fit:")
         print(per_fit.describe().T[["count", "mean", "50%", "min", "max"]].round(2).to_string())
         total = float(fitted["fit_seconds"].sum())
