@@ -1,7 +1,8 @@
 """What one Prefect task costs a fit worker when the task itself does nothing.
 
-A wave fits each model as one Prefect task in a process pool (``flows.dispatch``). Besides the
-fit, every task run is created through the API, moves through its states and emits events.
+A wave's fits run as Prefect tasks in a process pool (``flows.dispatch``). Besides the fits,
+every task run is created through the API, moves through its states and emits events: this is
+why a task run carries up to 8 fits (``flows.dispatch.fits_per_task``) and no longer one.
 This bench runs ``--tasks`` no-op tasks, with the fit task's options (its run name from the
 key, 2 retries), in a pool of ``--workers`` processes started as the wave starts them
 (``flows.runtime.init_fit_worker``), against a temporary local Prefect API, once with
