@@ -18,6 +18,8 @@ from misterp.status import FitStatus
 
 #: The model whose fit kills its own worker process, on every attempt (a planted OOM kill).
 KILLER = "DE/killer/yes"
+#: The model whose first fit meets a store outage (with ``FIT_LOG`` set).
+FLAKY = "DE/flaky/yes"
 #: The environment variable naming the file ``fit_or_die`` logs each started fit to.
 FIT_LOG = "MISTERP_TEST_FIT_LOG"
 #: How long a fake fit takes: long enough that the other worker is mid-fit when one dies.
@@ -35,11 +37,15 @@ def fit_or_die(
 ) -> FitSummary:
     """Pretend to fit ``key``; the ``KILLER`` model's fit SIGKILLs its own worker halfway.
 
-    With ``FIT_LOG`` set in the environment, each fit that starts appends its key to that file.
+    With ``FIT_LOG`` set in the environment, each fit that starts appends its key to that file,
+    and the ``FLAKY`` model's first fit fails as a store outage does.
     """
     if os.environ.get(FIT_LOG):
         with open(os.environ[FIT_LOG], "a") as log:
             log.write(f"{key}\n")
+        with open(os.environ[FIT_LOG]) as log:
+            if key == FLAKY and log.read().split().count(FLAKY) == 1:
+                raise ConnectionError("store timed out (planted, first attempt only)")
     if key == KILLER:
         time.sleep(SECONDS / 2)
         os.kill(os.getpid(), signal.SIGKILL)

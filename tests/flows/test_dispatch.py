@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fake_fits import FIT_LOG, KILLER, RECORDED, fan_out
+from fake_fits import FIT_LOG, FLAKY, KILLER, RECORDED, fan_out
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     TaskRunFilter,
@@ -106,3 +106,19 @@ def test_fits_that_share_a_task_run_with_a_killer_are_neither_lost_nor_fitted_tw
         (f"fit {KILLER}", "CRASHED"),  # alone, the second time
         (f"fit {', '.join(first)}", "CRASHED"),
     ]
+
+
+def test_a_task_run_retried_after_a_store_outage_refits_only_what_was_not_done(
+    prefect_api: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect retries a task run after an infrastructure fault; its fits that had finished
+    are not fitted again, and every fit is reported once."""
+    log = tmp_path / "fits.log"
+    monkeypatch.setenv(FIT_LOG, str(log))
+    keys = ["DE/q1/a", "DE/q1/b", FLAKY, "DE/q1/c"]
+
+    summaries = fan_out(keys, workers=1, per_task=4)
+
+    assert [summary.key for summary in summaries] == keys
+    assert {summary.status for summary in summaries} == {FitStatus.CONVERGED}
+    assert Counter(log.read_text().split()) == {"DE/q1/a": 1, "DE/q1/b": 1, FLAKY: 2, "DE/q1/c": 1}
