@@ -165,6 +165,16 @@ def fits_per_task(models: int, processes: int) -> int:
     return max(1, min(MAX_FITS_PER_TASK, models // (processes * TASKS_PER_PROCESS)))
 
 
+def _task_batches(keys: Sequence[str], processes: int, per_task: int | None) -> list[list[str]]:
+    """``keys`` in the batches the task runs carry: ``per_task`` each, else ``fits_per_task``.
+
+    >>> _task_batches(["a", "b", "c"], 1, 2)
+    [['a', 'b'], ['c']]
+    """
+    size = per_task or fits_per_task(len(keys), processes)
+    return [list(keys[i : i + size]) for i in range(0, len(keys), size)]
+
+
 class FitMarks:
     """What each fit of a fan-out left behind in a folder: that it started, and its summary.
 
@@ -284,13 +294,12 @@ class _Pools:
             max_workers=processes, initializer=init_fit_worker, initargs=(os.getpid(),)
         )
         self.marks.forget(keys)
-        size = self.per_task or fits_per_task(len(keys), processes)
         broken: dict[PrefectFuture[Any], list[str]] = {}
         finished = 0
         with runner:
             futures: dict[PrefectFuture[list[FitSummary]], list[str]] = {
                 runner.submit(fit_several, parameters=self.parameters(batch)): batch
-                for batch in (list(keys[i : i + size]) for i in range(0, len(keys), size))
+                for batch in _task_batches(keys, processes, self.per_task)
             }
             for future in as_completed(list(futures)):
                 try:
@@ -390,12 +399,11 @@ def fit_in_processes(
             }
 
         if processes == 1:
-            size = per_task or fits_per_task(len(keys), 1)
             threads: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=1)
             with threads as runner:
                 submitted: list[PrefectFuture[list[FitSummary]]] = [
-                    runner.submit(fit_several, parameters=parameters(list(keys[i : i + size])))
-                    for i in range(0, len(keys), size)
+                    runner.submit(fit_several, parameters=parameters(batch))
+                    for batch in _task_batches(keys, 1, per_task)
                 ]
                 for future in as_completed(submitted):
                     for summary in future.result():
